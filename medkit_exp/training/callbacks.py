@@ -1,0 +1,316 @@
+"""Callbacks: named events of a run, the state they see and the control they steer it with.
+
+Events keep medkit's names and argument names (``on_train_begin(config)``, ``on_train_end()``,
+``on_epoch_begin(epoch)``, ``on_epoch_end(metrics, epoch, epoch_duration)``,
+``on_step_begin(step_idx, nb_batches, phase)``, ``on_step_end(step_idx, nb_batches, phase)``,
+``on_save(checkpoint_dir)``) and add ``on_log``, ``on_evaluate`` and ``on_exception``.
+A callback written for medkit (any object with some of these methods) works as it is: the
+Trainer only calls the methods a callback has.
+
+Callbacks derived from :class:`TrainerCallback` also get ``self.state`` (a read-only view of
+the run: global step, epoch, best checkpoint...) and ``self.control``, through which they ask
+the loop to stop, save or evaluate::
+
+    class StopAtStep(TrainerCallback):
+        def on_log(self, logs, step):
+            if step >= 100:
+                self.control.request_stop("enough")
+
+A callback that must survive a resume defines ``state_dict()`` / ``load_state_dict(state)``;
+its state is stored in every checkpoint under its ``state_key`` (default: its class name).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+EVENTS = (
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_step_begin",
+    "on_step_end",
+    "on_log",
+    "on_evaluate",
+    "on_save",
+    "on_exception",
+)
+
+
+@dataclass
+class TrainerState:
+    """Where the run stands; saved in every checkpoint and restored on resume."""
+
+    output_dir: str = ""
+    epoch: int = 0  # current epoch, from 1
+    global_step: int = 0  # optimizer steps done
+    batch_in_epoch: int = 0  # micro-batches done in the current epoch
+    nb_batches_per_epoch: int = 0
+    max_steps: int = 0  # optimizer steps the run will do in all
+    nb_evaluations: int = 0
+    history: list[dict[str, dict[str, float]]] = field(default_factory=list)
+    best_metric: float | None = None
+    best_checkpoint: str | None = None
+    last_checkpoint: str | None = None
+    stop_reason: str | None = None  # why the run stopped early: "early_stopping", "SIGTERM", ...
+    interrupted: bool = False  # stopped by a signal (SIGTERM/SIGINT)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class TrainerControl:
+    """Requests from callbacks to the loop, honoured at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.should_stop = False
+        self.should_save = False
+        self.should_evaluate = False
+        self.stop_reason: str | None = None
+
+    def request_stop(self, reason: str = "requested by a callback") -> None:
+        """Stop after the current optimizer step (a last checkpoint is saved)."""
+        self.should_stop = True
+        self.stop_reason = self.stop_reason or reason
+
+    def request_save(self) -> None:
+        """Save a checkpoint after the current optimizer step."""
+        self.should_save = True
+
+    def request_evaluate(self) -> None:
+        """Evaluate after the current optimizer step."""
+        self.should_evaluate = True
+
+
+class TrainerCallback:
+    """Base class of callbacks: every event is a no-op; override those you need."""
+
+    state: TrainerState
+    control: TrainerControl
+
+    def setup(self, state: TrainerState, control: TrainerControl) -> None:
+        """Called by the Trainer before ``on_train_begin``."""
+        self.state = state
+        self.control = control
+
+    def on_train_begin(self, config: Any) -> None:
+        """Training starts (also when resuming)."""
+
+    def on_train_end(self) -> None:
+        """Training ended, normally or through a stop request (not an exception)."""
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        """An epoch starts (epochs count from 1)."""
+
+    def on_epoch_end(self, metrics: dict[str, dict[str, float]], epoch: int, epoch_duration: float) -> None:
+        """An epoch ended; ``metrics`` is the last ``{"train": ..., "eval": ...}`` entry."""
+
+    def on_step_begin(self, step_idx: int, nb_batches: int, phase: str) -> None:
+        """A batch of ``phase`` ("train" or "eval") starts; ``step_idx`` counts from 0."""
+
+    def on_step_end(self, step_idx: int, nb_batches: int, phase: str) -> None:
+        """A batch of ``phase`` ended."""
+
+    def on_log(self, logs: dict[str, float], step: int) -> None:
+        """Training logs (loss, learning_rate, grad_norm, throughput) at optimizer step ``step``."""
+
+    def on_evaluate(self, metrics: dict[str, float], step: int) -> None:
+        """Evaluation metrics at optimizer step ``step`` (before the checkpoint is written)."""
+
+    def on_save(self, checkpoint_dir: str) -> None:
+        """A checkpoint was written to ``checkpoint_dir``."""
+
+    def on_exception(self, exception: BaseException) -> None:
+        """Training is failing with ``exception`` (re-raised after the callbacks)."""
+
+
+class CallbackList:
+    """Dispatches events to callbacks, calling only the methods each one defines."""
+
+    def __init__(self, callbacks: list[Any]):
+        self.callbacks = list(callbacks)
+        # Resolve methods once: the step events run on every batch.
+        self._handlers = {
+            event: [getattr(cb, event) for cb in self.callbacks if callable(getattr(cb, event, None))]
+            for event in EVENTS
+        }
+
+    def setup(self, state: TrainerState, control: TrainerControl) -> None:
+        for cb in self.callbacks:
+            if callable(getattr(cb, "setup", None)):
+                cb.setup(state, control)
+
+    def call(self, event: str, **kwargs: Any) -> None:
+        for handler in self._handlers[event]:
+            handler(**kwargs)
+
+    def has(self, event: str) -> bool:
+        return bool(self._handlers[event])
+
+    def state_dicts(self) -> dict[str, Any]:
+        return {
+            _state_key(cb): cb.state_dict() for cb in self.callbacks if callable(getattr(cb, "state_dict", None))
+        }
+
+    def load_state_dicts(self, states: dict[str, Any]) -> None:
+        for cb in self.callbacks:
+            key = _state_key(cb)
+            if key in states and callable(getattr(cb, "load_state_dict", None)):
+                cb.load_state_dict(states[key])
+
+
+def _state_key(callback: Any) -> str:
+    return getattr(callback, "state_key", type(callback).__name__)
+
+
+def _format_metrics(title: str, metrics: dict[str, float] | None) -> str:
+    if not metrics:
+        return ""
+    lines = "\n ".join(f"{key}:{value:8.3f}" for key, value in metrics.items() if isinstance(value, (int, float)))
+    return f"{title}:\n {lines}\n"
+
+
+class DefaultPrinterCallback(TrainerCallback):
+    """Logs the run like medkit's printer (start, epoch metrics, saves, end) and shows progress bars.
+
+    Progress bars (tqdm) show steps, the running loss and throughput; they are off when stderr
+    is not a terminal (``progress_bar=None``), or forced on/off with ``True``/``False``.
+    """
+
+    def __init__(self, progress_bar: bool | None = None):
+        self.logger = logging.getLogger("DefaultPrinterCallback")
+        self.progress_bar = progress_bar
+        self._bar: Any = None
+        self._last_loss: float | None = None
+
+    def on_train_begin(self, config: Any) -> None:
+        self.logger.info(
+            "Running training:\n\tNum epochs: %s\n\tTrain batch size:%s\n\tGradient accum steps: %s\n",
+            getattr(config, "nb_training_epochs", "?"),
+            getattr(config, "batch_size", "?"),
+            getattr(config, "gradient_accumulation_steps", "?"),
+        )
+
+    def on_epoch_end(self, metrics: dict[str, dict[str, float]], epoch: int, epoch_duration: float) -> None:
+        message = f"Epoch {epoch} ended (duration: {epoch_duration:.2f}s)\n"
+        message += _format_metrics("Training metrics", metrics.get("train"))
+        message += _format_metrics("Evaluation metrics", metrics.get("eval"))
+        self.logger.info(message)
+
+    def on_evaluate(self, metrics: dict[str, float], step: int) -> None:
+        self.logger.debug("Evaluation at step %d: %s", step, metrics)
+
+    def on_train_end(self) -> None:
+        self._close_bar()
+        self.logger.info("Training is completed")
+
+    def on_save(self, checkpoint_dir: str) -> None:
+        self.logger.info("Saving checkpoint in %s", checkpoint_dir)
+
+    def on_log(self, logs: dict[str, float], step: int) -> None:
+        self._last_loss = logs.get("loss")
+
+    def on_step_begin(self, step_idx: int, nb_batches: int, phase: str) -> None:
+        if self._bar is None and self._bars_enabled():
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=nb_batches, initial=step_idx, desc=phase, unit="batch", leave=False, dynamic_ncols=True)
+
+    def on_step_end(self, step_idx: int, nb_batches: int, phase: str) -> None:
+        if self._bar is None:
+            return
+        self._bar.update()
+        if phase == "train" and self._last_loss is not None and self._bar.n % 10 == 0:
+            self._bar.set_postfix(loss=f"{self._last_loss:.4f}", refresh=False)
+        if step_idx + 1 >= nb_batches:
+            self._close_bar()
+
+    def on_exception(self, exception: BaseException) -> None:
+        self._close_bar()
+
+    def _bars_enabled(self) -> bool:
+        if self.progress_bar is not None:
+            return self.progress_bar
+        return sys.stderr.isatty()
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class EarlyStoppingCallback(TrainerCallback):
+    """Stops training when an eval metric has not improved for ``patience`` evaluations.
+
+    >>> EarlyStoppingCallback(metric="f1", patience=3, mode="max", min_delta=0.001).monitor
+    'f1'
+    """
+
+    def __init__(self, metric: str = "loss", patience: int = 3, min_delta: float = 0.0, mode: str = "min"):
+        from medkit_exp.errors import ConfigError
+
+        if mode not in ("min", "max"):
+            raise ConfigError("early_stopping.mode", f"must be 'min' or 'max', got {mode!r}")
+        if patience < 1:
+            raise ConfigError("early_stopping.patience", f"must be >= 1, got {patience}")
+        if min_delta < 0:
+            raise ConfigError("early_stopping.min_delta", f"must be >= 0, got {min_delta}")
+        self.monitor = metric
+        self.patience = patience
+        self.min_delta = min_delta
+        self.mode = mode
+        self.best: float | None = None
+        self.bad_evaluations = 0
+
+    def on_evaluate(self, metrics: dict[str, float], step: int) -> None:
+        value = metrics.get(self.monitor)
+        if value is None:
+            raise KeyError(
+                f"early stopping metric '{self.monitor}' not in eval metrics; available: {sorted(metrics)}"
+            )
+        if self._improves(value):
+            self.best = value
+            self.bad_evaluations = 0
+            return
+        self.bad_evaluations += 1
+        if self.bad_evaluations >= self.patience:
+            logger.info(
+                "Early stopping at step %d: eval %s has not improved on %.5f for %d evaluations",
+                step, self.monitor, self.best, self.bad_evaluations,
+            )
+            self.control.request_stop("early_stopping")
+
+    def _improves(self, value: float) -> bool:
+        if self.best is None or math.isnan(self.best):
+            return not math.isnan(value)
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_evaluations": self.bad_evaluations}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state["best"]
+        self.bad_evaluations = state["bad_evaluations"]
+
+
+class Timer:
+    """Wall-clock seconds since creation (or the last ``reset``)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def reset(self) -> None:
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start

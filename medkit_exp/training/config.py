@@ -1,0 +1,133 @@
+"""TrainerConfig: medkit's fields and defaults, plus what a mature trainer needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from medkit_exp.errors import ConfigError
+
+EVAL_STRATEGIES = ("epoch", "steps", "no")
+SCHEDULER_INTERVALS = ("epoch", "step")
+PRECISIONS = ("32", "bf16", "fp16")
+NONFINITE_POLICIES = ("error", "skip")
+
+
+@dataclass
+class TrainerConfig:
+    """Trainer configuration.
+
+    The first twelve fields are medkit's, with medkit's defaults; every field after them
+    defaults to medkit's behaviour where medkit had one.
+
+    Parameters
+    ----------
+    output_dir: folder of the run: checkpoints, ``history.jsonl`` (created with its parents).
+    learning_rate: initial learning rate, passed to ``component.configure_optimizer``.
+    nb_training_epochs: number of epochs (``max_steps`` may stop earlier).
+    dataloader_nb_workers: DataLoader worker processes (0: load in the main process).
+    batch_size: training batch size (micro-batch, before gradient accumulation).
+    seed: seeds python, numpy and torch at construction and orders the batches of each epoch.
+    gradient_accumulation_steps: micro-batches per optimizer step.
+    do_metrics_in_training: also run the metrics computer on training batches.
+    metric_to_track_lr: eval metric given to ``ReduceLROnPlateau``.
+    checkpoint_period: save every N evaluations (epochs by default); 0 saves only the last.
+    checkpoint_metric: eval metric that ranks checkpoints.
+    minimize_checkpoint_metric: lower ``checkpoint_metric`` is better.
+    max_steps: stop after this many optimizer steps (None: run all epochs).
+    eval_strategy: "epoch" (medkit), "steps" (every ``eval_steps`` optimizer steps) or "no".
+    eval_steps: optimizer steps between evaluations when ``eval_strategy="steps"``.
+    eval_batch_size: evaluation batch size (None: ``batch_size``).
+    logging_steps: optimizer steps between ``on_log`` events (loss, lr, grad norm, throughput).
+    lr_scheduler_interval: step the scheduler per "epoch" (medkit) or per optimizer "step";
+        None takes the builder's ``interval`` attribute if it has one, else "epoch".
+    max_grad_norm: clip the gradient norm to this value (None: no clipping).
+    weight_decay: if > 0, the optimizer of ``configure_optimizer`` is rebuilt with two parameter
+        groups so biases and LayerNorm weights get no decay (needs ``component.model``).
+    precision: "32", "bf16" (autocast, CPU or CUDA) or "fp16" (autocast and grad scaler, CUDA).
+    compile: ``torch.compile`` the component's model in place.
+    keep_best_k: number of best checkpoints kept besides the last one.
+    deterministic: ask torch for deterministic algorithms (slower on GPU).
+    on_nonfinite_loss: "error" stops with the step named; "skip" skips the batch and counts it.
+    group_by_length: batch items of similar length together (needs ``input_ids`` or ``length``).
+    cache_preprocessed: preprocess the data once, not every epoch.
+    handle_signals: on SIGTERM/SIGINT, save a checkpoint and stop cleanly.
+    """
+
+    output_dir: str
+    learning_rate: float = 1e-5
+    nb_training_epochs: int = 3
+    dataloader_nb_workers: int = 0
+    batch_size: int = 1
+    seed: int | None = None
+    gradient_accumulation_steps: int = 1
+    do_metrics_in_training: bool = False
+    metric_to_track_lr: str = "loss"
+    checkpoint_period: int = 1
+    checkpoint_metric: str = "loss"
+    minimize_checkpoint_metric: bool = True
+    max_steps: int | None = None
+    eval_strategy: str = "epoch"
+    eval_steps: int | None = None
+    eval_batch_size: int | None = None
+    logging_steps: int = 50
+    lr_scheduler_interval: str | None = None
+    max_grad_norm: float | None = None
+    weight_decay: float = 0.0
+    precision: str = "32"
+    compile: bool = False
+    keep_best_k: int = 1
+    deterministic: bool = False
+    on_nonfinite_loss: str = "error"
+    group_by_length: bool = False
+    cache_preprocessed: bool = True
+    handle_signals: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid field and what is allowed."""
+        _at_least("learning_rate", self.learning_rate, 0.0, strict=True)
+        _at_least("nb_training_epochs", self.nb_training_epochs, 1)
+        _at_least("dataloader_nb_workers", self.dataloader_nb_workers, 0)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("gradient_accumulation_steps", self.gradient_accumulation_steps, 1)
+        _at_least("checkpoint_period", self.checkpoint_period, 0)
+        _at_least("logging_steps", self.logging_steps, 1)
+        _at_least("keep_best_k", self.keep_best_k, 0)
+        _at_least("weight_decay", self.weight_decay, 0.0)
+        if self.max_steps is not None:
+            _at_least("max_steps", self.max_steps, 1)
+        if self.eval_batch_size is not None:
+            _at_least("eval_batch_size", self.eval_batch_size, 1)
+        if self.max_grad_norm is not None:
+            _at_least("max_grad_norm", self.max_grad_norm, 0.0, strict=True)
+        _one_of("eval_strategy", self.eval_strategy, EVAL_STRATEGIES)
+        _one_of("precision", str(self.precision), PRECISIONS)
+        _one_of("on_nonfinite_loss", self.on_nonfinite_loss, NONFINITE_POLICIES)
+        if self.lr_scheduler_interval is not None:
+            _one_of("lr_scheduler_interval", self.lr_scheduler_interval, SCHEDULER_INTERVALS)
+        if self.eval_strategy == "steps":
+            if self.eval_steps is None:
+                raise ConfigError("eval_steps", "is required when eval_strategy='steps'")
+            _at_least("eval_steps", self.eval_steps, 1)
+        if not self.output_dir:
+            raise ConfigError("output_dir", "must be a folder path, got an empty value")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field but ``output_dir`` (as medkit's)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "output_dir"}
+
+
+def _at_least(key: str, value: Any, minimum: float, strict: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(key, f"must be a number, got {value!r}")
+    if value < minimum or (strict and value == minimum):
+        relation = ">" if strict else ">="
+        raise ConfigError(key, f"must be {relation} {minimum}, got {value!r}")
+
+
+def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(key, f"must be one of {', '.join(allowed)}; got {value!r}")
