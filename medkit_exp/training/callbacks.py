@@ -56,6 +56,7 @@ class TrainerState:
     nb_batches_per_epoch: int = 0
     max_steps: int = 0  # optimizer steps the run will do in all
     nb_evaluations: int = 0
+    last_eval_step: int = -1
     history: list[dict[str, dict[str, float]]] = field(default_factory=list)
     best_metric: float | None = None
     best_checkpoint: str | None = None
@@ -187,6 +188,12 @@ class DefaultPrinterCallback(TrainerCallback):
 
     def __init__(self, progress_bar: bool | None = None):
         self.logger = logging.getLogger("DefaultPrinterCallback")
+        if not self.logger.handlers and not logging.getLogger().handlers:
+            # Used from plain Python with logging unconfigured: print like medkit's printer does.
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+            self.logger.addHandler(handler)
+            self.logger.setLevel(logging.INFO)
         self.progress_bar = progress_bar
         self._bar: Any = None
         self._last_loss: float | None = None

@@ -1,0 +1,100 @@
+"""Learning-rate scheduler builders (medkit's ``lr_scheduler_builder(optimizer)`` contract).
+
+A builder is any callable taking the optimizer. Builders here also take
+``num_training_steps`` (the Trainer passes it to builders that accept it) and carry an
+``interval`` attribute: "step" (stepped after every optimizer step) or "epoch".
+
+>>> builder = make_scheduler_builder("linear", warmup_ratio=0.1)
+>>> builder.interval
+'step'
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from medkit_exp.errors import ConfigError
+
+DECAYS = ("linear", "cosine", "constant")
+SCHEDULERS = ("none", *DECAYS, "plateau")
+
+
+class WarmupDecaySchedulerBuilder:
+    """Linear warmup (``warmup_steps`` or ``warmup_ratio`` of all steps), then a decay to
+    ``min_lr_ratio`` of the initial rate: "linear", "cosine" or "constant"."""
+
+    interval = "step"
+
+    def __init__(
+        self, decay: str = "linear", warmup_steps: int = 0, warmup_ratio: float = 0.0, min_lr_ratio: float = 0.0
+    ):
+        if decay not in DECAYS:
+            raise ConfigError("scheduler.decay", f"must be one of {', '.join(DECAYS)}; got {decay!r}")
+        if warmup_steps < 0:
+            raise ConfigError("scheduler.warmup_steps", f"must be >= 0, got {warmup_steps}")
+        if not 0.0 <= warmup_ratio < 1.0:
+            raise ConfigError("scheduler.warmup_ratio", f"must be in [0, 1), got {warmup_ratio}")
+        if warmup_steps and warmup_ratio:
+            raise ConfigError("scheduler.warmup_steps", "give warmup_steps or warmup_ratio, not both")
+        if not 0.0 <= min_lr_ratio <= 1.0:
+            raise ConfigError("scheduler.min_lr_ratio", f"must be in [0, 1], got {min_lr_ratio}")
+        self.decay = decay
+        self.warmup_steps = warmup_steps
+        self.warmup_ratio = warmup_ratio
+        self.min_lr_ratio = min_lr_ratio
+
+    def __call__(self, optimizer: torch.optim.Optimizer, num_training_steps: int | None = None) -> Any:
+        if num_training_steps is None:
+            raise ConfigError("scheduler", f"{self.decay} decay needs the number of training steps")
+        warmup = self.warmup_steps or int(math.ceil(self.warmup_ratio * num_training_steps))
+        factor = _lr_factor(self.decay, warmup, num_training_steps, self.min_lr_ratio)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class _lr_factor:  # a class, not a closure, so the scheduler state can be pickled
+    def __init__(self, decay: str, warmup: int, total: int, floor: float):
+        self.decay, self.warmup, self.total, self.floor = decay, warmup, max(total, 1), floor
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        if self.decay == "constant":
+            return 1.0
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        if self.decay == "linear":
+            shape = 1.0 - progress
+        else:
+            shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.floor + (1.0 - self.floor) * shape
+
+
+class ReduceLROnPlateauBuilder:
+    """``ReduceLROnPlateau`` stepped at every evaluation with ``TrainerConfig.metric_to_track_lr``."""
+
+    interval = "epoch"
+
+    def __init__(self, mode: str = "min", factor: float = 0.1, patience: int = 1, threshold: float = 1e-4):
+        if mode not in ("min", "max"):
+            raise ConfigError("scheduler.mode", f"must be 'min' or 'max', got {mode!r}")
+        self.kwargs = {"mode": mode, "factor": factor, "patience": patience, "threshold": threshold}
+
+    def __call__(self, optimizer: torch.optim.Optimizer) -> Any:
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **self.kwargs)
+
+
+def make_scheduler_builder(name: str, **kwargs: Any) -> Any | None:
+    """A builder from its config name: none, linear, cosine, constant or plateau."""
+    if name == "none":
+        return None
+    if name in DECAYS:
+        return WarmupDecaySchedulerBuilder(decay=name, **kwargs)
+    if name == "plateau":
+        return ReduceLROnPlateauBuilder(**kwargs)
+    raise ConfigError("scheduler.name", f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
+
+
+def is_plateau(scheduler: Any) -> bool:
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
