@@ -113,7 +113,8 @@ class Trainer:
         self.checkpoints = CheckpointManager(
             self.output_dir / "checkpoints", config.keep_best_k, config.minimize_checkpoint_metric
         )
-        self._check_tracked_metrics(getattr(metrics_computer, "metric_names", None))
+        known = [] if metrics_computer is None else getattr(metrics_computer, "metric_names", None)
+        self._check_tracked_metrics(known)
         self._signal_received: str | None = None
         self._reset_windows()
 
@@ -219,6 +220,7 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.global_step += 1
+        self._step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used
         if self.lr_scheduler is None or is_plateau(self.lr_scheduler):
             return  # ReduceLROnPlateau steps at evaluations
         epoch_ended = self.state.batch_in_epoch >= self.state.nb_batches_per_epoch
@@ -272,7 +274,7 @@ class Trainer:
         window, elapsed = self._window, self._window_timer.elapsed()
         logs = {
             "loss": (window["loss"] / max(window["batches"], 1)).item() if window["batches"] else float("nan"),
-            "learning_rate": self.optimizer.param_groups[0]["lr"],
+            "learning_rate": self._step_lr,
             "epoch": self.state.epoch - 1 + self.state.batch_in_epoch / self.state.nb_batches_per_epoch,
             "samples_per_second": window["samples"] / elapsed if elapsed > 0 else 0.0,
             "steps_per_second": self.config.logging_steps / elapsed if elapsed > 0 else 0.0,
@@ -489,12 +491,13 @@ class Trainer:
         self._train_metric_data: dict[str, list[Any]] = defaultdict(list)
         self._window_timer = Timer()
         self._grad_norm: torch.Tensor | None = None
+        self._step_lr = self.optimizer.param_groups[0]["lr"]
         self._skipped_batches = 0
         self._history_lines = 0
 
     def _write_history_line(self, record: dict[str, Any]) -> None:
         with open(self.output_dir / HISTORY_FILE, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json.dumps(record, default=_to_json) + "\n")
         self._history_lines += 1
 
     def _truncate_history(self, nb_lines: int) -> None:
@@ -544,3 +547,12 @@ def _item_length(item: dict[str, Any]) -> int:
     if "input_ids" in item:
         return len(item["input_ids"])
     raise ConfigError("group_by_length", "preprocessed items need a 'length' or 'input_ids' entry")
+
+
+def _to_json(value: Any) -> Any:
+    """Numbers that metric computers return as numpy or torch scalars."""
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
