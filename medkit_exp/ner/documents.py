@@ -1,0 +1,252 @@
+"""The document model of ``medkit_exp.ner``: texts, entities, relations and read reports.
+
+Small, dependency-free dataclasses. Offsets are character offsets into ``TextDocument.text``
+(end exclusive), as in BRAT and medkit. medkit's own classes are reached through
+:mod:`medkit_exp.ner.formats.medkit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+CharSpan = tuple[int, int]
+
+
+def covered_text(text: str, spans: list[CharSpan]) -> str:
+    """The text under ``spans``, fragments joined by one space (BRAT's convention).
+
+    >>> covered_text("Sécrétion d' oestrone, d' oestradiol", [(0, 9), (23, 36)])
+    "Sécrétion d' oestradiol"
+    """
+    return " ".join(text[start:end] for start, end in spans)
+
+
+@dataclass
+class Entity:
+    """A labelled mention: one span, or several fragments for a discontinuous entity.
+
+    ``spans`` is normalised to a sorted list of ``(start, end)`` int tuples. ``text`` is the
+    covered text (fragments joined by a space); a :class:`TextDocument` fills it from its own
+    text when left to ``None``. ``attrs`` holds normalisations and attributes, e.g.
+    ``{"note": "C0011849", "norm": ["MeSH:D003920"]}``; ``score`` is for predictions.
+
+    >>> e = Entity("DISO", [(305, 315), (285, 293)])
+    >>> e.spans, e.start, e.end, e.is_discontinuous
+    ([(285, 293), (305, 315)], 285, 315, True)
+    """
+
+    label: str
+    spans: list[CharSpan]
+    text: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    score: float | None = None
+
+    def __post_init__(self) -> None:
+        spans = sorted((int(start), int(end)) for start, end in self.spans)
+        if not spans:
+            raise ValueError(f"entity {self.id or self.label!r} has no span")
+        for start, end in spans:
+            if start < 0 or start >= end:
+                raise ValueError(f"entity {self.id or self.label!r}: bad span ({start}, {end})")
+        self.spans = spans
+
+    @property
+    def start(self) -> int:
+        """Start of the first fragment."""
+        return self.spans[0][0]
+
+    @property
+    def end(self) -> int:
+        """End of the last fragment."""
+        return self.spans[-1][1]
+
+    @property
+    def is_discontinuous(self) -> bool:
+        return len(self.spans) > 1
+
+    def describe(self) -> str:
+        """A short human description for error messages: ``T3 ANAT [26, 36) 'hépatiques'``."""
+        spans = ";".join(f"{start}-{end}" for start, end in self.spans)
+        ident = f"{self.id} " if self.id else ""
+        return f"{ident}{self.label} [{spans}] {self.text!r}"
+
+
+@dataclass
+class Relation:
+    """A relation, event or equivalence between annotations, kept as read (mostly from BRAT).
+
+    ``kind`` is ``"relation"`` (BRAT ``R``), ``"event"`` (``E``, whose first argument is the
+    trigger) or ``"equiv"`` (``*``). ``args`` are ``(role, annotation id)`` pairs in file order.
+
+    >>> Relation("R1", "Origin", [("Arg1", "T3"), ("Arg2", "T4")]).args[0]
+    ('Arg1', 'T3')
+    """
+
+    id: str
+    label: str
+    args: list[tuple[str, str]]
+    kind: str = "relation"
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TextDocument:
+    """A text with its entities (and, optionally, relations).
+
+    >>> doc = TextDocument("Diabète de type 2.", [Entity("DISO", [(0, 17)])], doc_id="d1")
+    >>> doc.entities[0].text
+    'Diabète de type 2'
+    """
+
+    text: str
+    entities: list[Entity] = field(default_factory=list)
+    doc_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    relations: list[Relation] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Fill the covered text of entities created without it; copies, so that an entity
+        # shared with another document is never changed behind the caller's back.
+        self.entities = [
+            entity if entity.text is not None else dataclasses.replace(entity, text=self.covered_text(entity))
+            for entity in self.entities
+        ]
+
+    def covered_text(self, entity: Entity) -> str:
+        """The document text under ``entity`` (fragments joined by a space)."""
+        return covered_text(self.text, entity.spans)
+
+    def with_entities(self, entities: list[Entity]) -> TextDocument:
+        """A copy of this document (metadata copied shallowly) holding ``entities`` instead."""
+        return TextDocument(
+            text=self.text,
+            entities=list(entities),
+            doc_id=self.doc_id,
+            metadata=dict(self.metadata),
+            relations=list(self.relations),
+        )
+
+
+@dataclass
+class SkippedItem:
+    """One piece of input left out under ``errors="skip"``, with where and why."""
+
+    path: str | None
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = "" if self.path is None else (self.path if self.line is None else f"{self.path}:{self.line}")
+        return f"{where}: {self.reason}" if where else self.reason
+
+
+@dataclass
+class ReadReport:
+    """What a reader did: files and documents read, what it skipped, ignored or noticed.
+
+    ``skipped`` lists bad input left out under ``errors="skip"``; ``ignored`` counts what an
+    explicit option told the reader to leave out (e.g. ``{"relation": 12}``); ``notes`` are
+    facts worth knowing (e.g. a ``.txt`` without ``.ann``).
+
+    >>> report = ReadReport(source="corpus/")
+    >>> report.ignored["relation"] += 2
+    >>> report.summary()
+    'corpus/: 0 documents, 0 entities from 0 files; ignored relation=2'
+    """
+
+    source: str = ""
+    files: int = 0
+    documents: int = 0
+    entities: int = 0
+    skipped: list[SkippedItem] = field(default_factory=list)
+    ignored: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str, path: str | None = None, line: int | None = None) -> None:
+        """Record one skipped item (and log it at WARNING, so nothing is left out silently)."""
+        item = SkippedItem(None if path is None else str(path), line, reason)
+        self.skipped.append(item)
+        logger.warning("skipped %s", item)
+
+    def summary(self) -> str:
+        text = f"{self.source}: {self.documents} documents, {self.entities} entities from {self.files} files"
+        if self.skipped:
+            text += f"; skipped {len(self.skipped)} bad items"
+        if self.ignored:
+            text += "; ignored " + ", ".join(f"{key}={value}" for key, value in sorted(self.ignored.items()))
+        if self.notes:
+            text += f"; {len(self.notes)} notes"
+        return text
+
+    def log(self, level: int = logging.INFO) -> None:
+        logger.log(level, "read %s", self.summary())
+
+
+class Corpus(list):
+    """A list of :class:`TextDocument` that also carries the :class:`ReadReport` of its reading.
+
+    >>> corpus = Corpus([TextDocument("a")], ReadReport(source="x"))
+    >>> len(corpus), corpus.report.source
+    (1, 'x')
+    """
+
+    def __init__(self, documents: list[TextDocument] | None = None, report: ReadReport | None = None):
+        super().__init__(documents or [])
+        self.report = report if report is not None else ReadReport()
+
+
+# Helpers shared by the readers of ``medkit_exp.ner.formats`` (kept here to avoid a module
+# the formats would import in a cycle through the package ``__init__``).
+
+ERROR_MODES = ("raise", "skip")
+
+
+def check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Raise a ConfigError unless ``value`` is one of ``allowed``.
+
+    >>> check_choice("errors", "skip", ERROR_MODES)
+    """
+    if value not in allowed:
+        from medkit_exp.errors import ConfigError
+
+        raise ConfigError(key, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
+def fail(report: ReadReport, errors: str, message: str, path: Any = None, line: int | None = None) -> None:
+    """Raise a DataError (``errors="raise"``) or record the item as skipped (``"skip"``)."""
+    if errors == "raise":
+        from medkit_exp.errors import DataError
+
+        raise DataError(message, path=path, line=line)
+    report.skip(message, None if path is None else str(path), line)
+
+
+def read_text_file(path: Any, encoding: str = "utf-8") -> str:
+    """The exact content of a text file (no newline translation, so offsets match the bytes'
+    characters), or a DataError naming the file and the line of the first undecodable byte.
+    """
+    from pathlib import Path
+
+    from medkit_exp.errors import DataError
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError("no such file or directory", path=path)
+    raw = path.read_bytes()
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise DataError(
+            f"not valid {encoding} (byte {raw[error.start]:#04x} at offset {error.start}); "
+            "convert the file or pass the right encoding",
+            path=path,
+            line=line,
+        ) from None

@@ -1,0 +1,111 @@
+"""Corpus readers and writers: BRAT standoff, CoNLL/IOB, JSON lines, medkit (lazy).
+
+:func:`read_documents` picks a reader by format (or guesses it from the path) and
+:func:`read_splits` reads ``train``/``dev``/``test`` under one folder, naming any missing split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medkit_exp.errors import DataError
+from medkit_exp.ner.documents import Corpus, ReadReport
+from medkit_exp.ner.formats.brat import read_brat, write_brat
+from medkit_exp.ner.formats.conll import read_conll
+from medkit_exp.ner.formats.jsonl import read_jsonl, write_jsonl
+
+__all__ = [
+    "FORMATS",
+    "Corpus",
+    "ReadReport",
+    "from_medkit",
+    "read_brat",
+    "read_conll",
+    "read_documents",
+    "read_jsonl",
+    "read_medkit_json",
+    "read_splits",
+    "to_medkit",
+    "write_brat",
+    "write_jsonl",
+    "write_medkit_json",
+]
+
+FORMATS = ("auto", "brat", "conll", "jsonl", "medkit_json")
+_SUFFIXES = {".jsonl": "jsonl", ".tsv": "conll", ".conll": "conll", ".iob": "conll", ".bio": "conll"}
+
+
+def __getattr__(name: str) -> Any:
+    # The medkit converters are imported on first use only (medkit itself is optional).
+    if name in ("to_medkit", "from_medkit", "read_medkit_json", "write_medkit_json"):
+        from medkit_exp.ner.formats import medkit as medkit_format
+
+        return getattr(medkit_format, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _guess_format(path: Path) -> str:
+    if path.is_dir() or path.suffix in (".ann", ".txt"):
+        return "brat"
+    if path.suffix in _SUFFIXES:
+        return _SUFFIXES[path.suffix]
+    raise DataError(f"cannot tell the format from the name; pass format= one of {', '.join(FORMATS[1:])}", path=path)
+
+
+def read_documents(path: str | Path, format: str = "auto", **options: Any) -> Corpus:
+    """Read a corpus in ``format`` (``"auto"``: a folder or .txt/.ann is BRAT, ``.tsv``/``.conll``
+    /``.iob``/``.bio`` CoNLL, ``.jsonl`` JSON lines); ``options`` go to the reader.
+
+    >>> train = read_documents("ncbi_disease/conll/train.tsv", without_docstart="file")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError("no such file or directory", path=path)
+    if format == "auto":
+        format = _guess_format(path)
+    if format == "brat":
+        return read_brat(path, **options)
+    if format == "conll":
+        return read_conll(path, **options)
+    if format == "jsonl":
+        return read_jsonl(path, **options)
+    if format == "medkit_json":
+        from medkit_exp.ner.formats.medkit import read_medkit_json
+
+        return read_medkit_json(path, **options)
+    from medkit_exp.errors import ConfigError
+
+    raise ConfigError("format", f"must be one of {', '.join(FORMATS)}, got {format!r}")
+
+
+def find_split(root: str | Path, split: str) -> Path:
+    """The path of ``split`` under ``root``: a folder ``root/split`` or a file ``root/split.<ext>``.
+
+    >>> find_split("ncbi_disease/conll", "devel")  # doctest: +SKIP
+    PosixPath('ncbi_disease/conll/devel.tsv')
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("no such data folder", path=root)
+    candidates = [root / split] + [root / f"{split}{suffix}" for suffix in _SUFFIXES]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    present = sorted(p.name for p in root.iterdir())[:20]
+    raise DataError(f"split {split!r} not found (looked for {split}/ and {split}.<ext>); present: {present}", path=root)
+
+
+def read_splits(
+    root: str | Path, splits: Sequence[str] = ("train", "dev", "test"), format: str = "auto", **options: Any
+) -> dict[str, Corpus]:
+    """Read each split under ``root`` (see :func:`find_split`); a missing one is a DataError
+    naming the path.
+
+    >>> corpora = read_splits("quaero_frenchmed/corpus", format="brat")  # doctest: +SKIP
+    >>> sorted(corpora)  # doctest: +SKIP
+    ['dev', 'test', 'train']
+    """
+    paths = {split: find_split(root, split) for split in splits}  # fail before reading anything
+    return {split: read_documents(path, format, **options) for split, path in paths.items()}

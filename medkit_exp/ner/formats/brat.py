@@ -1,0 +1,402 @@
+"""BRAT standoff (``.txt`` + ``.ann``) reader and writer.
+
+Offsets are on the raw text: files are decoded without newline translation, so a ``\\r\\n``
+counts two characters, as in BRAT. Only ``*.txt`` and ``*.ann`` files are read (editor backups
+such as ``*.ann~`` and ``annotation.conf`` are not). Line types: ``T`` (text-bound, with
+discontinuous fragments ``T14 DISO 285 293;305 315``), ``#`` (notes, kept in
+``attrs["note"]``), ``N`` (normalisations, ``attrs["norm"]``), ``A``/``M`` (attributes),
+``R``/``E``/``*`` (relations, events, equivalences), each explicitly kept or ignored and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medkit_exp.errors import DataError
+from medkit_exp.ner.documents import (
+    ERROR_MODES,
+    Corpus,
+    Entity,
+    ReadReport,
+    Relation,
+    TextDocument,
+    check_choice,
+    covered_text,
+    fail,
+    read_text_file,
+)
+
+logger = logging.getLogger(__name__)
+
+KEEP_OR_IGNORE = ("keep", "ignore")
+# attrs keys that hold BRAT notes and normalisations; every other key is a BRAT attribute.
+RESERVED_ATTRS = ("note", "norm", "norm_text")
+_RELATION_KINDS = {"R": "relation", "E": "event", "*": "equiv"}
+_SPAN_RE = re.compile(r"^(\d+) (\d+)$")
+
+
+@dataclass
+class _AnnState:
+    """What one ``.ann`` file has produced so far, and the options to read it with."""
+
+    path: Path
+    text: str
+    report: ReadReport
+    errors: str
+    relations: str
+    attributes: str
+    check_text: bool
+    entities: dict[str, Entity] = field(default_factory=dict)
+    link_lines: dict[str, int] = field(default_factory=dict)
+    links: dict[str, Relation] = field(default_factory=dict)
+    bad_ids: set[str] = field(default_factory=set)
+
+    def fail(self, message: str, line: int, ann_id: str | None = None) -> None:
+        if ann_id:
+            self.bad_ids.add(ann_id)
+        fail(self.report, self.errors, message, self.path, line)
+
+
+def _same_text(stored: str, actual: str) -> bool:
+    # BRAT writes newlines/tabs inside an annotation's text as spaces (the .ann is line-based).
+    table = str.maketrans("\r\n\t", "   ")
+    return stored.translate(table) == actual.translate(table)
+
+
+def _parse_spans(field_text: str, state: _AnnState, number: int, ann_id: str) -> list[tuple[int, int]] | None:
+    spans = []
+    for fragment in field_text.split(";"):
+        match = _SPAN_RE.match(fragment.strip())
+        if match is None:
+            state.fail(f"{ann_id}: bad offsets {fragment!r} (expected 'start end' integers)", number, ann_id)
+            return None
+        start, end = int(match.group(1)), int(match.group(2))
+        if start >= end:
+            state.fail(f"{ann_id}: bad offsets {start} {end} (start must be < end)", number, ann_id)
+            return None
+        if end > len(state.text):
+            state.fail(f"{ann_id}: offsets {start} {end} beyond the text ({len(state.text)} characters)", number, ann_id)
+            return None
+        spans.append((start, end))
+    ordered = sorted(spans)
+    if any(a_end > b_start for (_, a_end), (b_start, _) in zip(ordered, ordered[1:])):
+        state.fail(f"{ann_id}: overlapping fragments {field_text!r}", number, ann_id)
+        return None
+    return spans
+
+
+def _parse_textbound(fields: list[str], state: _AnnState, number: int) -> None:
+    ann_id = fields[0]
+    if len(fields) < 3 or " " not in fields[1]:
+        state.fail(f"{ann_id}: malformed text-bound line (expected 'T1<TAB>Label start end<TAB>text')", number, ann_id)
+        return
+    label, offsets = fields[1].split(" ", 1)
+    spans = _parse_spans(offsets, state, number, ann_id)
+    if spans is None:
+        return
+    # BRAT stores the fragments' text in the order the fragments are written (not always sorted).
+    stored, actual = "\t".join(fields[2:]), covered_text(state.text, spans)
+    if state.check_text and not _same_text(stored, actual):
+        state.fail(f"{ann_id}: span text {stored!r} does not match the .txt {actual!r}", number, ann_id)
+        return
+    spans.sort()
+    state.entities[ann_id] = Entity(label, spans, text=covered_text(state.text, spans), id=ann_id)
+
+
+def _parse_link(fields: list[str], state: _AnnState, number: int) -> None:
+    """``R1 Origin Arg1:T3 Arg2:T4`` / ``E1 Type:T2 Arg:T1`` / ``* Equiv T1 T2``."""
+    ann_id, kind = fields[0], _RELATION_KINDS[fields[0][0]]
+    if state.relations == "ignore":
+        state.report.ignored[kind] += 1
+        state.bad_ids.add(ann_id)
+        return
+    parts = fields[1].split() if len(fields) >= 2 else []
+    if kind == "event" and parts:
+        label, args = parts[0].split(":", 1)[0], [tuple(p.split(":", 1)) for p in parts]
+    elif kind == "equiv" and len(parts) >= 3:
+        label, args = parts[0], [("Arg", p) for p in parts[1:]]
+    else:
+        label, args = (parts[0] if parts else ""), [tuple(p.split(":", 1)) for p in parts[1:]]
+    if not label or len(args) < (1 if kind == "event" else 2) or any(len(arg) != 2 for arg in args):
+        state.fail(f"{ann_id}: malformed {kind} line {fields[1:]!r}", number, ann_id)
+        return
+    if kind == "equiv":
+        # Equivalences all have the id '*'; number them in file order to keep them apart.
+        ann_id = "*" + str(1 + sum(link.kind == "equiv" for link in state.links.values()))
+    state.link_lines[ann_id] = number
+    state.links[ann_id] = Relation(ann_id, label, [(role, target) for role, target in args], kind=kind)
+
+
+def _target(state: _AnnState, target: str, ann_id: str, number: int) -> dict[str, Any] | None:
+    """The attrs dict of the annotation ``target`` refers to, or None (counted or failed)."""
+    if target in state.entities:
+        return state.entities[target].attrs
+    if target in state.links:
+        return state.links[target].attrs
+    if target in state.bad_ids:
+        if state.relations == "ignore" and target[:1] in _RELATION_KINDS:
+            state.report.ignored[f"{ann_id[0]} on ignored {_RELATION_KINDS[target[0]]}"] += 1
+        else:
+            state.report.skip(f"{ann_id} refers to the skipped annotation {target}", str(state.path), number)
+        return None
+    state.fail(f"{ann_id} refers to an unknown annotation {target!r}", number, ann_id)
+    return None
+
+
+def _parse_reference(fields: list[str], state: _AnnState, number: int) -> None:
+    """``#1 AnnotatorNotes T1 note``, ``N1 Reference T1 MeSH:D011125 [text]``, ``A1 Name T1 [value]``."""
+    ann_id, kind = fields[0], fields[0][0]
+    parts = fields[1].split() if len(fields) >= 2 else []
+    expected = {"#": (2, 2), "N": (3, 3), "A": (2, 3), "M": (2, 3)}[kind]
+    if not expected[0] <= len(parts) <= expected[1]:
+        state.fail(f"{ann_id}: malformed line {fields[1:]!r}", number, ann_id)
+        return
+    if kind in "AM" and state.attributes == "ignore":
+        state.report.ignored["attribute"] += 1
+        return
+    attrs = _target(state, parts[1], ann_id, number)
+    if attrs is None:
+        return
+    extra = "\t".join(fields[2:])
+    if kind == "#":
+        attrs["note"] = f"{attrs['note']}\n{extra}" if "note" in attrs else extra
+    elif kind == "N":
+        attrs.setdefault("norm", []).append(parts[2])
+        if extra:
+            attrs.setdefault("norm_text", {})[parts[2]] = extra
+    elif parts[0] in RESERVED_ATTRS:
+        state.fail(f"{ann_id}: attribute name {parts[0]!r} is reserved for notes/normalisations", number, ann_id)
+    else:
+        attrs[parts[0]] = parts[2] if len(parts) == 3 else True
+
+
+def _parse_ann(content: str, state: _AnnState) -> None:
+    # Split on "\n" only (str.splitlines also breaks on \x1c, \u2028... which BRAT does not).
+    lines = [(number, line.rstrip("\r")) for number, line in enumerate(content.split("\n"), 1)]
+    later = []
+    # Text-bound and relation lines first, so that notes/attributes may precede their target.
+    for number, line in lines:
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        ann_id = fields[0]
+        if not ann_id or ann_id[0] not in "TRE*#NAM":
+            state.fail(f"unknown line type {ann_id[:1]!r} in {line[:40]!r}", number)
+        elif ann_id in state.entities or ann_id in state.links or (ann_id in state.bad_ids and ann_id != "*"):
+            state.fail(f"duplicate annotation id {ann_id!r}", number)
+        elif ann_id[0] == "T":
+            _parse_textbound(fields, state, number)
+        elif ann_id[0] in _RELATION_KINDS:
+            _parse_link(fields, state, number)
+        else:
+            later.append((number, fields))
+    for number, fields in later:
+        _parse_reference(fields, state, number)
+    _check_link_targets(state)
+
+
+def _check_link_targets(state: _AnnState) -> None:
+    for link_id, link in list(state.links.items()):
+        missing = [target for _, target in link.args if target not in state.entities and target not in state.links]
+        if missing:
+            del state.links[link_id]
+            if missing[0] in state.bad_ids:
+                state.report.skip(f"{link_id} refers to the skipped annotation {missing[0]}", str(state.path), state.link_lines[link_id])
+            else:
+                state.fail(f"{link_id} refers to an unknown annotation {missing[0]!r}", state.link_lines[link_id])
+
+
+def _find_documents(path: Path, report: ReadReport) -> list[tuple[str, Path, Path | None]]:
+    """``(doc_id, txt, ann or None)`` for a folder (recursive) or one ``.txt``/``.ann`` path."""
+    if not path.exists():
+        raise DataError("no such file or directory (expected a BRAT folder or a .txt/.ann file)", path=path)
+    if path.is_file():
+        if path.suffix not in (".txt", ".ann"):
+            raise DataError("not a BRAT file (expected .txt or .ann)", path=path)
+        if not path.with_suffix(".txt").exists():
+            raise DataError("the .ann file has no .txt beside it", path=path)
+        ann = path.with_suffix(".ann")
+        return [(path.stem, path.with_suffix(".txt"), ann if ann.exists() else None)]
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    others = [p for p in files if p.suffix not in (".txt", ".ann")]
+    if others:
+        report.ignored["non-BRAT file (not read)"] += len(others)
+    stems = {p.with_suffix("") for p in files if p.suffix in (".txt", ".ann")}
+    found = []
+    for stem in sorted(stems):
+        txt, ann = stem.with_suffix(stem.suffix + ".txt"), stem.with_suffix(stem.suffix + ".ann")
+        if not txt.exists():
+            raise DataError("the .ann file has no .txt beside it", path=ann)
+        found.append((stem.relative_to(path).as_posix(), txt, ann if ann.exists() else None))
+    if not found:
+        raise DataError("no BRAT document (.txt/.ann) found in this folder", path=path)
+    return found
+
+
+def read_brat(
+    path: str | Path,
+    *,
+    relations: str = "keep",
+    attributes: str = "keep",
+    errors: str = "raise",
+    check_text: bool = True,
+    encoding: str = "utf-8",
+) -> Corpus:
+    """Read BRAT documents from a folder (recursively) or from one ``.txt``/``.ann`` pair.
+
+    ``relations``/``attributes``: ``"keep"`` (relations, events and equivalences on
+    ``doc.relations``; attributes in the target's ``attrs``) or ``"ignore"`` (counted in
+    ``report.ignored``). ``errors="raise"`` raises a DataError naming the file and line of bad
+    input; ``"skip"`` leaves it out and lists it in ``corpus.report.skipped``. ``check_text``
+    compares each entity's stored text with the ``.txt``. ``doc_id`` is the path relative to the
+    folder, without suffix.
+
+    >>> corpus = read_brat("corpus/train", relations="ignore")  # doctest: +SKIP
+    >>> corpus[0].entities[0].spans, corpus.report.ignored  # doctest: +SKIP
+    ([(0, 10)], Counter({'relation': 3}))
+    """
+    check_choice("relations", relations, KEEP_OR_IGNORE)
+    check_choice("attributes", attributes, KEEP_OR_IGNORE)
+    check_choice("errors", errors, ERROR_MODES)
+    path = Path(path)
+    report = ReadReport(source=str(path))
+    corpus = Corpus(report=report)
+    for doc_id, txt, ann in _find_documents(path, report):
+        try:
+            text = read_text_file(txt, encoding)
+            if not text:
+                raise DataError("empty text file", path=txt)
+            content = None if ann is None else read_text_file(ann, encoding)
+        except DataError as error:
+            if errors == "raise":
+                raise
+            report.skip(f"document left out: {error.message}", error.path, error.line)
+            continue
+        report.files += 1 if ann is None else 2
+        state = _AnnState(ann or txt, text, report, errors, relations, attributes, check_text)
+        if content is None:
+            report.notes.append(f"{txt}: no .ann file, read as a document without entities")
+            logger.info("%s has no .ann file: read as a document without entities", txt)
+        else:
+            _parse_ann(content, state)
+        entities = list(state.entities.values())
+        metadata = {"path": str(ann or txt)}
+        corpus.append(TextDocument(text, entities, doc_id, metadata, list(state.links.values())))
+        report.entities += len(entities)
+    report.documents = len(corpus)
+    report.log()
+    return corpus
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _one_line(text: str) -> str:
+    return text.translate(str.maketrans("\r\n\t", "   "))
+
+
+def _new_ids(items: list[Any], prefix: str, pattern: str) -> list[str]:
+    """Keep ids that fit BRAT (``T12``) and are unique; number the others after the largest."""
+    used: set[str] = set()
+    kept = []
+    for item in items:
+        ok = item.id is not None and re.fullmatch(pattern, item.id) and item.id not in used
+        kept.append(item.id if ok else None)
+        if ok:
+            used.add(item.id)
+    numbers = [int(ident[1:]) for ident in used if ident[1:].isdigit()]
+    next_number = max(numbers, default=0) + 1
+    ids = []
+    for ident in kept:
+        if ident is None:
+            ident, next_number = f"{prefix}{next_number}", next_number + 1
+        ids.append(ident)
+    return ids
+
+
+def _reference_lines(target: str, attrs: dict[str, Any], counters: dict[str, int], lost: set[str]) -> list[str]:
+    lines = []
+    for note in attrs["note"].split("\n") if "note" in attrs else []:
+        counters["#"] += 1
+        lines.append(f"#{counters['#']}\tAnnotatorNotes {target}\t{note}")
+    for ref in attrs.get("norm", []):
+        counters["N"] += 1
+        text = attrs.get("norm_text", {}).get(ref)
+        lines.append(f"N{counters['N']}\tReference {target} {ref}" + (f"\t{text}" if text is not None else ""))
+    for key, value in attrs.items():
+        if key in RESERVED_ATTRS or value is False or value is None:
+            continue  # a false/absent binary attribute is simply not written
+        if value is not True and (not isinstance(value, (str, int, float)) or not str(value) or " " in str(value)):
+            lost.add(key)
+            continue
+        counters["A"] += 1
+        lines.append(f"A{counters['A']}\t{key} {target}" + ("" if value is True else f" {value}"))
+    return lines
+
+
+def _ann_lines(doc: TextDocument, lost: set[str]) -> list[str]:
+    entity_ids = _new_ids(doc.entities, "T", r"T\d+")
+    renamed = {entity.id: new for entity, new in zip(doc.entities, entity_ids) if entity.id is not None}
+    lines, references = [], []
+    counters = {"#": 0, "N": 0, "A": 0}
+    for entity, ident in zip(doc.entities, entity_ids):
+        if not entity.label or any(char.isspace() for char in entity.label):
+            raise DataError(f"entity {entity.describe()}: a BRAT label cannot be empty or hold spaces")
+        offsets = ";".join(f"{start} {end}" for start, end in entity.spans)
+        lines.append(f"{ident}\t{entity.label} {offsets}\t{_one_line(doc.covered_text(entity))}")
+        references += _reference_lines(ident, entity.attrs, counters, lost)
+        if entity.score is not None:
+            lost.add("score")
+    link_ids: dict[int, str] = {}
+    for kind, prefix in (("relation", "R"), ("event", "E")):
+        group = [link for link in doc.relations if link.kind == kind]
+        link_ids.update({id(link): new for link, new in zip(group, _new_ids(group, prefix, prefix + r"\d+"))})
+    renamed.update({link.id: link_ids[id(link)] for link in doc.relations if id(link) in link_ids})
+    for link in doc.relations:
+        args = [(role, renamed.get(target, target)) for role, target in link.args]
+        if link.kind == "equiv":
+            lines.append(f"*\t{link.label} " + " ".join(target for _, target in args))
+            continue
+        ident = link_ids[id(link)]
+        if link.kind == "event":
+            lines.append(f"{ident}\t" + " ".join(f"{role}:{target}" for role, target in args))
+        else:
+            lines.append(f"{ident}\t{link.label} " + " ".join(f"{role}:{target}" for role, target in args))
+        references += _reference_lines(ident, link.attrs, counters, lost)
+    return lines + references
+
+
+def write_brat(documents: Iterable[TextDocument], path: str | Path, *, encoding: str = "utf-8") -> list[Path]:
+    """Write each document as ``<doc_id>.txt`` + ``<doc_id>.ann`` under the folder ``path``.
+
+    Reading the folder back with :func:`read_brat` gives the same documents (``metadata``
+    aside): entity ids of the form ``T<n>`` are kept, others are numbered; notes, norms and
+    string/boolean attributes are written. What BRAT cannot hold (scores, list/dict attributes)
+    is reported in one WARNING. Documents without ``doc_id`` are named ``doc-00000``...
+
+    >>> write_brat([TextDocument("Fièvre.", [Entity("DISO", [(0, 6)])], doc_id="a")], tmp)  # doctest: +SKIP
+    [PosixPath('.../a.ann')]
+    """
+    root = Path(path)
+    written: list[Path] = []
+    names: set[str] = set()
+    lost: set[str] = set()
+    for index, doc in enumerate(documents):
+        name = doc.doc_id if doc.doc_id is not None else f"doc-{index:05d}"
+        if name in names or not name or name.startswith("/") or ".." in Path(name).parts:
+            raise DataError(f"cannot write document {index} as {name!r} (duplicate or unsafe doc_id)", path=root)
+        names.add(name)
+        txt, ann = root / f"{name}.txt", root / f"{name}.ann"
+        txt.parent.mkdir(parents=True, exist_ok=True)
+        txt.write_text(doc.text, encoding=encoding, newline="")
+        ann.write_text("".join(line + "\n" for line in _ann_lines(doc, lost)), encoding=encoding, newline="")
+        written.append(ann)
+    if lost:
+        logger.warning("BRAT cannot hold these entity fields/attrs, not written: %s", ", ".join(sorted(lost)))
+    logger.info("wrote %d BRAT documents to %s", len(written), root)
+    return written

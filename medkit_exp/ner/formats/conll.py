@@ -1,0 +1,173 @@
+"""CoNLL / IOB column files: one ``token ... tag`` line per token, blank line between sentences.
+
+The first column is the token and the last one the tag (tab-separated, or whitespace-separated
+when the line has no tab). ``-DOCSTART-`` starts a new document. Documents are rebuilt as text
+with exact offsets: tokens joined by one space, sentences by ``"\\n"``; each document keeps
+``metadata["sentences"]`` and ``metadata["tokens"]`` (lists of ``(start, end)``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medkit_exp.errors import DataError
+from medkit_exp.ner.documents import (
+    ERROR_MODES,
+    Corpus,
+    Entity,
+    ReadReport,
+    TextDocument,
+    check_choice,
+    fail,
+    read_text_file,
+)
+from medkit_exp.ner.tagging import find_tag_errors, tags_to_chunks
+
+logger = logging.getLogger(__name__)
+
+CONLL_SCHEMES = ("auto", "iob1", "iob2", "bioes", "bilou")
+WITHOUT_DOCSTART = ("sentence", "file")
+_LETTERS = {"bilou": str.maketrans("ES", "LU"), "bioes": str.maketrans("LU", "ES")}
+
+
+@dataclass
+class _Sentence:
+    tokens: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    bad: bool = False
+
+
+def _parse_lines(content: str, path: Path, report: ReadReport, errors: str) -> list[list[_Sentence]]:
+    """Documents (lists of sentences) as written, before any tag check."""
+    documents: list[list[_Sentence]] = [[]]
+    sentence = _Sentence()
+
+    def close() -> None:
+        nonlocal sentence
+        if sentence.tokens and not sentence.bad:
+            documents[-1].append(sentence)
+        sentence = _Sentence()
+
+    for number, line in enumerate(content.split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            close()
+            continue
+        fields = line.strip().split("\t") if "\t" in line else line.split()
+        if fields[0] == "-DOCSTART-":
+            close()
+            documents.append([])
+            continue
+        if len(fields) < 2 or not fields[0] or not fields[-1]:
+            fail(report, errors, f"expected a token and a tag column, got {line!r}", path, number)
+            sentence.bad = True
+            continue
+        sentence.tokens.append(fields[0].strip())
+        sentence.tags.append(fields[-1].strip())
+        sentence.lines.append(number)
+    close()
+    return documents
+
+
+def _detect_scheme(sentences: list[_Sentence]) -> str:
+    prefixes = {tag[0] for sentence in sentences for tag in sentence.tags if tag != "O"}
+    if prefixes & set("LU"):
+        return "bilou"
+    if prefixes & set("ES"):
+        return "bioes"
+    for sentence in sentences:
+        problems = [p for p in find_tag_errors(sentence.tags, "iob2") if "after" in p[1]]
+        if problems:
+            logger.info("detected IOB1 tags (line %d: %s)", sentence.lines[problems[0][0]], problems[0][1])
+            return "iob1"
+    return "iob2"
+
+
+def _check_tags(sentence: _Sentence, scheme: str, path: Path, report: ReadReport, errors: str) -> bool:
+    if scheme in _LETTERS:  # BIOES and BILOU name the same thing; accept both letter sets
+        sentence.tags = [tag.translate(_LETTERS[scheme]) if tag[1:2] == "-" else tag for tag in sentence.tags]
+    problems = find_tag_errors(sentence.tags, scheme)
+    if problems:
+        index, message = problems[0]
+        fail(report, errors, f"{message} (sentence left out)" if errors == "skip" else message, path, sentence.lines[index])
+    return not problems
+
+
+def _build_document(sentences: list[_Sentence], scheme: str, doc_id: str, path: Path) -> TextDocument:
+    pieces, sentence_spans, token_spans, entities = [], [], [], []
+    offset = 0
+    for sentence in sentences:
+        if pieces:
+            pieces.append("\n")
+            offset += 1
+        first_token = len(token_spans)
+        sentence_start = offset
+        for index, token in enumerate(sentence.tokens):
+            if index:
+                pieces.append(" ")
+                offset += 1
+            token_spans.append((offset, offset + len(token)))
+            pieces.append(token)
+            offset += len(token)
+        sentence_spans.append((sentence_start, offset))
+        for label, first, end in tags_to_chunks(sentence.tags, scheme):
+            span = (token_spans[first_token + first][0], token_spans[first_token + end - 1][1])
+            entities.append(Entity(label, [span]))
+    metadata = {"path": str(path), "line": sentences[0].lines[0], "sentences": sentence_spans, "tokens": token_spans}
+    return TextDocument("".join(pieces), entities, doc_id, metadata)
+
+
+def read_conll(
+    path: str | Path,
+    *,
+    scheme: str = "auto",
+    without_docstart: str = "sentence",
+    errors: str = "raise",
+    encoding: str = "utf-8",
+) -> Corpus:
+    """Read a CoNLL/IOB file into documents with exact character offsets.
+
+    ``scheme``: ``"iob1"``, ``"iob2"``, ``"bioes"``/``"bilou"`` (either letter set accepted) or
+    ``"auto"`` (BILOU/BIOES if such prefixes appear, IOB1 if an entity starts with ``I-``,
+    else IOB2; the choice is logged). Tags are checked strictly for the scheme (``I-X`` after
+    ``O`` is an error in IOB2, legal in IOB1). ``without_docstart`` applies when the file has
+    no ``-DOCSTART-`` line: ``"sentence"`` makes each sentence a document, ``"file"`` one
+    document of the whole file. ``errors="skip"`` leaves bad sentences out, listed in
+    ``corpus.report.skipped``. ``doc_id`` is ``<file stem>-<n>``.
+
+    >>> corpus = read_conll("ncbi/conll/train.tsv")  # doctest: +SKIP
+    >>> corpus[0].text, corpus[0].entities[0].text  # doctest: +SKIP
+    ('Identification of APC2 , a homologue ...', 'adenomatous polyposis coli tumour')
+    """
+    check_choice("scheme", scheme, CONLL_SCHEMES)
+    check_choice("without_docstart", without_docstart, WITHOUT_DOCSTART)
+    check_choice("errors", errors, ERROR_MODES)
+    path = Path(path)
+    if path.is_dir():
+        raise DataError("expected a CoNLL file, got a folder", path=path)
+    content = read_text_file(path, encoding)
+    if not content.strip():
+        raise DataError("empty file", path=path)
+    report = ReadReport(source=str(path), files=1)
+    documents = _parse_lines(content, path, report, errors)
+    has_docstart = len(documents) > 1
+    sentences = [sentence for document in documents for sentence in document]
+    if not sentences:
+        raise DataError("no sentence found", path=path)
+    if scheme == "auto":
+        scheme = _detect_scheme(sentences)
+        report.notes.append(f"tagging scheme detected: {scheme}")
+    documents = [[s for s in document if _check_tags(s, scheme, path, report, errors)] for document in documents]
+    if not has_docstart:
+        documents = [[s] for s in documents[0]] if without_docstart == "sentence" else documents
+    corpus = Corpus(report=report)
+    for document in documents:
+        if document:  # text before the first -DOCSTART-, or between two, may hold no sentence
+            corpus.append(_build_document(document, scheme, f"{path.stem}-{len(corpus)}", path))
+    report.documents = len(corpus)
+    report.entities = sum(len(doc.entities) for doc in corpus)
+    report.log()
+    return corpus

@@ -1,0 +1,206 @@
+"""Entity-level metrics: on tag sequences (a MetricsComputer for the Trainer) and on documents.
+
+Sequence metrics equal seqeval's strict mode (``mode="strict"`` with the IOB2/BILOU/IOBES
+scheme) to the last bit, without depending on seqeval: entities are decoded by
+:func:`medkit_exp.ner.tagging.tags_to_chunks`, precision/recall/F1 are computed with the same
+float operations, an undefined ratio counts as 0, and macro averages run over the labels seen
+in the references or the predictions (numpy's mean, as seqeval).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any
+
+from medkit_exp.errors import ConfigError, DataError
+from medkit_exp.ner.documents import TextDocument
+from medkit_exp.ner.tagging import OUTPUT_SCHEMES, labels_of_tags, split_tag, tags_to_chunks
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_METRICS = ("precision", "recall", "f1", "macro_precision", "macro_recall", "macro_f1")
+PER_LABEL_METRICS = ("precision", "recall", "f1", "support")
+IGNORE_INDEX = -100
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def _f1(precision: float, recall: float) -> float:
+    # The same operations as seqeval (sklearn): (1 + beta²)·p·r / (beta²·p + r), beta = 1.
+    denominator = precision + recall
+    return 2.0 * precision * recall / denominator if denominator else 0.0
+
+
+def _mean(values: list[float]) -> float:
+    if not values:
+        return 0.0  # no entity at all: seqeval gives nan here, 0 is safer to track
+    import numpy as np  # numpy's pairwise summation, so macro averages equal seqeval's exactly
+
+    return float(np.mean(np.asarray(values, dtype=np.float64)))
+
+
+def entity_scores(true: Counter[tuple[Hashable, ...]], pred: Counter[tuple[Hashable, ...]], labels: Iterable[str] = ()) -> dict[str, float]:
+    """Micro, macro and per-label precision/recall/F1 (+ support) of entity multisets.
+
+    Each entity is a tuple whose first item is its label; two entities match when their tuples
+    are equal. Per-label metrics are given for ``labels`` and every label seen; the macro
+    average runs over the labels seen in ``true`` or ``pred`` only (as seqeval).
+
+    >>> scores = entity_scores(Counter([("X", 0, 2)]), Counter([("X", 0, 2), ("Y", 3, 4)]))
+    >>> scores["precision"], scores["recall"], scores["Y_support"]
+    (0.5, 1.0, 0.0)
+    """
+    hits = true & pred
+    count = {name: Counter() for name in ("true", "pred", "hit")}
+    for name, entities in (("true", true), ("pred", pred), ("hit", hits)):
+        for entity, number in entities.items():
+            count[name][entity[0]] += number
+    seen = sorted(set(count["true"]) | set(count["pred"]))
+    scores: dict[str, float] = {}
+    per_label: dict[str, tuple[float, float, float]] = {}
+    for label in sorted(set(labels) | set(seen)):
+        precision = _ratio(count["hit"][label], count["pred"][label])
+        recall = _ratio(count["hit"][label], count["true"][label])
+        per_label[label] = (precision, recall, _f1(precision, recall))
+        scores.update(zip((f"{label}_{m}" for m in PER_LABEL_METRICS), (*per_label[label], float(count["true"][label]))))
+    precision = _ratio(sum(count["hit"].values()), sum(count["pred"].values()))
+    recall = _ratio(sum(count["hit"].values()), sum(count["true"].values()))
+    scores.update(precision=precision, recall=recall, f1=_f1(precision, recall))
+    for index, name in enumerate(("macro_precision", "macro_recall", "macro_f1")):
+        scores[name] = _mean([per_label[label][index] for label in seen])
+    return scores
+
+
+def _metric_names(labels: Iterable[str]) -> list[str]:
+    names = list(SUMMARY_METRICS)
+    for label in sorted(labels):
+        per_label = [f"{label}_{metric}" for metric in PER_LABEL_METRICS]
+        if set(per_label) & set(SUMMARY_METRICS):
+            raise ConfigError("labels", f"the label {label!r} gives metric names that clash with {SUMMARY_METRICS}")
+        names += per_label
+    return names
+
+
+class EntityMetricsComputer:
+    """Strict entity-level metrics from token classification logits (a MetricsComputer).
+
+    ``prepare_batch`` turns ``model_output["logits"]`` [B, T, C] and ``input_batch["labels"]``
+    [B, T] (``-100`` where a position is not scored: special tokens, padding, non-first
+    sub-tokens) into tag strings; when ``input_batch`` has a bool ``"eval_mask"`` [B, T], it
+    chooses the scored positions instead (the gold tag still comes from ``labels``).
+    ``compute`` gives ``precision``, ``recall``, ``f1`` (micro), ``macro_*`` and, for each label
+    of ``id2label``, ``<label>_precision/_recall/_f1/_support``, equal to seqeval's strict mode.
+
+    >>> computer = EntityMetricsComputer(["O", "B-DISO", "I-DISO"])
+    >>> computer.compute({"references": [["B-DISO", "I-DISO", "O"]], "predictions": [["B-DISO", "I-DISO", "O"]]})["f1"]
+    1.0
+    """
+
+    def __init__(self, id2label: Mapping[int, str] | Sequence[str], tagging_scheme: str = "iob2"):
+        if tagging_scheme not in OUTPUT_SCHEMES:
+            raise ConfigError("tagging_scheme", f"must be one of {', '.join(OUTPUT_SCHEMES)}, got {tagging_scheme!r}")
+        self.id2label = {int(k): v for k, v in id2label.items()} if isinstance(id2label, Mapping) else dict(enumerate(id2label))
+        for tag in self.id2label.values():
+            try:
+                split_tag(tag, tagging_scheme)
+            except ValueError as error:
+                raise ConfigError("id2label", str(error)) from None
+        self.tagging_scheme = tagging_scheme
+        self.labels = labels_of_tags(self.id2label.values())
+        self._metric_names = _metric_names(self.labels)
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Every name :meth:`compute` returns."""
+        return list(self._metric_names)
+
+    def _tag(self, index: int) -> str:
+        if index not in self.id2label:
+            raise ValueError(f"tag id {index} is not in id2label (ids {min(self.id2label)}..{max(self.id2label)})")
+        return self.id2label[index]
+
+    def prepare_batch(self, model_output: Mapping[str, Any], input_batch: Mapping[str, Any]) -> dict[str, list[list[str]]]:
+        """Tag strings of the scored positions of each item: ``{"references", "predictions"}``."""
+        logits, labels = model_output["logits"], input_batch["labels"]
+        if logits.dim() != 3 or tuple(logits.shape[:2]) != tuple(labels.shape):
+            raise ValueError(f"logits {tuple(logits.shape)} do not match labels {tuple(labels.shape)} ([B, T, C] vs [B, T])")
+        predicted = logits.argmax(dim=-1).tolist()
+        gold = labels.tolist()
+        mask = input_batch.get("eval_mask")
+        if mask is not None and tuple(mask.shape) != tuple(labels.shape):
+            raise ValueError(f"eval_mask {tuple(mask.shape)} does not match labels {tuple(labels.shape)}")
+        scored = mask.tolist() if mask is not None else [[g != IGNORE_INDEX for g in row] for row in gold]
+        references, predictions = [], []
+        for gold_row, pred_row, mask_row in zip(gold, predicted, scored):
+            positions = [t for t, keep in enumerate(mask_row) if keep]
+            if any(gold_row[t] == IGNORE_INDEX for t in positions):
+                raise ValueError("eval_mask selects a position whose label is -100 (no gold tag there)")
+            references.append([self._tag(gold_row[t]) for t in positions])
+            predictions.append([self._tag(pred_row[t]) for t in positions])
+        return {"references": references, "predictions": predictions}
+
+    def compute(self, all_data: Mapping[str, list[list[str]]]) -> dict[str, float]:
+        """Strict entity-level metrics over every sequence (see the class doc)."""
+        references, predictions = all_data["references"], all_data["predictions"]
+        if len(references) != len(predictions):
+            raise ValueError(f"{len(references)} reference sequences but {len(predictions)} predicted ones")
+        true: Counter[tuple[Hashable, ...]] = Counter()
+        pred: Counter[tuple[Hashable, ...]] = Counter()
+        for index, (ref, hyp) in enumerate(zip(references, predictions)):
+            if len(ref) != len(hyp):
+                raise ValueError(f"sequence {index}: {len(ref)} reference tags but {len(hyp)} predicted")
+            true.update((label, index, start, end) for label, start, end in tags_to_chunks(ref, self.tagging_scheme))
+            pred.update((label, index, start, end) for label, start, end in tags_to_chunks(hyp, self.tagging_scheme))
+        scores = entity_scores(true, pred, self.labels)
+        unexpected = sorted(set(scores) - set(self._metric_names))
+        if unexpected:  # a label outside id2label: cannot come from argmax over id2label
+            logger.warning("tags name labels outside id2label: %s", unexpected)
+        return scores
+
+
+def _pair_documents(gold: Sequence[TextDocument], pred: Sequence[TextDocument]) -> list[tuple[TextDocument, TextDocument]]:
+    gold_ids = [doc.doc_id for doc in gold]
+    pred_ids = [doc.doc_id for doc in pred]
+    by_id = None not in gold_ids and None not in pred_ids and len(set(gold_ids)) == len(gold_ids) == len(set(pred_ids))
+    if not by_id:
+        if len(gold) != len(pred):
+            raise DataError(f"cannot pair documents by position: {len(gold)} gold but {len(pred)} predicted")
+        return list(zip(gold, pred))
+    missing, extra = sorted(set(gold_ids) - set(pred_ids)), sorted(set(pred_ids) - set(gold_ids))
+    if missing or extra:
+        raise DataError(f"documents do not pair by id: no prediction for {missing[:5]}, no gold for {extra[:5]}")
+    predicted = {doc.doc_id: doc for doc in pred}
+    return [(doc, predicted[doc.doc_id]) for doc in gold]
+
+
+def evaluate_documents(gold_docs: Sequence[TextDocument], pred_docs: Sequence[TextDocument]) -> dict[str, float]:
+    """Exact-match entity evaluation on documents: same label and same character spans.
+
+    Documents pair by ``doc_id`` when every document has a unique one, else by position.
+    Returns the names of :class:`EntityMetricsComputer` (micro, macro, per label with
+    ``_support``) for the labels seen in gold or predictions. A predicted document whose text
+    differs from its gold one is a DataError.
+
+    >>> from medkit_exp.ner.documents import Entity
+    >>> gold = [TextDocument("Fièvre et toux", [Entity("DISO", [(0, 6)]), Entity("DISO", [(10, 14)])])]
+    >>> pred = [TextDocument("Fièvre et toux", [Entity("DISO", [(0, 6)])])]
+    >>> evaluate_documents(gold, pred)["recall"]
+    0.5
+    """
+    true: Counter[tuple[Hashable, ...]] = Counter()
+    pred: Counter[tuple[Hashable, ...]] = Counter()
+    for index, (gold, hyp) in enumerate(_pair_documents(gold_docs, pred_docs)):
+        if gold.text != hyp.text:
+            raise DataError(f"document {gold.doc_id or index!r}: the predicted document's text differs from the gold one")
+        true.update((e.label, index, tuple(e.spans)) for e in gold.entities)
+        pred.update((e.label, index, tuple(e.spans)) for e in hyp.entities)
+    scores = entity_scores(true, pred)
+    logger.info(
+        "document evaluation: %d gold, %d predicted entities; P %.4f R %.4f F1 %.4f",
+        sum(true.values()), sum(pred.values()), scores["precision"], scores["recall"], scores["f1"],
+    )
+    return scores

@@ -1,0 +1,199 @@
+"""Explicit policies that make annotated documents fit flat (one tag per word) NER.
+
+Each choice is a named option, and what it changed is counted in a :class:`PolicyReport`,
+logged at INFO: label remapping and filtering, discontinuous entities, overlapping entities.
+:func:`apply_policies` returns new documents and never changes its input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from medkit_exp.errors import DataError
+from medkit_exp.ner.documents import Entity, TextDocument, check_choice
+
+logger = logging.getLogger(__name__)
+
+OVERLAP_POLICIES = ("keep_longest", "keep_first", "error", "keep_all")
+DISCONTINUOUS_POLICIES = ("fill", "drop", "keep")
+UNKNOWN_LABEL_POLICIES = ("error", "drop")
+
+# NCBI Disease's four mention types folded into one label, as usual in the literature.
+NCBI_DISEASE_LABELS = {
+    "SpecificDisease": "Disease",
+    "DiseaseClass": "Disease",
+    "Modifier": "Disease",
+    "CompositeMention": "Disease",
+}
+
+
+@dataclass
+class PolicyReport:
+    """What :func:`apply_policies` did, entity by entity, summed over documents."""
+
+    documents: int = 0
+    entities_in: int = 0
+    entities_out: int = 0
+    remapped: Counter[str] = field(default_factory=Counter)  # "old->new": count
+    dropped_labels: Counter[str] = field(default_factory=Counter)  # label: count (asked for)
+    unknown_labels: Counter[str] = field(default_factory=Counter)  # label: count (dropped)
+    discontinuous_filled: int = 0
+    discontinuous_dropped: int = 0
+    overlaps_dropped: int = 0
+    overlap_examples: list[str] = field(default_factory=list)  # the first few, for the log
+
+    def log(self, level: int = logging.INFO) -> None:
+        logger.log(
+            level,
+            "policies on %d documents: %d -> %d entities; remapped %s; dropped by label %s; "
+            "unknown labels dropped %s; discontinuous filled %d, dropped %d; overlapping dropped %d%s",
+            self.documents, self.entities_in, self.entities_out, dict(self.remapped),
+            dict(self.dropped_labels), dict(self.unknown_labels), self.discontinuous_filled,
+            self.discontinuous_dropped, self.overlaps_dropped,
+            f" (e.g. {'; '.join(self.overlap_examples)})" if self.overlap_examples else "",
+        )
+
+
+def _overlap(a: Entity, b: Entity) -> bool:
+    return any(s1 < e2 and s2 < e1 for s1, e1 in a.spans for s2, e2 in b.spans)
+
+
+def _where(doc: TextDocument) -> dict[str, object]:
+    return {"path": doc.metadata.get("path")}
+
+
+def resolve_overlaps(doc: TextDocument, policy: str, report: PolicyReport) -> list[Entity]:
+    """The entities of ``doc`` with no two overlapping, following ``policy``.
+
+    ``"keep_longest"`` keeps the longest of overlapping entities (ties: the earliest, then the
+    first listed), i.e. the outer one of nested entities; ``"keep_first"`` keeps the one that
+    starts first (ties: the first listed); ``"error"`` raises a DataError naming the document
+    and both entities; ``"keep_all"`` changes nothing (for evaluation, not flat tagging).
+    Two entities overlap when any of their fragments share a character.
+
+    >>> doc = TextDocument("Fracture du fémur", [Entity("ANAT", [(12, 17)]), Entity("DISO", [(0, 17)])])
+    >>> [e.label for e in resolve_overlaps(doc, "keep_longest", PolicyReport())]
+    ['DISO']
+    """
+    if policy == "keep_all":
+        return list(doc.entities)
+    order = range(len(doc.entities))
+    if policy == "keep_longest":
+        length = [sum(end - start for start, end in e.spans) for e in doc.entities]
+        order = sorted(order, key=lambda i: (-length[i], doc.entities[i].start, i))
+    else:
+        order = sorted(order, key=lambda i: (doc.entities[i].start, i))
+    kept: list[int] = []
+    for index in order:
+        entity = doc.entities[index]
+        clash = next((k for k in kept if _overlap(doc.entities[k], entity)), None)
+        if clash is None:
+            kept.append(index)
+            continue
+        other = doc.entities[clash]
+        if policy == "error":
+            raise DataError(
+                f"document {doc.doc_id!r}: entities {other.describe()} and {entity.describe()} overlap "
+                "(choose overlaps='keep_longest' or 'keep_first' to resolve them)",
+                **_where(doc),
+            )
+        report.overlaps_dropped += 1
+        if len(report.overlap_examples) < 3:
+            report.overlap_examples.append(f"{doc.doc_id}: {entity.describe()} under {other.describe()}")
+    return [doc.entities[i] for i in sorted(kept)]
+
+
+def _map_labels(
+    entities: Iterable[Entity],
+    label_map: Mapping[str, str],
+    labels: Collection[str] | None,
+    drop_labels: Collection[str],
+    report: PolicyReport,
+) -> tuple[list[Entity], Counter[str]]:
+    """Entities after remapping and label filtering, and the unknown labels met."""
+    out, unknown = [], Counter()
+    for entity in entities:
+        label = label_map.get(entity.label, entity.label)
+        if label != entity.label:
+            report.remapped[f"{entity.label}->{label}"] += 1
+            entity = dataclasses.replace(entity, label=label)
+        if label in drop_labels:
+            report.dropped_labels[label] += 1
+        elif labels is not None and label not in labels:
+            unknown[label] += 1
+        else:
+            out.append(entity)
+    return out, unknown
+
+
+def _apply_discontinuous(entities: Iterable[Entity], policy: str, report: PolicyReport) -> list[Entity]:
+    out = []
+    for entity in entities:
+        if not entity.is_discontinuous or policy == "keep":
+            out.append(entity)
+        elif policy == "fill":
+            report.discontinuous_filled += 1
+            out.append(dataclasses.replace(entity, spans=[(entity.start, entity.end)], text=None))
+        else:
+            report.discontinuous_dropped += 1
+    return out
+
+
+def apply_policies(
+    documents: Iterable[TextDocument],
+    *,
+    label_map: Mapping[str, str] | None = None,
+    labels: Collection[str] | None = None,
+    drop_labels: Collection[str] = (),
+    unknown_labels: str = "error",
+    discontinuous: str = "fill",
+    overlaps: str = "keep_longest",
+) -> tuple[list[TextDocument], PolicyReport]:
+    """New documents with the policies applied in this order, and a report of the changes:
+
+    1. ``label_map`` renames labels (e.g. :data:`NCBI_DISEASE_LABELS`);
+    2. entities whose (new) label is in ``drop_labels`` are dropped on purpose; with
+       ``labels`` given, any other label not in it is unknown: ``unknown_labels="error"``
+       raises a DataError listing every unknown label with its count, ``"drop"`` drops them;
+    3. ``discontinuous``: ``"fill"`` (one span from the first start to the last end),
+       ``"drop"``, or ``"keep"`` (leave them, e.g. for document-level evaluation);
+    4. ``overlaps``: see :func:`resolve_overlaps`.
+
+    >>> docs = [TextDocument("Fièvre et toux", [Entity("SpecificDisease", [(0, 6)])])]
+    >>> new, report = apply_policies(docs, label_map=NCBI_DISEASE_LABELS, labels=["Disease"])
+    >>> new[0].entities[0].label, report.remapped
+    ('Disease', Counter({'SpecificDisease->Disease': 1}))
+    """
+    check_choice("unknown_labels", unknown_labels, UNKNOWN_LABEL_POLICIES)
+    check_choice("discontinuous", discontinuous, DISCONTINUOUS_POLICIES)
+    check_choice("overlaps", overlaps, OVERLAP_POLICIES)
+    label_map = dict(label_map or {})
+    report = PolicyReport()
+    mapped: list[tuple[TextDocument, list[Entity]]] = []
+    unknown: Counter[str] = Counter()
+    for doc in documents:
+        report.documents += 1
+        report.entities_in += len(doc.entities)
+        entities, doc_unknown = _map_labels(doc.entities, label_map, labels, drop_labels, report)
+        unknown.update(doc_unknown)
+        mapped.append((doc, entities))
+    if unknown and unknown_labels == "error":
+        listing = ", ".join(f"{label!r} ({count})" for label, count in sorted(unknown.items()))
+        raise DataError(f"unknown entity labels: {listing}; expected {sorted(labels or [])} "
+                        "(map them with label_map, list them in drop_labels, or set unknown_labels='drop')")
+    report.unknown_labels.update(unknown)
+    out = []
+    for doc, entities in mapped:
+        entities = _apply_discontinuous(entities, discontinuous, report)
+        new_doc = doc.with_entities(entities)
+        kept = resolve_overlaps(new_doc, overlaps, report)
+        # Fresh entities (own attrs dict), so that changing the output never changes the input.
+        new_doc = new_doc.with_entities([dataclasses.replace(e, attrs=dict(e.attrs)) for e in kept])
+        report.entities_out += len(new_doc.entities)
+        out.append(new_doc)
+    report.log()
+    return out, report
