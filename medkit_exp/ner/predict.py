@@ -1,0 +1,86 @@
+"""Inference: entities at exact character offsets, with a score, from a saved tagger folder.
+
+>>> documents = predict("outputs/run/checkpoints/checkpoint-0000120", [TextDocument("Fièvre et toux.")])  # doctest: +SKIP
+>>> [(e.label, e.spans, e.text, round(e.score, 2)) for e in documents[0].entities]                      # doctest: +SKIP
+[('problem', [(0, 6)], 'Fièvre', 0.97), ('problem', [(10, 14)], 'toux', 0.95)]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medkit_exp.ner.documents import Entity, TextDocument
+from medkit_exp.ner.tagger import HFEntityMatcherTrainable, as_document
+from medkit_exp.ner.tagging import Word, tags_to_chunks, tokenize_words
+
+logger = logging.getLogger(__name__)
+
+
+def predict(
+    model_dir: str | Path | HFEntityMatcherTrainable,
+    documents: Iterable[Any],
+    batch_size: int = 32,
+    device: int = -1,
+) -> list[TextDocument]:
+    """New documents holding the entities the tagger finds in ``documents``.
+
+    ``model_dir`` is a folder saved by the tagger (any checkpoint of a run), or a tagger. Each
+    document is split into words once; documents longer than the model's limit go through
+    overlapping windows whose predictions are merged (each word predicted by the window where it
+    is most central). Windows are batched by length; the model runs under ``torch.inference_mode``.
+    Each entity's ``score`` is the mean probability of its words' predicted tags.
+    """
+    tagger = model_dir if isinstance(model_dir, HFEntityMatcherTrainable) else HFEntityMatcherTrainable.from_pretrained(model_dir, device)
+    docs = [as_document(item) for item in documents]
+    words = [tokenize_words(doc.text) for doc in docs]
+    jobs = []  # (document index, owned words in order, model inputs)
+    for index, doc_words in enumerate(words):
+        for window in tagger.encode_words([w.text for w in doc_words]):
+            inputs = tagger.window_inputs(window)
+            owned = sorted({w for w in window.word_ids if w in window.owned_words})
+            jobs.append((index, owned, inputs))
+    tag_ids = [[0] * len(doc_words) for doc_words in words]
+    probabilities = [[1.0] * len(doc_words) for doc_words in words]
+    tagger.model.eval()
+    order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][2]["input_ids"]))
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = [jobs[j] for j in order[start : start + batch_size]]
+            _predict_batch(tagger, chunk, tag_ids, probabilities)
+    return [
+        doc.with_entities(_decode(doc, doc_words, ids, probs, tagger))
+        for doc, doc_words, ids, probs in zip(docs, words, tag_ids, probabilities)
+    ]
+
+
+def _predict_batch(
+    tagger: HFEntityMatcherTrainable, chunk: list[tuple], tag_ids: list[list[int]], probabilities: list[list[float]]
+) -> None:
+    batch = tagger.collate_windows([inputs for _, _, inputs in chunk], with_labels=False).to_device(tagger.device)
+    logits = tagger.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    best_prob, best_id = logits.float().softmax(-1).max(-1)
+    best_prob, best_id = best_prob.cpu(), best_id.cpu()
+    for row, (doc_index, owned, inputs) in enumerate(chunk):
+        positions = inputs["first_positions"]
+        row_ids = best_id[row, positions].tolist()
+        row_probs = best_prob[row, positions].tolist()
+        for word, tag_id, prob in zip(owned, row_ids, row_probs):
+            tag_ids[doc_index][word] = tag_id
+            probabilities[doc_index][word] = prob
+
+
+def _decode(
+    doc: TextDocument, words: Sequence[Word], ids: list[int], probs: list[float], tagger: HFEntityMatcherTrainable
+) -> list[Entity]:
+    tags = [tagger.id_to_label[i] for i in ids]
+    entities = []
+    for label, first, end in tags_to_chunks(tags, tagger.tagging_scheme):
+        start, stop = words[first].start, words[end - 1].end
+        score = sum(probs[first:end]) / (end - first)
+        entities.append(Entity(label, [(start, stop)], text=doc.text[start:stop], score=score))
+    return entities

