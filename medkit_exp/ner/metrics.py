@@ -43,7 +43,9 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(np.asarray(values, dtype=np.float64)))
 
 
-def entity_scores(true: Counter[tuple[Hashable, ...]], pred: Counter[tuple[Hashable, ...]], labels: Iterable[str] = ()) -> dict[str, float]:
+def entity_scores(
+    true: Counter[tuple[Hashable, ...]], pred: Counter[tuple[Hashable, ...]], labels: Iterable[str] = ()
+) -> dict[str, float]:
     """Micro, macro and per-label precision/recall/F1 (+ support) of entity multisets.
 
     Each entity is a tuple whose first item is its label; two entities match when their tuples
@@ -66,7 +68,9 @@ def entity_scores(true: Counter[tuple[Hashable, ...]], pred: Counter[tuple[Hasha
         precision = _ratio(count["hit"][label], count["pred"][label])
         recall = _ratio(count["hit"][label], count["true"][label])
         per_label[label] = (precision, recall, _f1(precision, recall))
-        scores.update(zip((f"{label}_{m}" for m in PER_LABEL_METRICS), (*per_label[label], float(count["true"][label]))))
+        scores.update(
+            zip((f"{label}_{m}" for m in PER_LABEL_METRICS), (*per_label[label], float(count["true"][label])))
+        )
     precision = _ratio(sum(count["hit"].values()), sum(count["pred"].values()))
     recall = _ratio(sum(count["hit"].values()), sum(count["true"].values()))
     scores.update(precision=precision, recall=recall, f1=_f1(precision, recall))
@@ -103,7 +107,9 @@ class EntityMetricsComputer:
     def __init__(self, id2label: Mapping[int, str] | Sequence[str], tagging_scheme: str = "iob2"):
         if tagging_scheme not in OUTPUT_SCHEMES:
             raise ConfigError("tagging_scheme", f"must be one of {', '.join(OUTPUT_SCHEMES)}, got {tagging_scheme!r}")
-        self.id2label = {int(k): v for k, v in id2label.items()} if isinstance(id2label, Mapping) else dict(enumerate(id2label))
+        self.id2label = (
+            {int(k): v for k, v in id2label.items()} if isinstance(id2label, Mapping) else dict(enumerate(id2label))
+        )
         for tag in self.id2label.values():
             try:
                 split_tag(tag, tagging_scheme)
@@ -123,11 +129,15 @@ class EntityMetricsComputer:
             raise ValueError(f"tag id {index} is not in id2label (ids {min(self.id2label)}..{max(self.id2label)})")
         return self.id2label[index]
 
-    def prepare_batch(self, model_output: Mapping[str, Any], input_batch: Mapping[str, Any]) -> dict[str, list[list[str]]]:
+    def prepare_batch(
+        self, model_output: Mapping[str, Any], input_batch: Mapping[str, Any]
+    ) -> dict[str, list[list[str]]]:
         """Tag strings of the scored positions of each item: ``{"references", "predictions"}``."""
         logits, labels = model_output["logits"], input_batch["labels"]
         if logits.dim() != 3 or tuple(logits.shape[:2]) != tuple(labels.shape):
-            raise ValueError(f"logits {tuple(logits.shape)} do not match labels {tuple(labels.shape)} ([B, T, C] vs [B, T])")
+            raise ValueError(
+                f"logits {tuple(logits.shape)} do not match labels {tuple(labels.shape)} ([B, T, C] vs [B, T])"
+            )
         predicted = logits.argmax(dim=-1).tolist()
         gold = labels.tolist()
         mask = input_batch.get("eval_mask")
@@ -162,7 +172,9 @@ class EntityMetricsComputer:
         return scores
 
 
-def _pair_documents(gold: Sequence[TextDocument], pred: Sequence[TextDocument]) -> list[tuple[TextDocument, TextDocument]]:
+def _pair_documents(
+    gold: Sequence[TextDocument], pred: Sequence[TextDocument]
+) -> list[tuple[TextDocument, TextDocument]]:
     gold_ids = [doc.doc_id for doc in gold]
     pred_ids = [doc.doc_id for doc in pred]
     by_id = None not in gold_ids and None not in pred_ids and len(set(gold_ids)) == len(gold_ids) == len(set(pred_ids))
@@ -195,12 +207,18 @@ def evaluate_documents(gold_docs: Sequence[TextDocument], pred_docs: Sequence[Te
     pred: Counter[tuple[Hashable, ...]] = Counter()
     for index, (gold, hyp) in enumerate(_pair_documents(gold_docs, pred_docs)):
         if gold.text != hyp.text:
-            raise DataError(f"document {gold.doc_id or index!r}: the predicted document's text differs from the gold one")
+            raise DataError(
+                f"document {gold.doc_id or index!r}: the predicted document's text differs from the gold one"
+            )
         true.update((e.label, index, tuple(e.spans)) for e in gold.entities)
         pred.update((e.label, index, tuple(e.spans)) for e in hyp.entities)
     scores = entity_scores(true, pred)
     logger.info(
         "document evaluation: %d gold, %d predicted entities; P %.4f R %.4f F1 %.4f",
-        sum(true.values()), sum(pred.values()), scores["precision"], scores["recall"], scores["f1"],
+        sum(true.values()),
+        sum(pred.values()),
+        scores["precision"],
+        scores["recall"],
+        scores["f1"],
     )
     return scores

@@ -51,9 +51,15 @@ class PolicyReport:
             level,
             "policies on %d documents: %d -> %d entities; remapped %s; dropped by label %s; "
             "unknown labels dropped %s; discontinuous filled %d, dropped %d; overlapping dropped %d%s",
-            self.documents, self.entities_in, self.entities_out, dict(self.remapped),
-            dict(self.dropped_labels), dict(self.unknown_labels), self.discontinuous_filled,
-            self.discontinuous_dropped, self.overlaps_dropped,
+            self.documents,
+            self.entities_in,
+            self.entities_out,
+            dict(self.remapped),
+            dict(self.dropped_labels),
+            dict(self.unknown_labels),
+            self.discontinuous_filled,
+            self.discontinuous_dropped,
+            self.overlaps_dropped,
             f" (e.g. {'; '.join(self.overlap_examples)})" if self.overlap_examples else "",
         )
 
@@ -183,8 +189,10 @@ def apply_policies(
         mapped.append((doc, entities))
     if unknown and unknown_labels == "error":
         listing = ", ".join(f"{label!r} ({count})" for label, count in sorted(unknown.items()))
-        raise DataError(f"unknown entity labels: {listing}; expected {sorted(labels or [])} "
-                        "(map them with label_map, list them in drop_labels, or set unknown_labels='drop')")
+        raise DataError(
+            f"unknown entity labels: {listing}; expected {sorted(labels or [])} "
+            "(map them with label_map, list them in drop_labels, or set unknown_labels='drop')"
+        )
     report.unknown_labels.update(unknown)
     out = []
     for doc, entities in mapped:

@@ -57,7 +57,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         if following >= len(text):
             continue
         char = text[following]
-        if not (char.isupper() or char.isdigit() or char in "«\"“(["):
+        if not (char.isupper() or char.isdigit() or char in '«"“(['):
             continue
         if match.group().startswith(".") and _is_abbreviation(text, match.start()):
             continue
@@ -98,7 +98,11 @@ class SplitReport:
             level,
             "split %d documents into %d; %d sentence boundaries kept inside entities, %d window "
             "cuts moved out of entities, %d entities dropped (cut by a window)",
-            self.documents, self.sub_documents, self.merged_for_entities, self.cuts_moved, self.entities_dropped,
+            self.documents,
+            self.sub_documents,
+            self.merged_for_entities,
+            self.cuts_moved,
+            self.entities_dropped,
         )
 
 
@@ -144,7 +148,9 @@ def _window_cut(text: str, start: int, limit: int, extents: _Extents) -> tuple[i
     return (fallback, True) if fallback else (limit, False)
 
 
-def _windows(text: str, piece: tuple[int, int], max_chars: int, extents: _Extents, report: SplitReport) -> list[tuple[int, int]]:
+def _windows(
+    text: str, piece: tuple[int, int], max_chars: int, extents: _Extents, report: SplitReport
+) -> list[tuple[int, int]]:
     start, end = piece
     out = []
     while end - start > max_chars:
@@ -189,7 +195,11 @@ def split_document(
         entities = [shift_entity(entity, -start) for _, entity in inside]
         base = doc.doc_id if doc.doc_id is not None else str(parent_index)
         metadata = {key: doc.metadata[key] for key in ("path",) if key in doc.metadata}
-        subs.append(SubDocument(doc.text[start:end], entities, f"{base}#{number}", metadata, [], start, doc.doc_id, parent_index))
+        subs.append(
+            SubDocument(
+                doc.text[start:end], entities, f"{base}#{number}", metadata, [], start, doc.doc_id, parent_index
+            )
+        )
     dropped = [e for i, e in enumerate(doc.entities) if i not in placed]
     for entity in dropped:
         logger.warning("document %s: entity %s is cut by a split: left out", doc.doc_id, entity.describe())
@@ -244,4 +254,7 @@ def merge_predictions(sub_documents: Sequence[SubDocument], parents: Sequence[Te
         if parent.text[sub.offset : sub.offset + len(sub.text)] != sub.text:
             raise DataError(f"sub-document {sub.doc_id!r} does not match its parent's text at offset {sub.offset}")
         found[index] += [dataclasses.replace(shift_entity(e, sub.offset), text=None) for e in sub.entities]
-    return [parent.with_entities(sorted(entities, key=lambda e: (e.start, e.end))) for parent, entities in zip(parents, found)]
+    return [
+        parent.with_entities(sorted(entities, key=lambda e: (e.start, e.end)))
+        for parent, entities in zip(parents, found)
+    ]

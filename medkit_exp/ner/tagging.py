@@ -198,8 +198,13 @@ def find_tag_errors(tags: Sequence[str], scheme: str) -> list[tuple[int, str]]:
         continues_before = before[0] in "BI" and before[1] == label
         if prefix in ("I", last) and not continues_before:
             start = "B-" if scheme == "iob2" else "B- (or U-/S- for one word)"
-            problems.append((index, f"{tags[index]!r} after {tags[index - 1] if index else 'the start'!r} "
-                             f"(an {scheme.upper()} entity starts with {start})"))
+            problems.append(
+                (
+                    index,
+                    f"{tags[index]!r} after {tags[index - 1] if index else 'the start'!r} "
+                    f"(an {scheme.upper()} entity starts with {start})",
+                )
+            )
         elif scheme != "iob2" and prefix in "BI" and not (after[0] in ("I", last) and after[1] == label):
             problems.append((index, f"{tags[index]!r} is not closed by I-/{last}-{label}"))
     return problems
@@ -221,8 +226,12 @@ class TaggingReport:
             level,
             "tagging: %d entities, %d tagged; %d snapped to word boundaries, %d discontinuous filled, "
             "%d dropped as overlapping, %d dropped as covering no word",
-            self.entities, self.tagged, self.snapped, self.discontinuous_filled,
-            self.overlapping_dropped, self.empty_dropped,
+            self.entities,
+            self.tagged,
+            self.snapped,
+            self.discontinuous_filled,
+            self.overlapping_dropped,
+            self.empty_dropped,
         )
 
 

@@ -80,7 +80,9 @@ def _parse_spans(field_text: str, state: _AnnState, number: int, ann_id: str) ->
             state.fail(f"{ann_id}: bad offsets {start} {end} (start must be < end)", number, ann_id)
             return None
         if end > len(state.text):
-            state.fail(f"{ann_id}: offsets {start} {end} beyond the text ({len(state.text)} characters)", number, ann_id)
+            state.fail(
+                f"{ann_id}: offsets {start} {end} beyond the text ({len(state.text)} characters)", number, ann_id
+            )
             return None
         spans.append((start, end))
     ordered = sorted(spans)
@@ -206,7 +208,11 @@ def _check_link_targets(state: _AnnState) -> None:
         if missing:
             del state.links[link_id]
             if missing[0] in state.bad_ids:
-                state.report.skip(f"{link_id} refers to the skipped annotation {missing[0]}", str(state.path), state.link_lines[link_id])
+                state.report.skip(
+                    f"{link_id} refers to the skipped annotation {missing[0]}",
+                    str(state.path),
+                    state.link_lines[link_id],
+                )
             else:
                 state.fail(f"{link_id} refers to an unknown annotation {missing[0]!r}", state.link_lines[link_id])
 
@@ -293,29 +299,23 @@ def read_brat(
     return corpus
 
 
-# ----------------------------------------------------------------------------- writing
-
-
 def _one_line(text: str) -> str:
     return text.translate(str.maketrans("\r\n\t", "   "))
 
 
-def _new_ids(items: list[Any], prefix: str, pattern: str) -> list[str]:
+def _new_ids(items: list[Any], prefix: str) -> list[str]:
     """Keep ids that fit BRAT (``T12``) and are unique; number the others after the largest."""
     used: set[str] = set()
-    kept = []
+    kept: list[str | None] = []
     for item in items:
-        ok = item.id is not None and re.fullmatch(pattern, item.id) and item.id not in used
-        kept.append(item.id if ok else None)
-        if ok:
-            used.add(item.id)
-    numbers = [int(ident[1:]) for ident in used if ident[1:].isdigit()]
-    next_number = max(numbers, default=0) + 1
+        fits = item.id is not None and re.fullmatch(prefix + r"\d+", item.id) and item.id not in used
+        kept.append(item.id if fits else None)
+        used.update([item.id] if fits else [])
+    last = max((int(ident[1:]) for ident in used), default=0)
     ids = []
     for ident in kept:
-        if ident is None:
-            ident, next_number = f"{prefix}{next_number}", next_number + 1
-        ids.append(ident)
+        last += ident is None
+        ids.append(ident or f"{prefix}{last}")
     return ids
 
 
@@ -340,7 +340,7 @@ def _reference_lines(target: str, attrs: dict[str, Any], counters: dict[str, int
 
 
 def _ann_lines(doc: TextDocument, lost: set[str]) -> list[str]:
-    entity_ids = _new_ids(doc.entities, "T", r"T\d+")
+    entity_ids = _new_ids(doc.entities, "T")
     renamed = {entity.id: new for entity, new in zip(doc.entities, entity_ids) if entity.id is not None}
     lines, references = [], []
     counters = {"#": 0, "N": 0, "A": 0}
@@ -355,18 +355,15 @@ def _ann_lines(doc: TextDocument, lost: set[str]) -> list[str]:
     link_ids: dict[int, str] = {}
     for kind, prefix in (("relation", "R"), ("event", "E")):
         group = [link for link in doc.relations if link.kind == kind]
-        link_ids.update({id(link): new for link, new in zip(group, _new_ids(group, prefix, prefix + r"\d+"))})
+        link_ids.update({id(link): new for link, new in zip(group, _new_ids(group, prefix))})
     renamed.update({link.id: link_ids[id(link)] for link in doc.relations if id(link) in link_ids})
     for link in doc.relations:
         args = [(role, renamed.get(target, target)) for role, target in link.args]
         if link.kind == "equiv":
             lines.append(f"*\t{link.label} " + " ".join(target for _, target in args))
             continue
-        ident = link_ids[id(link)]
-        if link.kind == "event":
-            lines.append(f"{ident}\t" + " ".join(f"{role}:{target}" for role, target in args))
-        else:
-            lines.append(f"{ident}\t{link.label} " + " ".join(f"{role}:{target}" for role, target in args))
+        ident, head = link_ids[id(link)], "" if link.kind == "event" else f"{link.label} "  # events: Type:T1 first
+        lines.append(f"{ident}\t{head}" + " ".join(f"{role}:{target}" for role, target in args))
         references += _reference_lines(ident, link.attrs, counters, lost)
     return lines + references
 

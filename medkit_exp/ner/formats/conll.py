@@ -92,7 +92,13 @@ def _check_tags(sentence: _Sentence, scheme: str, path: Path, report: ReadReport
     problems = find_tag_errors(sentence.tags, scheme)
     if problems:
         index, message = problems[0]
-        fail(report, errors, f"{message} (sentence left out)" if errors == "skip" else message, path, sentence.lines[index])
+        fail(
+            report,
+            errors,
+            f"{message} (sentence left out)" if errors == "skip" else message,
+            path,
+            sentence.lines[index],
+        )
     return not problems
 
 

@@ -1,0 +1,198 @@
+"""Entity metrics: the MetricsComputer against seqeval's strict mode, and document evaluation."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+import warnings
+
+import pytest
+import torch
+
+from medkit_exp.errors import ConfigError, DataError
+from medkit_exp.ner.documents import Entity, TextDocument
+from medkit_exp.ner.metrics import EntityMetricsComputer, entity_scores, evaluate_documents
+from medkit_exp.ner.tagging import make_tag_labels
+from medkit_exp.training.batch import BatchData
+from medkit_exp.training.metrics import MetricsComputer
+
+SCHEMES = [("iob2", "IOB2"), ("bilou", "BILOU"), ("bioes", "IOBES")]
+
+
+def seqeval_report(refs, preds, seqeval_scheme):
+    seqeval_metrics = pytest.importorskip("seqeval.metrics", reason="seqeval is a test-only dependency")
+    import seqeval.scheme
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined-metric warnings: both sides count them as 0
+        return seqeval_metrics.classification_report(
+            refs,
+            preds,
+            mode="strict",
+            scheme=getattr(seqeval.scheme, seqeval_scheme),
+            output_dict=True,
+            zero_division=0,
+        )
+
+
+def assert_equals_seqeval(ours, report):
+    """Bit-for-bit equality with seqeval's classification report (macro nan: no entity at all)."""
+    for name, row in report.items():
+        values = (row["precision"], row["recall"], row["f1-score"])
+        if name == "micro avg":
+            assert (ours["precision"], ours["recall"], ours["f1"]) == values
+        elif name == "macro avg":
+            if math.isnan(row["precision"]):
+                assert (ours["macro_precision"], ours["macro_recall"], ours["macro_f1"]) == (0.0, 0.0, 0.0)
+            else:
+                assert (ours["macro_precision"], ours["macro_recall"], ours["macro_f1"]) == values
+        elif name != "weighted avg":
+            assert (ours[f"{name}_precision"], ours[f"{name}_recall"], ours[f"{name}_f1"]) == values, name
+            assert ours[f"{name}_support"] == row["support"], name
+
+
+HAND_WRITTEN = {
+    "iob2": (
+        [["B-A", "I-A", "O", "B-B"], ["O", "B-A", "I-A", "I-A"], ["B-B", "I-B"]],
+        [["B-A", "I-A", "O", "I-B"], ["O", "I-A", "I-A", "I-A"], ["B-B", "B-B"]],  # I- after O twice
+    ),
+    "bilou": (
+        [["B-A", "L-A", "O", "U-B"], ["U-A", "B-B", "I-B", "L-B"]],
+        [["B-A", "I-A", "O", "U-B"], ["U-A", "B-B", "L-B", "L-B"]],  # unclosed B-A I-A
+    ),
+    "bioes": (
+        [["B-A", "E-A", "S-B"], ["O", "S-A", "O"]],
+        [["B-A", "E-A", "E-A"], ["I-A", "E-A", "O"]],
+    ),
+}
+
+
+@pytest.mark.parametrize(("scheme", "seqeval_scheme"), SCHEMES)
+def test_hand_written_sequences_equal_seqeval(scheme, seqeval_scheme):
+    refs, preds = HAND_WRITTEN[scheme]
+    ours = EntityMetricsComputer(make_tag_labels(["A", "B", "C"], scheme), scheme).compute(
+        {"references": refs, "predictions": preds}
+    )
+    assert_equals_seqeval(ours, seqeval_report(refs, preds, seqeval_scheme))
+    assert ours["C_support"] == 0 and ours["C_f1"] == 0.0  # a label of id2label never seen
+
+
+def test_hand_written_iob2_values():
+    refs, preds = HAND_WRITTEN["iob2"]
+    ours = EntityMetricsComputer(make_tag_labels(["A", "B"])).compute({"references": refs, "predictions": preds})
+    # gold: A(0,2) B(3,4) A(5,8) B(0,2); predicted: A(0,2) B(0,1) B(1,2) -> 1 hit of 3 / 4
+    assert (ours["precision"], ours["recall"], ours["A_support"], ours["B_support"]) == (1 / 3, 1 / 4, 2.0, 2.0)
+
+
+@pytest.mark.parametrize(("scheme", "seqeval_scheme"), SCHEMES)
+def test_random_sequences_equal_seqeval_bit_for_bit(scheme, seqeval_scheme):
+    rng = random.Random(scheme)
+    for _ in range(150):
+        labels = [f"L{i}" for i in range(rng.randint(1, 11))]  # > 8 labels: numpy's pairwise sum path
+        tags = make_tag_labels(labels, scheme)
+        refs, preds = [], []
+        for _ in range(rng.randint(1, 8)):
+            length = rng.randint(0, 14)
+            ref = [rng.choice(tags) if rng.random() < 0.5 else "O" for _ in range(length)]
+            pred = [tag if rng.random() < 0.7 else rng.choice(tags) for tag in ref]
+            refs.append(ref)
+            preds.append(pred)
+        ours = EntityMetricsComputer(tags, scheme).compute({"references": refs, "predictions": preds})
+        assert_equals_seqeval(ours, seqeval_report(refs, preds, seqeval_scheme))
+
+
+def test_prepare_batch_uses_labels_mask_or_eval_mask():
+    id2label = {0: "O", 1: "B-X", 2: "I-X"}
+    computer = EntityMetricsComputer(id2label)
+    assert isinstance(computer, MetricsComputer)
+    logits = torch.full((2, 4, 3), -1.0)
+    predicted = [[0, 1, 2, 2], [1, 0, 0, 0]]
+    for b, row in enumerate(predicted):
+        for t, tag in enumerate(row):
+            logits[b, t, tag] = 5.0
+    labels = torch.tensor([[-100, 1, 2, -100], [1, 0, -100, -100]])
+    data = computer.prepare_batch(BatchData(logits=logits), BatchData(labels=labels))
+    assert data == {"references": [["B-X", "I-X"], ["B-X", "O"]], "predictions": [["B-X", "I-X"], ["B-X", "O"]]}
+    eval_mask = torch.tensor([[False, True, False, False], [True, True, False, False]])
+    data = computer.prepare_batch({"logits": logits}, {"labels": labels, "eval_mask": eval_mask})
+    assert data == {"references": [["B-X"], ["B-X", "O"]], "predictions": [["B-X"], ["B-X", "O"]]}
+    with pytest.raises(ValueError, match="label is -100"):
+        computer.prepare_batch({"logits": logits}, {"labels": labels, "eval_mask": torch.ones(2, 4, dtype=torch.bool)})
+    with pytest.raises(ValueError, match="do not match labels"):
+        computer.prepare_batch({"logits": logits}, {"labels": labels[:, :3]})
+
+
+def test_prepared_batches_concatenate_into_compute():
+    computer = EntityMetricsComputer(["O", "B-X", "I-X"])
+    logits = torch.tensor([[[0.0, 9.0, 0.0], [0.0, 0.0, 9.0], [9.0, 0.0, 0.0]]])
+    batches = [computer.prepare_batch({"logits": logits}, {"labels": torch.tensor([[1, 2, 0]])}) for _ in range(2)]
+    all_data = {key: sum((batch[key] for batch in batches), []) for key in batches[0]}
+    scores = computer.compute(all_data)
+    assert scores["f1"] == 1.0 and scores["X_support"] == 2.0
+
+
+def test_metric_names_list_what_compute_returns():
+    computer = EntityMetricsComputer(make_tag_labels(["DISO", "ANAT"], "bilou"), "bilou")
+    scores = computer.compute({"references": [["U-DISO"]], "predictions": [["O"]]})
+    assert sorted(computer.metric_names) == sorted(scores)
+    assert computer.metric_names[:6] == ["precision", "recall", "f1", "macro_precision", "macro_recall", "macro_f1"]
+    assert "ANAT_support" in computer.metric_names and scores["DISO_recall"] == 0.0
+
+
+def test_bad_configuration():
+    with pytest.raises(ConfigError, match="tagging_scheme"):
+        EntityMetricsComputer(["O", "B-X"], "iob1")
+    with pytest.raises(ConfigError, match="id2label"):
+        EntityMetricsComputer(["O", "U-X"], "iob2")
+    with pytest.raises(ConfigError, match="clash"):
+        EntityMetricsComputer(["O", "B-macro", "I-macro"])
+    with pytest.raises(ValueError, match="2 reference tags but 1 predicted"):
+        EntityMetricsComputer(["O", "B-X"]).compute({"references": [["O", "O"]], "predictions": [["O"]]})
+
+
+def test_entity_scores_counts_duplicates_as_a_multiset():
+    scores = entity_scores(Counter([("X", 1), ("X", 1)]), Counter([("X", 1)]))
+    assert (scores["precision"], scores["recall"]) == (1.0, 0.5)
+
+
+TEXT = "Fièvre et toux sèche depuis hier."
+
+
+def test_evaluate_documents_exact_spans_and_labels_per_label():
+    gold = [
+        TextDocument(TEXT, [Entity("DISO", [(0, 6)]), Entity("DISO", [(10, 20)]), Entity("TIME", [(21, 32)])], "a"),
+        TextDocument("Sécrétion d' oestradiol", [Entity("PHYS", [(0, 9), (10, 23)])], "b"),
+    ]
+    pred = [
+        TextDocument("Sécrétion d' oestradiol", [Entity("PHYS", [(0, 23)])], "b"),  # filled span: no match
+        TextDocument(
+            TEXT,
+            [
+                Entity("DISO", [(0, 6)]),
+                Entity("DISO", [(10, 14)]),
+                Entity("TIME", [(21, 32)]),
+                Entity("ANAT", [(10, 14)]),
+            ],
+            "a",
+        ),
+    ]
+    scores = evaluate_documents(gold, pred)  # paired by id, whatever the order
+    assert (scores["precision"], scores["recall"]) == (2 / 5, 2 / 4)
+    assert (scores["DISO_precision"], scores["DISO_recall"], scores["DISO_support"]) == (0.5, 0.5, 2.0)
+    assert (scores["TIME_f1"], scores["PHYS_recall"], scores["ANAT_support"]) == (1.0, 0.0, 0.0)
+    assert scores["macro_recall"] == (0.5 + 1.0 + 0.0 + 0.0) / 4
+
+
+def test_evaluate_documents_pairs_by_position_without_ids_and_checks_pairing():
+    gold = [TextDocument("abc", [Entity("X", [(0, 3)])]), TextDocument("de", [])]
+    assert evaluate_documents(gold, [TextDocument("abc", [Entity("X", [(0, 3)])]), TextDocument("de")])["f1"] == 1.0
+    with pytest.raises(DataError, match="1 gold but 2 predicted"):
+        evaluate_documents(gold[:1], gold)
+    with pytest.raises(DataError, match=r"no prediction for \['b'\], no gold for \['c'\]"):
+        evaluate_documents(
+            [TextDocument("x", doc_id="a"), TextDocument("y", doc_id="b")],
+            [TextDocument("x", doc_id="a"), TextDocument("y", doc_id="c")],
+        )
+    with pytest.raises(DataError, match="text differs"):
+        evaluate_documents([TextDocument("abc")], [TextDocument("abd")])
