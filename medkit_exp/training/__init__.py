@@ -3,49 +3,44 @@
 Signature-compatible with ``medkit.training`` (medkit 0.17): code written against medkit's
 ``TrainableComponent``, ``TrainerConfig``, ``Trainer``, ``TrainerCallback``, ``BatchData`` and
 ``MetricsComputer`` runs unchanged against these.
+
+Exports are resolved on first use, so importing a light part (e.g. ``TrainerConfig`` for a
+config schema) does not import torch.
 """
 
-from medkit_exp.training.batch import BatchData, EpochBatchSampler
-from medkit_exp.training.callbacks import (
-    DefaultPrinterCallback,
-    EarlyStoppingCallback,
-    TrainerCallback,
-    TrainerControl,
-    TrainerState,
-)
-from medkit_exp.training.checkpoint import CheckpointManager, load_trainer_state, resolve_checkpoint
-from medkit_exp.training.component import TrainableComponent, check_trainable_component
-from medkit_exp.training.config import TrainerConfig
-from medkit_exp.training.metrics import MetricsComputer
-from medkit_exp.training.optim import make_adamw, param_groups_with_weight_decay
-from medkit_exp.training.schedulers import (
-    ReduceLROnPlateauBuilder,
-    WarmupDecaySchedulerBuilder,
-    make_scheduler_builder,
-)
-from medkit_exp.training.seed import seed_everything
-from medkit_exp.training.trainer import Trainer
+from __future__ import annotations
 
-__all__ = [
-    "BatchData",
-    "CheckpointManager",
-    "DefaultPrinterCallback",
-    "EarlyStoppingCallback",
-    "EpochBatchSampler",
-    "MetricsComputer",
-    "ReduceLROnPlateauBuilder",
-    "TrainableComponent",
-    "Trainer",
-    "TrainerCallback",
-    "TrainerConfig",
-    "TrainerControl",
-    "TrainerState",
-    "WarmupDecaySchedulerBuilder",
-    "check_trainable_component",
-    "load_trainer_state",
-    "make_adamw",
-    "make_scheduler_builder",
-    "param_groups_with_weight_decay",
-    "resolve_checkpoint",
-    "seed_everything",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BatchData": "batch",
+    "EpochBatchSampler": "batch",
+    "DefaultPrinterCallback": "callbacks",
+    "EarlyStoppingCallback": "callbacks",
+    "TrainerCallback": "callbacks",
+    "TrainerControl": "callbacks",
+    "TrainerState": "callbacks",
+    "CheckpointManager": "checkpoint",
+    "load_trainer_state": "checkpoint",
+    "resolve_checkpoint": "checkpoint",
+    "TrainableComponent": "component",
+    "check_trainable_component": "component",
+    "TrainerConfig": "config",
+    "MetricsComputer": "metrics",
+    "make_adamw": "optim",
+    "param_groups_with_weight_decay": "optim",
+    "ReduceLROnPlateauBuilder": "schedulers",
+    "WarmupDecaySchedulerBuilder": "schedulers",
+    "make_scheduler_builder": "schedulers",
+    "seed_everything": "seed",
+    "Trainer": "trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"medkit_exp.training.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

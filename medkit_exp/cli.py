@@ -1,0 +1,199 @@
+"""The Hydra application: ``python -m medkit_exp +experiment=ner [overrides]``.
+
+Composes ``conf/``, builds data, component, metrics, scheduler and callbacks, trains, prints a
+closing summary and returns the objective (the best value of ``optimized_metric``) so that
+sweepers can use it. Heavy libraries are imported inside the task, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from medkit_exp.errors import ConfigError, MedkitExpError
+
+logger = logging.getLogger("medkit_exp")
+
+
+def config_dir() -> str:
+    """``conf/`` beside the package in a source checkout, else the copy shipped in the wheel."""
+    source = Path(__file__).resolve().parents[1] / "conf"
+    if (source / "config.yaml").is_file():
+        return str(source)
+    return str(Path(__file__).resolve().parent / "conf")
+
+
+def _register_schema() -> None:
+    from medkit_exp.schema import MedkitExpConfig
+
+    ConfigStore.instance().store(name="medkit_exp_schema", node=MedkitExpConfig)
+
+
+_register_schema()
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Train as configured; return the best value of ``optimized_metric``."""
+    return report_errors(lambda: train(cfg))
+
+
+def report_errors(task: Any) -> Any:
+    """Run ``task``; our own errors end the process with one clear line (no traceback)."""
+    try:
+        return task()
+    except MedkitExpError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        logger.error("%s", error)
+        print(f"Error: {error}\n(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
+        sys.exit(2)
+
+
+def train(cfg: DictConfig) -> float | None:
+    from medkit_exp.ner.data import NERDataConfig, load_corpus
+    from medkit_exp.training import Trainer, seed_everything
+
+    print_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if cfg.seed is not None:
+        seed_everything(cfg.seed)  # before anything seeded (the tagger's new head) is built
+    splits = load_corpus(OmegaConf.to_object(cfg.data) if isinstance(cfg.data, DictConfig) else NERDataConfig())
+    component = build_component(cfg.component)
+    trainer_config = build_trainer_config(cfg)
+    callbacks = build_callbacks(cfg, splits)
+    trainer = Trainer(
+        component, trainer_config, splits["train"], splits.get("dev"),
+        metrics_computer=component.make_metrics_computer() if hasattr(component, "make_metrics_computer") else None,
+        lr_scheduler_builder=build_scheduler(cfg.scheduler), callback=callbacks,
+    )
+    history = trainer.train(resume_from_checkpoint=cfg.resume_from)
+    objective = best_value(history, cfg.optimized_metric, trainer_config.minimize_checkpoint_metric)
+    print_summary(cfg, trainer, objective, callbacks)
+    return objective
+
+
+def build_component(component_cfg: DictConfig) -> Any:
+    """Instantiate the component; unknown keys name the valid parameters of its class."""
+    from hydra.utils import get_class, instantiate
+
+    settings = OmegaConf.to_container(component_cfg, resolve=True)
+    target = settings.get("_target_")
+    if not target:
+        raise ConfigError("component._target_", "name the component class to build")
+    try:
+        cls = get_class(target)
+    except Exception as error:  # hydra wraps import errors in its own types
+        raise ConfigError("component._target_", f"cannot import {target!r}: {error}") from error
+    parameters = inspect.signature(cls).parameters
+    unknown = [key for key in settings if not key.startswith("_") and key not in parameters]
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        raise ConfigError(f"component.{unknown[0]}", f"not a parameter of {target}; valid: {', '.join(parameters)}")
+    if "model_name_or_path" in settings:
+        settings["model_name_or_path"] = resolve_model(settings["model_name_or_path"])
+    return instantiate(settings, _convert_="all")
+
+
+def resolve_model(name: str | None) -> str:
+    """None: the packaged MiniLM; "tiny-random": a tiny random encoder; else a hub id or a folder."""
+    from medkit_exp.ner.tiny import TINY_MODEL_NAME, tiny_encoder
+
+    if name is None:
+        from medkit_exp.ner.tagger import default_encoder
+
+        return default_encoder()
+    if name == TINY_MODEL_NAME:
+        return tiny_encoder()
+    if (name.startswith((".", "/", "~")) or os.sep in name and Path(name).exists()) and not Path(name).expanduser().is_dir():
+        raise ConfigError("component.model_name_or_path", f"model folder not found: {name}")
+    return name
+
+
+def build_trainer_config(cfg: DictConfig) -> Any:
+    from medkit_exp.training import TrainerConfig
+
+    settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    settings.update(
+        learning_rate=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay, max_grad_norm=cfg.optimizer.max_grad_norm
+    )
+    try:
+        return TrainerConfig(**settings)
+    except ConfigError as error:
+        raise ConfigError(f"trainer.{error.key}", error.message) from error
+
+
+def build_scheduler(scheduler_cfg: DictConfig) -> Any:
+    from medkit_exp.training import make_scheduler_builder
+
+    name = scheduler_cfg.name
+    if name in ("linear", "cosine", "constant"):
+        keys = ("warmup_ratio", "warmup_steps", "min_lr_ratio")
+    elif name == "plateau":
+        keys = ("mode", "factor", "patience")
+    else:
+        keys = ()
+    return make_scheduler_builder(name, **{key: scheduler_cfg[key] for key in keys})
+
+
+def build_callbacks(cfg: DictConfig, splits: dict[str, list]) -> list[Any]:
+    from medkit_exp.training import DefaultPrinterCallback, EarlyStoppingCallback
+
+    callbacks: list[Any] = [DefaultPrinterCallback(progress_bar=cfg.callbacks.progress_bar)]
+    stopping = cfg.callbacks.early_stopping
+    if stopping.enabled:
+        callbacks.append(EarlyStoppingCallback(stopping.metric, stopping.patience, stopping.min_delta, stopping.mode))
+    if cfg.tracking.enabled:
+        from medkit_exp.tracking.app import mlflow_callback_from_config
+
+        callbacks.append(mlflow_callback_from_config(cfg, splits))
+    return callbacks
+
+
+def best_value(history: list[dict[str, dict[str, float]]], metric: str, minimize: bool) -> float | None:
+    values = [entry["eval"][metric] for entry in history if metric in entry.get("eval", {})]
+    values = [float(v) for v in values if not math.isnan(float(v))]
+    if not values:
+        return None
+    return min(values) if minimize else max(values)
+
+
+def print_config(cfg: DictConfig) -> None:
+    """The resolved config as an indented tree, one group per branch."""
+    lines = ["Configuration:"]
+    for key, value in cfg.items():
+        if isinstance(value, DictConfig):
+            lines.append(f"├── {key}")
+            body = OmegaConf.to_yaml(value, resolve=True).rstrip().splitlines()
+            lines += [f"│   {line}" for line in body]
+        else:
+            lines.append(f"├── {key}: {value}")
+    print("\n".join(lines), flush=True)
+
+
+def print_summary(cfg: DictConfig, trainer: Any, objective: float | None, callbacks: list[Any]) -> None:
+    shown = "n/a" if objective is None else f"{objective:.4f}"
+    lines = [
+        "",
+        "Run summary",
+        f"  best eval {cfg.optimized_metric}: {shown}",
+        f"  best checkpoint: {trainer.best_checkpoint}",
+        f"  run folder: {cfg.paths.output_dir}",
+    ]
+    if trainer.state.stop_reason:
+        lines.append(f"  stopped early: {trainer.state.stop_reason}")
+    for callback in callbacks:
+        describe = getattr(callback, "summary_lines", None)
+        if callable(describe):
+            lines += [f"  {line}" for line in describe()]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,103 @@
+"""Loading a corpus as the ``data`` config describes it: read, apply policies, split, report.
+
+>>> splits = load_corpus(NERDataConfig())  # the embedded demo corpus             # doctest: +SKIP
+>>> len(splits["train"]), sorted(splits)                                         # doctest: +SKIP
+(327, ['dev', 'train'])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medkit_exp.errors import ConfigError, DataError
+from medkit_exp.ner.documents import TextDocument
+from medkit_exp.ner.formats import find_split, read_documents
+from medkit_exp.ner.policies import apply_policies
+from medkit_exp.ner.splitting import split_documents
+
+logger = logging.getLogger(__name__)
+
+SPLIT_MODES = ("sentences", "none")
+
+
+@dataclass
+class NERDataConfig:
+    """Schema of the ``data`` config group.
+
+    ``path`` is the corpus folder (None: the embedded demo corpus); ``train``/``dev``/``test``
+    name the splits under it (a folder or a file, see ``find_split``; None: absent).
+    """
+
+    name: str = "demo"
+    format: str = "brat"
+    path: str | None = None
+    train: str = "train"
+    dev: str | None = "dev"
+    test: str | None = None
+    labels: list[str] = field(default_factory=lambda: ["problem", "treatment", "test"])
+    label_map: dict[str, str] = field(default_factory=dict)
+    split: str = "sentences"
+    nested: str = "keep_longest"
+    discontinuous: str = "fill"
+    errors: str = "raise"
+    max_documents: int | None = None
+
+
+def corpus_root(config: NERDataConfig) -> Path:
+    """The corpus folder, failing clearly when a real corpus location is not configured."""
+    if config.path is None:
+        from medkit_exp.ner import demo_corpus_dir
+
+        return Path(demo_corpus_dir())
+    if str(config.path).startswith("None/") or str(config.path).startswith("null/"):
+        raise ConfigError(
+            "paths.data_dir",
+            f"the {config.name} corpus needs its location: set paths.data_dir=/path/to/shared/data "
+            "or the environment variable MEDKIT_EXP_DATA_DIR",
+        )
+    root = Path(config.path)
+    if not root.is_dir():
+        raise DataError(f"corpus folder of {config.name} not found (config key data.path)", path=root)
+    return root
+
+
+def load_corpus(config: NERDataConfig) -> dict[str, list[TextDocument]]:
+    """The configured splits, each read, cleaned by the policies and optionally split into sentences."""
+    if config.split not in SPLIT_MODES:
+        raise ConfigError("data.split", f"must be one of {', '.join(SPLIT_MODES)}; got {config.split!r}")
+    root = corpus_root(config)
+    wanted = {name: getattr(config, name) for name in ("train", "dev", "test") if getattr(config, name)}
+    paths = {name: find_split(root, split) for name, split in wanted.items()}  # all missing splits fail first
+    splits = {}
+    for name, path in paths.items():
+        corpus = read_documents(path, config.format, errors=config.errors)
+        documents, _ = apply_policies(  # logs its own report
+            corpus, label_map=config.label_map, labels=config.labels,
+            discontinuous=config.discontinuous, overlaps=config.nested,
+        )
+        if config.split == "sentences":
+            documents, _ = split_documents(documents, mode="sentence")  # logs its own report
+        documents = [doc for doc in documents if doc.text.strip()]
+        if config.max_documents is not None:
+            documents = documents[: config.max_documents]
+        if not documents:
+            raise DataError(f"split {name!r} holds no document", path=path)
+        logger.info(
+            "%s/%s: %d documents, %d entities (from %s)",
+            config.name, name, len(documents), sum(len(d.entities) for d in documents), path,
+        )
+        splits[name] = documents
+    return splits
+
+
+def corpus_digest(documents: list[TextDocument]) -> str:
+    """A short stable digest of texts and entities (for tracking which data a run saw)."""
+    digest = hashlib.sha256()
+    for doc in documents:
+        entities = [(e.label, e.spans) for e in doc.entities]
+        digest.update(json.dumps([doc.text, entities], ensure_ascii=False).encode("utf-8"))
+    return digest.hexdigest()[:16]
