@@ -28,13 +28,15 @@ SPLIT_MODES = ("sentences", "none")
 class NERDataConfig:
     """Schema of the ``data`` config group.
 
-    ``path`` is the corpus folder (None: the embedded demo corpus); ``train``/``dev``/``test``
+    ``path`` is the corpus folder (None: the embedded demo corpus), relative to ``data_dir``
+    when that is given (the real corpora); ``train``/``dev``/``test``
     name the splits under it (a folder or a file, see ``find_split``; None: absent).
     """
 
     name: str = "demo"
     format: str = "brat"
     path: str | None = None
+    data_dir: str | None = None
     train: str = "train"
     dev: str | None = "dev"
     test: str | None = None
@@ -53,13 +55,16 @@ def corpus_root(config: NERDataConfig) -> Path:
         from medkit_exp.ner import demo_corpus_dir
 
         return Path(demo_corpus_dir())
-    if str(config.path).startswith("None/") or str(config.path).startswith("null/"):
+    root = Path(config.path)
+    data_dir = config.data_dir or None  # an empty MEDKIT_EXP_DATA_DIR counts as unset
+    if not root.is_absolute() and data_dir is None and not root.exists():
         raise ConfigError(
             "paths.data_dir",
-            f"the {config.name} corpus needs its location: set paths.data_dir=/path/to/shared/data "
-            "or the environment variable MEDKIT_EXP_DATA_DIR",
+            f"the {config.name} corpus ({config.path}) needs the folder of the shared corpora: set "
+            "paths.data_dir=/path/to/shared/data or the environment variable MEDKIT_EXP_DATA_DIR",
         )
-    root = Path(config.path)
+    if not root.is_absolute() and data_dir is not None:
+        root = Path(data_dir) / root
     if not root.is_dir():
         raise DataError(f"corpus folder of {config.name} not found (config key data.path)", path=root)
     return root

@@ -1,0 +1,116 @@
+"""The Hydra application: composition of every config, an end-to-end smoke run, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from medkit_exp.cli import config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+PRESETS = [
+    ["debug=fast"], ["debug=overfit"], ["trainer=gpu"], ["scheduler=cosine"], ["scheduler=plateau"],
+    ["scheduler=none"], ["scheduler=constant"], ["callbacks=early_stopping"], ["tracking=none"],
+]
+
+
+def composed(*overrides: str):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def run_cli(cwd: Path, *args: str, module: str = "medkit_exp", env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), **(env or {})}
+    environment.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=environment
+    )
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("preset", [[], *PRESETS], ids=lambda p: "-".join(p) or "plain")
+def test_every_experiment_composes_with_every_preset(experiment, preset):
+    cfg = composed(f"+experiment={experiment}", *preset, "paths.output_dir=/tmp/x", "paths.data_dir=/data")
+    assert cfg.experiment_name == experiment
+    OmegaConf.to_container(cfg.trainer, resolve=True)  # interpolations resolve
+    assert cfg.component.labels == cfg.data.labels
+
+
+def test_experiment_is_not_in_the_primary_defaults():
+    defaults = OmegaConf.load(ROOT / "conf" / "config.yaml").defaults
+    assert not any("experiment" in (d if isinstance(d, str) else next(iter(d))) for d in defaults)
+
+
+def test_debug_fast_end_to_end(tmp_path):
+    result = run_cli(tmp_path, "+experiment=ner", "debug=fast", "tracking=none", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    assert "Configuration:" in result.stdout and "Run summary" in result.stdout
+    assert "best checkpoint: " in result.stdout
+    resolved = OmegaConf.load(run / "config_resolved.yaml")
+    assert resolved.trainer.max_steps == 4 and resolved.component.model_name_or_path == "tiny-random"
+    assert (run / ".hydra" / "overrides.yaml").exists()
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert state["last"] == "checkpoint-0000004"
+    assert (run / "checkpoints" / state["best"] / "config.json").exists()
+    records = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["type"] == "eval"] == [2, 4]
+    assert "f1" in records[-1]["eval"]
+    assert "Training is completed" in (run / "cli.log").read_text()  # logs go to the run folder too
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["+experiment=nope"], "Could not find 'experiment/nope'"),
+        (["+experiment=ner", "trainer.batch_sise=3"], "Key 'batch_sise' not in 'TrainerConfig'"),
+        (["+experiment=ner", "trainer.batch_size=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
+        (["+experiment=ner", "scheduler=triangle"], "Could not find 'scheduler/triangle'"),
+        (["+experiment=ner", "trainer.batch_size=-1", "tracking=none"], "config key 'trainer.batch_size': must be >= 1"),
+        (["+experiment=ner", "component.dropout=0.1"], "Key 'dropout' is not in struct"),
+        (["+experiment=ner", "+component.dropout=0.1", "tracking=none"], "config key 'component.dropout': not a parameter"),
+        (["+experiment=ner_ncbi", "tracking=none"], "paths.data_dir"),
+        (["+experiment=ner", "component.model_name_or_path=./no/such/model", "tracking=none"], "model folder not found"),
+        (["+experiment=ner", "data.path=/no/such/corpus", "tracking=none"], "/no/such/corpus: corpus folder"),
+    ],
+)
+def test_bad_input_is_one_clear_message_without_traceback(tmp_path, args, message):
+    result = run_cli(tmp_path, *args, env={"MEDKIT_EXP_DATA_DIR": ""})  # empty counts as unset
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_and_cfg_are_fast_and_import_no_heavy_library(tmp_path):
+    code = (
+        "import sys, time; t = time.perf_counter(); sys.argv = ['medkit_exp', '--help'];\n"
+        "import medkit_exp.cli\n"
+        "heavy = [m for m in ('torch', 'transformers', 'mlflow', 'optuna') if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_wheel_ships_conf_and_the_demo_corpus(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "medkit_exp/conf/config.yaml" in names
+    assert "medkit_exp/conf/experiment/ner.yaml" in names
+    assert any(n.startswith("medkit_exp/ner/demo/train/") and n.endswith(".ann") for n in names)
+    assert "hydra_plugins/medkit_exp_sweeper/__init__.py" in names
+    for package in ("training", "ner", "ner/formats", "tracking", "sweeps"):
+        assert f"medkit_exp/{package}/__init__.py" in names
