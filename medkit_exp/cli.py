@@ -154,9 +154,19 @@ def build_callbacks(cfg: DictConfig, splits: dict[str, list]) -> list[Any]:
     if stopping.enabled:
         callbacks.append(EarlyStoppingCallback(stopping.metric, stopping.patience, stopping.min_delta, stopping.mode))
     if cfg.tracking.enabled:
+        from hydra.core.hydra_config import HydraConfig
+
+        from medkit_exp.ner.data import corpus_root
         from medkit_exp.tracking.app import mlflow_callback_from_config
 
-        callbacks.append(mlflow_callback_from_config(cfg, splits))
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        params = OmegaConf.to_container(cfg, resolve=True)
+        callbacks.append(
+            mlflow_callback_from_config(
+                params["tracking"], params, OmegaConf.to_yaml(cfg, resolve=True), overrides, splits,
+                data_source=str(corpus_root(OmegaConf.to_object(cfg.data))), data_name=cfg.data.name,
+            )
+        )
     return callbacks
 
 
@@ -193,7 +203,11 @@ def print_summary(cfg: DictConfig, trainer: Any, objective: float | None, callba
     if trainer.state.stop_reason:
         lines.append(f"  stopped early: {trainer.state.stop_reason}")
     for callback in callbacks:
-        describe = getattr(callback, "summary_lines", None)
-        if callable(describe):
-            lines += [f"  {line}" for line in describe()]
+        run_id, uri = getattr(callback, "run_id", None), getattr(callback, "resolved_tracking_uri", None)
+        if run_id:
+            lines.append(f"  MLflow run: {run_id} ({uri})")
+            if uri and not uri.startswith(("http://", "https://")):
+                lines.append(f"  open the MLflow UI: mlflow ui --backend-store-uri {uri}")
+            else:
+                lines.append(f"  open the MLflow UI: {uri}")
     print("\n".join(lines), flush=True)
