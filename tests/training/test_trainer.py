@@ -312,3 +312,41 @@ def test_batchdata_rows_columns_slices_and_device():
     assert batch[1]["y"] == "b" and batch["y"] == ["a", "b", "c"]
     assert batch[1:]["y"] == ["b", "c"] and isinstance(batch[1:], BatchData)
     assert batch.to_device("cpu")["x"].device.type == "cpu"
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels: ~45 s on 2 cores
+def test_compile_compiles_the_exposed_model_in_place_and_checkpoints_stay_loadable(make_trainer):
+    class Compiled(ToyTextClassifier):
+        def forward(self, input_batch, return_loss, eval_mode):  # through the module, so compile applies
+            self.model.train(not eval_mode)
+            logits = self.model(input_batch)
+            return BatchData(logits=logits), self.loss(logits, input_batch["labels"]) if return_loss else None
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.out = torch.nn.EmbeddingBag(64, 8), torch.nn.Linear(8, 2)
+
+        def forward(self, batch):
+            return self.out(self.embed(batch["input_ids"], batch["offsets"]))
+
+    component = Compiled()
+    component.model = Net()
+    trainer = make_trainer(component=component, compile=True, nb_training_epochs=1)
+    assert component.model._compiled_call_impl is not None
+    trainer.train()
+    saved = torch.load(f"{trainer.last_checkpoint}/toy_model.pt")
+    assert set(saved) == {"embed.weight", "out.weight", "out.bias"}  # no _orig_mod. prefix
+
+
+def test_compile_needs_an_exposed_model(make_trainer):
+    class Hidden(ToyTextClassifier):
+        def __init__(self):
+            super().__init__()
+            self.net = self.__dict__.pop("model")
+
+        def configure_optimizer(self, lr):
+            return torch.optim.AdamW(self.net.parameters(), lr=lr)
+
+    with pytest.raises(ConfigError, match="compile"):
+        make_trainer(component=Hidden(), compile=True)
