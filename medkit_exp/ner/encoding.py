@@ -50,10 +50,33 @@ def split_windows(word_ids: Sequence[int], nb_words: int, max_tokens: int, strid
         windows.append(range(start, end))
         if end >= total:
             return windows
-        following = max(end - stride, start + 1)
-        while 0 < following < end and word_ids[following] == word_ids[following - 1]:
-            following -= 1  # back to the first sub-token of the word
-        start = following if following > start else end
+        start = _next_start(word_ids, start, end, max_tokens, stride)
+
+
+def _next_start(word_ids: Sequence[int], start: int, end: int, max_tokens: int, stride: int) -> int:
+    """Where the window after ``[start, end)`` starts: on a word, about ``stride`` before ``end``."""
+
+    def inside_word(position: int) -> bool:
+        return word_ids[position] == word_ids[position - 1]
+
+    target = max(end - stride, start + 1)
+    following = target
+    while following > start and following < end and inside_word(following):
+        following -= 1  # back to the first sub-token of the word
+    if following <= start:  # that word opens this window: start on the next word instead
+        following = target
+        while following < end and inside_word(following):
+            following += 1
+    # The next window must hold the word at `end`, or its cut would end it where this one
+    # ends: a window inside this one, computed for nothing. Start later (on a word) if needed.
+    next_word_end = end
+    while next_word_end < len(word_ids) and word_ids[next_word_end] == word_ids[end]:
+        next_word_end += 1
+    while following < end and following + max_tokens < next_word_end:
+        following += 1
+        while following < end and inside_word(following):
+            following += 1
+    return following
 
 
 def assign_owners(windows: list[range], word_ids: Sequence[int], nb_words: int) -> list[range]:

@@ -65,13 +65,34 @@ def _predict_batch(
     logits = tagger.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     best_prob, best_id = logits.float().softmax(-1).max(-1)
     best_prob, best_id = best_prob.cpu(), best_id.cpu()
+    word_tag = _bilou_word_tag(tagger) if tagger.tag_subtokens and tagger.tagging_scheme == "bilou" else None
     for row, (doc_index, owned, inputs) in enumerate(chunk):
         positions = inputs["first_positions"]
         row_ids = best_id[row, positions].tolist()
         row_probs = best_prob[row, positions].tolist()
+        if word_tag is not None:  # the word's tag is told by its first and last sub-tokens
+            last = inputs["last_positions"]
+            row_ids = [word_tag(i, j) for i, j in zip(row_ids, best_id[row, last].tolist())]
+            row_probs = [(p + q) / 2 for p, q in zip(row_probs, best_prob[row, last].tolist())]
         for word, tag_id, prob in zip(owned, row_ids, row_probs):
             tag_ids[doc_index][word] = tag_id
             probabilities[doc_index][word] = prob
+
+
+def _bilou_word_tag(tagger: HFEntityMatcherTrainable) -> Any:
+    """Word tag id from the tag ids of its first and last sub-tokens (``B..L`` -> ``U``, ``I..L``
+    -> ``L``, ``B..I`` -> ``B``): the inverse of :func:`~medkit_exp.ner.encoding.subtoken_tags`."""
+    names, ids = tagger.id_to_label, tagger.label_to_id
+
+    def word_tag(first_id: int, last_id: int) -> int:
+        first = names[first_id]
+        if first == "O":
+            return first_id
+        prefix, label = first.split("-", 1)
+        starts, ends = prefix in "BU", names[last_id][0] in "LU"
+        return ids[f"{'BUIL'[2 * (not starts) + ends]}-{label}"]
+
+    return word_tag
 
 
 def _decode(

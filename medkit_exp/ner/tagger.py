@@ -150,13 +150,16 @@ class HFEntityMatcherTrainable:
         """Sub-token ids of the words of a document, cut into windows that fit the model."""
         if not words:
             return [Window([], [], range(0, 0))]
-        encoding = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+        # verbose=False: no "longer than the maximum sequence length" warning, windows handle it
+        encoding = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False, verbose=False)
         input_ids, word_ids = encoding["input_ids"], encoding.word_ids()
         kept = [(i, w) for i, w in zip(input_ids, word_ids) if w is not None]
         input_ids, word_ids = [i for i, _ in kept], [w for _, w in kept]
         empty = set(range(len(words))) - set(word_ids)
         if empty:  # a word the tokenizer drops (e.g. a control character) gets [UNK]
-            pairs = sorted([*zip(word_ids, input_ids), *((w, self.tokenizer.unk_token_id) for w in empty)])
+            # Sort by word only (stable): sorting the pairs would reorder a word's sub-tokens by id.
+            pairs = sorted([*zip(word_ids, input_ids), *((w, self.tokenizer.unk_token_id) for w in empty)],
+                           key=lambda pair: pair[0])
             word_ids, input_ids = [w for w, _ in pairs], [i for _, i in pairs]
         ranges = split_windows(word_ids, len(words), self.max_length - self._nb_special, self.stride)
         owners = assign_owners(ranges, word_ids, len(words))
@@ -185,18 +188,19 @@ class HFEntityMatcherTrainable:
         return batch
 
     def window_inputs(self, window: Window) -> dict[str, Any]:
-        """Model inputs of a window: special tokens added, ``eval_mask`` on its owned words' first sub-tokens."""
+        """Model inputs of a window: special tokens added, ``eval_mask`` on its owned words' first
+        sub-tokens (on all their sub-tokens with ``tag_subtokens``: metrics then decode sub-token
+        tags, the only ones that form a valid sequence, e.g. BILOU's ``B I L`` for a ``U`` word)."""
         ids = [*self._prefix, *window.input_ids, *self._suffix]
         offset = len(self._prefix)
-        first = [
-            offset + p
-            for p, word in enumerate(window.word_ids)
-            if word in window.owned_words and (p == 0 or window.word_ids[p - 1] != word)
-        ]
+        word_ids = window.word_ids
+        owned = [p for p, word in enumerate(word_ids) if word in window.owned_words]
+        first = [offset + p for p in owned if p == 0 or word_ids[p - 1] != word_ids[p]]
+        last = [offset + p for p in owned if p + 1 == len(word_ids) or word_ids[p + 1] != word_ids[p]]
         mask = [False] * len(ids)
-        for position in first:
+        for position in ([offset + p for p in owned] if self.tag_subtokens else first):
             mask[position] = True
-        return {"input_ids": ids, "eval_mask": mask, "first_positions": first, "offset": offset}
+        return {"input_ids": ids, "eval_mask": mask, "first_positions": first, "last_positions": last, "offset": offset}
 
     # ------------------------------------------------------------------ internals
     def _window_features(self, window: Window, word_tags: list[str]) -> dict[str, Any]:
