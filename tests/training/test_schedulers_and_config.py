@@ -13,7 +13,7 @@ from medkit_exp.training import (
     WarmupDecaySchedulerBuilder,
     make_scheduler_builder,
 )
-from tests.training.toy import ToyTextClassifier
+from tests.training.toy import HiddenModelClassifier, ToyTextClassifier
 
 
 class LearningRates(TrainerCallback):
@@ -134,16 +134,8 @@ def test_component_missing_members_is_a_type_error_naming_them(make_trainer):
 
 
 def test_weight_decay_without_an_exposed_model_is_a_config_error(make_trainer):
-    class Hidden(ToyTextClassifier):
-        def __init__(self):
-            super().__init__()
-            self.net = self.__dict__.pop("model")
-
-        def configure_optimizer(self, lr):
-            return torch.optim.AdamW(self.net.parameters(), lr=lr)
-
     with pytest.raises(ConfigError, match="weight_decay"):
-        make_trainer(component=Hidden(), weight_decay=0.1)
+        make_trainer(component=HiddenModelClassifier(), weight_decay=0.1)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete", "garbage"])

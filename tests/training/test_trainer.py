@@ -10,7 +10,7 @@ import torch
 
 from medkit_exp.errors import ConfigError, NonFiniteLossError
 from medkit_exp.training import BatchData, EarlyStoppingCallback, TrainerCallback
-from tests.training.toy import AccuracyComputer, ToyTextClassifier, make_texts
+from tests.training.toy import AccuracyComputer, HiddenModelClassifier, ToyTextClassifier, make_texts
 
 
 class Recorder(TrainerCallback):
@@ -340,13 +340,5 @@ def test_compile_compiles_the_exposed_model_in_place_and_checkpoints_stay_loadab
 
 
 def test_compile_needs_an_exposed_model(make_trainer):
-    class Hidden(ToyTextClassifier):
-        def __init__(self):
-            super().__init__()
-            self.net = self.__dict__.pop("model")
-
-        def configure_optimizer(self, lr):
-            return torch.optim.AdamW(self.net.parameters(), lr=lr)
-
     with pytest.raises(ConfigError, match="compile"):
-        make_trainer(component=Hidden(), compile=True)
+        make_trainer(component=HiddenModelClassifier(), compile=True)

@@ -76,6 +76,17 @@ class ToyTextClassifier:
         self.model.load_state_dict(torch.load(Path(path) / "toy_model.pt"))
 
 
+class HiddenModelClassifier(ToyTextClassifier):
+    """The toy classifier without a ``model`` attribute (its module is kept private)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = self.__dict__.pop("model")
+
+    def configure_optimizer(self, lr):
+        return torch.optim.AdamW(self.net.parameters(), lr=lr)
+
+
 class AccuracyComputer:
     """A MetricsComputer: accuracy of the argmax."""
 
