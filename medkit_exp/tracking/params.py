@@ -1,0 +1,185 @@
+"""Configs as MLflow params: flattening, MLflow's limits, and redaction of secrets.
+
+Secrets never reach MLflow: values under keys that look like tokens, passwords, secrets,
+credentials or API keys become ``"***"``, and ``hf_auth_token`` is dropped entirely, key
+included, from params, the config artifact, the overrides and the command-line tag.
+
+>>> flatten_params({"model": {"name": "bert", "layers": [1, 2]}, "lr": 0.1})
+{'model.name': 'bert', 'model.layers': '[1, 2]', 'lr': '0.1'}
+>>> redact_config({"db": {"password": "x", "user": "me"}, "hf_auth_token": "hf_abc"})
+{'db': {'password': '***', 'user': 'me'}}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+REDACTED = "***"
+TRUNCATION_MARKER = "...[truncated; full value in config/config.yaml]"
+#: Keys removed entirely (key and value) wherever they appear.
+DROPPED_KEYS = frozenset({"hf_auth_token"})
+# MLflow's limits (mlflow.utils.validation, 3.x): checked here so a long value is cut with a
+# marker instead of being rejected or silently cut by the server.
+MAX_PARAM_VAL_LENGTH = 6000
+MAX_PARAMS_PER_BATCH = 100
+MAX_KEY_LENGTH = 250
+
+_SECRET_ANYWHERE = re.compile(
+    r"passw(or)?d|passphrase|secret|credential|api_?key|apikey|access_key|private_key|auth_header|bearer"
+)
+# "token" only as the last word: hf_token, access_token, auth_token, but not tokenizer or max_tokens.
+_SECRET_TOKEN = re.compile(r"(^|_)token$")
+_SECRET_VALUE = re.compile(r"^hf_[A-Za-z0-9]{20,}$|^(sk|ghp|gho|github_pat)_[A-Za-z0-9_]{20,}$")
+_BAD_KEY_CHARS = re.compile(r"[^\w.\- :/]")
+
+
+def _normalise_key(key: str) -> str:
+    last = str(key).rsplit(".", 1)[-1]
+    return re.sub(r"[\s\-]+", "_", last).lower()
+
+
+def is_dropped_key(key: str) -> bool:
+    """True for keys removed entirely (``hf_auth_token``)."""
+    return _normalise_key(key) in DROPPED_KEYS
+
+
+def is_secret_key(key: str) -> bool:
+    """True when a key (its last dotted part) names a secret: token, password, api key..."""
+    name = _normalise_key(key)
+    return bool(_SECRET_ANYWHERE.search(name) or _SECRET_TOKEN.search(name))
+
+
+def is_secret_value(value: Any) -> bool:
+    """True for strings shaped like well-known access tokens (Hugging Face, OpenAI, GitHub)."""
+    return isinstance(value, str) and bool(_SECRET_VALUE.match(value.strip()))
+
+
+def redact_config(config: Any) -> Any:
+    """A copy of a nested config with secrets replaced by ``"***"`` and ``hf_auth_token`` removed."""
+    if isinstance(config, Mapping):
+        redacted = {}
+        for key, value in config.items():
+            if is_dropped_key(str(key)):
+                continue
+            if is_secret_key(str(key)) and value is not None:
+                redacted[key] = REDACTED
+            else:
+                redacted[key] = redact_config(value)
+        return redacted
+    if _is_sequence(config):
+        return [redact_config(item) for item in config]
+    return REDACTED if is_secret_value(config) else config
+
+
+def redact_override(override: str) -> str | None:
+    """A Hydra override (``key=value``) or command-line word, redacted; None to drop it."""
+    text = str(override)
+    if "=" in text:
+        key, value = text.split("=", 1)
+        bare_key = key.lstrip("+~-")
+        if is_dropped_key(bare_key):
+            return None
+        if is_secret_key(bare_key) or is_secret_value(value):
+            return f"{key}={REDACTED}"
+        return text
+    return REDACTED if is_secret_value(text) else text
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """Command-line words with secrets redacted (``--token VALUE`` and ``key=value`` forms)."""
+    words: list[str] = []
+    hide_next = False
+    for word in argv:
+        if hide_next:
+            words.append(REDACTED)
+            hide_next = False
+            continue
+        if word.startswith("--") and "=" not in word and is_secret_key(word[2:].replace("-", "_")):
+            hide_next = True
+            words.append(word)
+            continue
+        redacted = redact_override(word)
+        if redacted is not None:
+            words.append(redacted)
+    return words
+
+
+def command_line(argv: list[str]) -> str:
+    """The redacted command line as one shell-quoted string."""
+    return shlex.join(redact_argv([str(word) for word in argv]))
+
+
+def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mappings to dotted keys; leaves (lists included) become strings."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_params(value, prefix=f"{dotted}."))
+        else:
+            flat[dotted] = _param_value(value)
+    return flat
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{}"
+    if _is_sequence(value):
+        try:
+            return json.dumps(list(value), default=str)
+        except (TypeError, ValueError):
+            return str(list(value))
+    return str(value)
+
+
+def mlflow_params(config: Mapping[str, Any]) -> dict[str, str]:
+    """Redacted, flattened params within MLflow's key and value limits."""
+    params: dict[str, str] = {}
+    for key, value in flatten_params(redact_config(config)).items():
+        key = _BAD_KEY_CHARS.sub("_", key)[:MAX_KEY_LENGTH]
+        params[key] = truncate_value(value)
+    return params
+
+
+def truncate_value(value: str, limit: int = MAX_PARAM_VAL_LENGTH) -> str:
+    """Cut a value to ``limit`` characters, ending with a marker saying so."""
+    if len(value) <= limit:
+        return value
+    return value[: limit - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
+
+
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    """``items`` in consecutive lists of at most ``size``."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def config_yaml(config_yaml_text: str | None, params: Mapping[str, Any] | None) -> str | None:
+    """The config artifact: the given YAML (or the params dumped as YAML), redacted."""
+    import yaml
+
+    if config_yaml_text is not None:
+        loaded = yaml.safe_load(config_yaml_text)
+    elif params is not None:
+        loaded = params
+    else:
+        return None
+    return yaml.safe_dump(redact_config(_plain(loaded)), sort_keys=False, allow_unicode=True)
+
+
+def _plain(value: Any) -> Any:
+    """Mappings and sequences (OmegaConf's included) as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if _is_sequence(value):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))

@@ -1,0 +1,181 @@
+#!/usr/bin/env python
+"""Wall-time overhead of MLflow tracking: the same training with and without MLflowCallback.
+
+    python scripts/bench_tracking_overhead.py                 # tiny random BERT token classifier
+    python scripts/bench_tracking_overhead.py --model toy     # the toy text classifier of the tests
+    python scripts/bench_tracking_overhead.py --rounds 5 --tracking-uri http://127.0.0.1:5000
+
+Runs alternate (without, with, without, with...) after untimed warm-up pairs (until two
+untracked runs agree within 10%), so both arms see the same warm caches and imports (importing
+mlflow, ~1-2 s, is a one-off per process and is not counted). Each run trains from the same seed on the same data; tracking logs every
+optimizer step (the worst case), the learning-curve plot and the best checkpoint. Prints each
+wall time, the medians and their ratio (target: <= 1.03).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import torch  # noqa: E402
+
+from medkit_exp.training import BatchData, Trainer, TrainerConfig  # noqa: E402
+
+
+class TinyBertTagger:
+    """A token classifier on a random 2-layer, 64-wide BERT (no download, no tokenizer)."""
+
+    def __init__(self, vocab_size: int = 1000, nb_labels: int = 9, seed: int = 0):
+        from transformers import BertConfig, BertForTokenClassification
+
+        torch.manual_seed(seed)
+        config = BertConfig(vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=128, max_position_embeddings=128, num_labels=nb_labels)
+        self.model = BertForTokenClassification(config)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def configure_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.model.parameters(), lr=lr)
+
+    def preprocess(self, item: tuple[list[int], list[int]]) -> dict[str, torch.Tensor]:
+        ids, labels = item
+        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
+
+    def collate(self, batch: list[dict[str, torch.Tensor]]) -> BatchData:
+        length = max(len(item["input_ids"]) for item in batch)
+        ids = torch.zeros(len(batch), length, dtype=torch.long)
+        labels = torch.full((len(batch), length), -100, dtype=torch.long)
+        for row, item in enumerate(batch):
+            ids[row, : len(item["input_ids"])] = item["input_ids"]
+            labels[row, : len(item["labels"])] = item["labels"]
+        return BatchData(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels)
+
+    def forward(self, input_batch: BatchData, return_loss: bool, eval_mode: bool) -> tuple[BatchData, Any]:
+        self.model.train(not eval_mode)
+        output = self.model(input_ids=input_batch["input_ids"], attention_mask=input_batch["attention_mask"],
+                            labels=input_batch["labels"] if return_loss else None)
+        return BatchData(logits=output.logits), output.loss
+
+    def save(self, path: str) -> None:
+        torch.save(self.model.state_dict(), Path(path) / "model.pt")
+
+    def load(self, path: str) -> None:
+        self.model.load_state_dict(torch.load(Path(path) / "model.pt"))
+
+
+class TokenAccuracy:
+    """A MetricsComputer: token accuracy, and a micro "f1" over non-O labels (for the plots)."""
+
+    metric_names = ["accuracy", "f1"]
+
+    def prepare_batch(self, model_output: BatchData, input_batch: BatchData) -> dict[str, list[Any]]:
+        mask = input_batch["labels"] != -100
+        return {"pred": model_output["logits"].argmax(-1)[mask].tolist(), "ref": input_batch["labels"][mask].tolist()}
+
+    def compute(self, data: dict[str, list[Any]]) -> dict[str, float]:
+        pairs = list(zip(data["pred"], data["ref"]))
+        correct = sum(p == r for p, r in pairs)
+        tp = sum(p == r and r != 0 for p, r in pairs)
+        predicted, actual = sum(p != 0 for p, _ in pairs), sum(r != 0 for _, r in pairs)
+        f1 = 2 * tp / (predicted + actual) if predicted + actual else 0.0
+        return {"accuracy": correct / max(len(pairs), 1), "f1": f1}
+
+
+def token_data(nb_items: int, seed: int, vocab_size: int = 1000, nb_labels: int = 9) -> list[tuple[list[int], list[int]]]:
+    rng = random.Random(seed)
+    items = []
+    for _ in range(nb_items):
+        length = rng.randint(16, 48)
+        ids = [rng.randrange(5, vocab_size) for _ in range(length)]
+        items.append((ids, [i % nb_labels if i % 3 == 0 else 0 for i in ids]))
+    return items
+
+
+def build_trainer(args: argparse.Namespace, output_dir: Path, callbacks: list[Any]) -> Trainer:
+    common = dict(output_dir=str(output_dir), seed=11, logging_steps=1, eval_strategy="steps",
+                  eval_steps=args.eval_steps, nb_training_epochs=args.epochs, keep_best_k=1)
+    if args.model == "toy":
+        from tests.training.toy import AccuracyComputer, ToyTextClassifier, make_texts
+
+        config = TrainerConfig(learning_rate=1e-2, batch_size=8, checkpoint_metric="accuracy",
+                               minimize_checkpoint_metric=False, **common)
+        return Trainer(ToyTextClassifier(seed=1), config, make_texts(args.items, 1), make_texts(200, 2),
+                       AccuracyComputer(), callback=callbacks)
+    config = TrainerConfig(learning_rate=1e-3, batch_size=16, checkpoint_metric="f1", minimize_checkpoint_metric=False, **common)
+    return Trainer(TinyBertTagger(seed=1), config, token_data(args.items, 1), token_data(64, 2), TokenAccuracy(),
+                   callback=callbacks)
+
+
+def timed_run(args: argparse.Namespace, workdir: Path, name: str, tracked: bool) -> tuple[float, int]:
+    callbacks = []
+    if tracked:
+        from medkit_exp.tracking import MLflowCallback
+
+        uri = args.tracking_uri or f"sqlite:///{workdir / 'mlflow.db'}"
+        callbacks.append(MLflowCallback(uri, "bench-tracking-overhead", name, params=vars(args),
+                                        artifact_location=str(workdir / "artifacts")))
+    trainer = build_trainer(args, workdir / name, callbacks)
+    started = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - started, trainer.state.global_step
+
+
+def warm_up(args: argparse.Namespace, workdir: Path, max_pairs: int = 6, tolerance: float = 0.1) -> None:
+    """Untimed pairs of runs until two untracked runs in a row agree within ``tolerance``.
+
+    The first runs of a process pay for imports, the store's creation and, on some virtual
+    machines, for first touches of memory pages (seen: 20x slower first runs).
+    """
+    previous = None
+    for index in range(max_pairs):
+        plain, _ = timed_run(args, workdir, f"warmup{index}-plain", False)
+        timed_run(args, workdir, f"warmup{index}-mlflow", True)
+        print(f"warm-up {index + 1}: {plain:.3f} s without MLflow", flush=True)
+        if previous is not None and abs(plain - previous) <= tolerance * previous:
+            return
+        previous = plain
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=("bert", "toy"), default="bert")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--items", type=int, default=4000, help="training items")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--eval-steps", type=int, default=50)
+    parser.add_argument("--tracking-uri", default=None, help="default: a sqlite store in a temporary folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+        workdir = Path(tmp)
+        warm_up(args, workdir)
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for round_index in range(args.rounds):
+            for tracked in (False, True):
+                seconds, steps = timed_run(args, workdir, f"round{round_index}-{'mlflow' if tracked else 'plain'}", tracked)
+                times[tracked].append(seconds)
+                label = "with MLflow   " if tracked else "without MLflow"
+                print(f"round {round_index + 1}  {label}  {seconds:7.3f} s  ({steps} steps)", flush=True)
+    plain, tracked_median = statistics.median(times[False]), statistics.median(times[True])
+    print(f"median without: {plain:.3f} s   median with: {tracked_median:.3f} s   ratio with/without: {tracked_median / plain:.4f}")
+    print(f"mean   without: {statistics.mean(times[False]):.3f} s   mean   with: {statistics.mean(times[True]):.3f} s   "
+          f"ratio: {statistics.mean(times[True]) / statistics.mean(times[False]):.4f}")
+    print(f"best   without: {min(times[False]):.3f} s   best   with: {min(times[True]):.3f} s   "
+          f"ratio: {min(times[True]) / min(times[False]):.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

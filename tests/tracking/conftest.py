@@ -1,0 +1,81 @@
+"""Fixtures: a real MLflow sqlite store (one per session), toy trainers, tracked callbacks."""
+
+from __future__ import annotations
+
+import pytest
+
+from medkit_exp.training import Trainer, TrainerConfig
+from tests.training.toy import AccuracyComputer, ToyTextClassifier, make_texts
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory) -> str:
+    """A sqlite MLflow store, created once: its first creation runs migrations (seconds)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow_store') / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments(max_results=1)
+    return uri
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path, monkeypatch):
+    """Nothing lands in the repository (MLflow's defaults are relative to the working dir)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+
+
+@pytest.fixture
+def client(tracking_uri):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri)
+
+
+@pytest.fixture
+def experiment_name(request) -> str:
+    """A distinct experiment per test keeps tests independent in the shared store."""
+    return f"test-{request.node.name}"
+
+
+@pytest.fixture
+def make_callback(tracking_uri, experiment_name, tmp_path):
+    """An MLflowCallback on the session store; keyword arguments override the defaults."""
+    from medkit_exp.tracking import MLflowCallback
+
+    def build(**kwargs):
+        settings = {
+            "tracking_uri": tracking_uri,
+            "experiment_name": experiment_name,
+            "artifact_location": str(tmp_path / "artifacts"),
+            "flush_interval": 0.2,
+        }
+        settings.update(kwargs)
+        return MLflowCallback(**settings)
+
+    return build
+
+
+@pytest.fixture
+def make_trainer(tmp_path):
+    """Builds a Trainer over the toy classifier; keyword arguments go to TrainerConfig."""
+
+    def build(component=None, train=None, eval_data="default", metrics=True, callback=(), scheduler=None, **config):
+        settings = {
+            "output_dir": str(tmp_path / "run"), "learning_rate": 1e-2, "batch_size": 8, "seed": 3,
+            "logging_steps": 2, "eval_strategy": "steps", "eval_steps": 4, "nb_training_epochs": 2,
+            "checkpoint_metric": "accuracy", "minimize_checkpoint_metric": False,
+        }
+        settings.update(config)
+        return Trainer(
+            component or ToyTextClassifier(dropout=0.0),
+            TrainerConfig(**settings),
+            train if train is not None else make_texts(64, 1),
+            make_texts(24, 2) if eval_data == "default" else eval_data,
+            (AccuracyComputer() if metrics is True else metrics) or None,
+            lr_scheduler_builder=scheduler,
+            callback=list(callback),
+        )
+
+    return build
