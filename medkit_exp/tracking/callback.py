@@ -27,7 +27,7 @@ What a run records
 - artifacts: ``config/config.yaml``, ``config/overrides.yaml``, ``history/history.jsonl``,
   ``plots/learning_curves.png``, ``checkpoints/best/`` and ``checkpoints/last/`` (per
   ``log_checkpoints``; only the first when they are the same checkpoint), and whatever the
-  ``model_logger`` and ``extra_artifacts`` hooks add.
+  ``log_model`` and ``extra_artifacts`` hooks add.
 - status: FINISHED, KILLED (SIGTERM/SIGINT, ``state.interrupted``) or FAILED (an exception).
 
 A resumed training (``trainer.train(resume_from_checkpoint=...)``) reattaches to the same run
@@ -86,7 +86,7 @@ class MLflowCallback(TrainerCallback):
     log_every_n_steps: log ``on_log`` values at global steps that are multiples of this.
     log_checkpoints: which checkpoints to upload at the end: "best", "last", both (True or
         ["best", "last"]) or none (False/None).
-    model_logger: ``model_logger(checkpoint_dir, run)`` logs the best checkpoint as a model
+    log_model: a hook ``model_logger(checkpoint_dir, run)`` that logs the best checkpoint as a model
         (e.g. a transformers flavor), called at the end of a finished run.
     parent_run_id: makes this run a child (tag ``mlflow.parentRunId``), for sweeps.
     plots: draw and upload the learning curves.
@@ -112,7 +112,7 @@ class MLflowCallback(TrainerCallback):
         tags: Mapping[str, Any] | None = None,
         log_every_n_steps: int = 1,
         log_checkpoints: bool | str | Sequence[str] | None = "best",
-        model_logger: ModelLogger | None = None,
+        log_model: ModelLogger | None = None,
         parent_run_id: str | None = None,
         plots: bool = True,
         system_metrics: bool = False,
@@ -121,7 +121,7 @@ class MLflowCallback(TrainerCallback):
         datasets: Sequence[DatasetInfo] | None = None,
         extra_artifacts: Sequence[ArtifactHook] = (),
         artifact_location: str | None = None,
-        flush_interval: float = 1.0,
+        flush_interval: float = 5.0,
         retry_interval: float = 10.0,
         http_max_retries: int | None = None,
         http_timeout: int | None = None,
@@ -137,7 +137,7 @@ class MLflowCallback(TrainerCallback):
         self.tags = dict(tags or {})
         self.log_every_n_steps = log_every_n_steps
         self.log_checkpoints = checkpoint_kinds(log_checkpoints)
-        self.model_logger = model_logger
+        self.log_model = log_model
         self.parent_run_id = parent_run_id
         self.plots = plots
         self.system_metrics = system_metrics
@@ -186,18 +186,13 @@ class MLflowCallback(TrainerCallback):
         self._local_id = self._restored.get("local_id") or uuid.uuid4().hex[:12]
         spool = RunSpool.for_run(output_dir, self._local_id)
         spec = spool.read_spec() or self._new_spec(uri)
-        run_id = self._restored.get("run_id") or spec.get("run_id")
-        online, run_id, deduper = self._open_run(client, spec, run_id)
-        spec["run_id"] = run_id
-        spool.write_spec(spec)
-        if online and spool.has_pending():  # left by an earlier attempt: it goes first, in order
-            online = self._replay_own_spool(spool, client)
+        online, run_id, deduper = self._open_run(client, spool, spec, self._restored.get("run_id") or spec.get("run_id"))
         self._run_id = run_id
         self._logger = AsyncRunLogger(
             client, run_id, spool, online=online, flush_interval=self.flush_interval,
             retry_interval=self.retry_interval, deduper=deduper,
         )
-        self._submit_run_description(config, output_dir, reattached=bool(deduper.skip_through) or bool(self._restored))
+        self._submit_run_description(config, output_dir, reattached=bool(self._restored))
         if self.system_metrics and online:
             self._monitor = start_system_metrics(run_id, uri, resume=bool(self._restored))
 
@@ -244,39 +239,47 @@ class MLflowCallback(TrainerCallback):
             except Exception as error:  # noqa: BLE001 - still unreachable: the spool stays
                 logger.warning("Spooled MLflow data in %s not sent yet: %s", spool.directory, str(error)[:200])
 
-    def _replay_own_spool(self, spool: RunSpool, client: Any) -> bool:
-        try:
-            replay(spool, client)
-            return True
-        except Exception as error:  # noqa: BLE001 - the logger retries later
-            logger.warning("Spooled MLflow data in %s not sent yet: %s", spool.directory, str(error)[:200])
-            return False
+    def _open_run(self, client: Any, spool: RunSpool, spec: dict[str, Any], run_id: str | None) -> tuple[bool, str | None, MetricDeduper]:
+        """Reattach to ``run_id`` (or create the run), send what this run spooled earlier, and
+        note the steps the run has (a resumed training redoes the steps after its checkpoint).
 
-    def _open_run(self, client: Any, spec: dict[str, Any], run_id: str | None) -> tuple[bool, str | None, MetricDeduper]:
-        """Reattach to ``run_id`` or create the run; ``(online, run_id, deduper)``."""
+        Returns ``(online, run_id, deduper)``; offline when the server does not answer.
+        """
         deduper = MetricDeduper()
         try:
-            if run_id:
-                try:
-                    deduper.skip_through = logged_max_steps(client, run_id)
-                    logger.info("Reattached to MLflow run %s", run_id)
-                    return True, run_id, deduper
-                except Exception as error:
-                    if not is_permanent_error(error):
-                        raise
-                    logger.warning("MLflow run %s not found (%s): starting a new run", run_id, str(error)[:200])
-            run_id = create_run(client, spec)
-            logger.info("MLflow run %s in experiment %r at %s", run_id, self.experiment_name, self.resolved_tracking_uri)
+            run_id = self._reattach_or_create(client, spec, run_id)
+            spec["run_id"] = run_id
+            spool.write_spec(spec)
+            if spool.has_pending():  # left by an earlier attempt: it goes first, in order
+                replay(spool, client)
+            if self._restored:
+                deduper.skip_through = logged_max_steps(client, run_id)
             return True, run_id, deduper
         except Exception as error:  # noqa: BLE001 - unreachable server: go on offline
             if is_permanent_error(error):
                 raise  # a bad experiment name or parent run: no retry would fix it
+            spec["run_id"] = run_id
+            spool.write_spec(spec)
             logger.warning(
                 "MLflow tracking server %s unreachable (%s): training goes on; tracking data is kept in %s",
                 self.resolved_tracking_uri, str(error).splitlines()[0][:200] if str(error) else type(error).__name__,
-                RunSpool.for_run(self.state.output_dir, self._local_id).directory,
+                spool.directory,
             )
             return False, run_id, deduper
+
+    def _reattach_or_create(self, client: Any, spec: dict[str, Any], run_id: str | None) -> str:
+        if run_id:
+            try:
+                client.get_run(run_id)
+                logger.info("Reattached to MLflow run %s", run_id)
+                return run_id
+            except Exception as error:
+                if not is_permanent_error(error):
+                    raise
+                logger.warning("MLflow run %s not found (%s): starting a new run", run_id, str(error)[:200])
+        run_id = create_run(client, spec)
+        logger.info("MLflow run %s in experiment %r at %s", run_id, self.experiment_name, self.resolved_tracking_uri)
+        return run_id
 
     def _submit_run_description(self, config: Any, output_dir: Path, reattached: bool) -> None:
         from medkit_exp.tracking.context import context_tags, dataset_tags, run_tags
@@ -343,18 +346,17 @@ class MLflowCallback(TrainerCallback):
         history = output_dir / HISTORY_FILE
         if history.exists():
             submit({"op": "artifact", "local_path": str(history), "artifact_path": "history"})
-        if self.plots and history.exists():
-            png = self._draw_plots(history, output_dir / ARTIFACTS_DIR / "plots" / "learning_curves.png")
-            if png is not None:
-                submit({"op": "artifact", "local_path": str(png), "artifact_path": "plots"})
-        if not upload_checkpoints:
-            return
         uploaded: set[str] = set()
-        for kind in self.log_checkpoints:
+        for kind in self.log_checkpoints if upload_checkpoints else []:
             path = state.best_checkpoint if kind == "best" else state.last_checkpoint
             if path and Path(path).is_dir() and path not in uploaded:
                 uploaded.add(path)
                 submit({"op": "artifact", "local_path": str(path), "artifact_path": f"checkpoints/{kind}"})
+        self._logger.wake()  # uploads (I/O) go on while the plot is drawn
+        if self.plots and history.exists():
+            png = self._draw_plots(history, output_dir / ARTIFACTS_DIR / "plots" / "learning_curves.png")
+            if png is not None:
+                submit({"op": "artifact", "local_path": str(png), "artifact_path": "plots"})
 
     def _draw_plots(self, history: Path, png: Path) -> Path | None:
         try:
@@ -381,10 +383,10 @@ class MLflowCallback(TrainerCallback):
     def _run_hooks(self, status: str, state: TrainerState) -> None:
         hooks: list[tuple[str, Callable[[], None]]] = []
         run = self.run
-        if self.model_logger is not None and status == "FINISHED":
+        if self.log_model is not None and status == "FINISHED":
             checkpoint = state.best_checkpoint or state.last_checkpoint
             if checkpoint:
-                hooks.append(("model_logger", lambda: self.model_logger(checkpoint, run)))
+                hooks.append(("log_model", lambda: self.log_model(checkpoint, run)))
         hooks += [(getattr(h, "__name__", repr(h)), (lambda h=h: h(run, state))) for h in self.extra_artifacts]
         if hooks and (self._logger is None or not self._logger.online or run is None):
             logger.warning("MLflow unreachable: hooks %s not run", ", ".join(name for name, _ in hooks))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import numbers
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -149,4 +150,9 @@ def trainer_config_dict(config: Any) -> dict[str, Any]:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A metric value: a real number (numpy's included) or a one-element tensor/array; not a bool."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, numbers.Real):
+        return True
+    return hasattr(value, "item") and tuple(getattr(value, "shape", (0,))) in ((), (1,))

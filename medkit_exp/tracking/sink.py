@@ -40,7 +40,7 @@ class AsyncRunLogger:
         run_id: str | None,
         spool: RunSpool,
         online: bool = True,
-        flush_interval: float = 1.0,
+        flush_interval: float = 5.0,
         retry_interval: float = 10.0,
         deduper: MetricDeduper | None = None,
     ):
@@ -67,6 +67,10 @@ class AsyncRunLogger:
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         if metrics:
             self.submit({"op": "metrics", "metrics": metric_points(metrics, step)})
+
+    def wake(self) -> None:
+        """Send what is queued now rather than at the next interval (returns at once)."""
+        self._wake.set()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far was sent or spooled; False on timeout."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from medkit_exp.training import Trainer, TrainerConfig
@@ -10,11 +12,22 @@ from tests.training.toy import AccuracyComputer, ToyTextClassifier, make_texts
 
 @pytest.fixture(scope="session")
 def tracking_uri(tmp_path_factory) -> str:
-    """A sqlite MLflow store, created once: its first creation runs migrations (seconds)."""
+    """A sqlite MLflow store, created once: its first creation runs migrations (seconds).
+
+    MLflow caches the store, whose default artifact root is ``./mlruns`` of the working
+    directory at creation: it is created from its own folder, so no artifact lands in the
+    repository even for an experiment created without an artifact location.
+    """
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow_store') / 'mlflow.db'}"
-    MlflowClient(uri).search_experiments(max_results=1)
+    folder = tmp_path_factory.mktemp("mlflow_store")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    finally:
+        os.chdir(previous)
     return uri
 
 

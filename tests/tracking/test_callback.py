@@ -161,7 +161,7 @@ def test_hooks_get_the_run_and_can_log_to_it(make_trainer, make_callback, client
         seen["step"] = state.global_step
         run.client.log_text(run.run_id, "matrix", "plots/confusion.txt")
 
-    callback = make_callback(model_logger=model_logger, extra_artifacts=[confusion], plots=False, log_checkpoints=False)
+    callback = make_callback(log_model=model_logger, extra_artifacts=[confusion], plots=False, log_checkpoints=False)
     trainer = make_trainer(callback=[callback])
     trainer.train()
     assert seen == {"checkpoint": trainer.state.best_checkpoint, "step": trainer.state.global_step}
@@ -188,3 +188,40 @@ def test_default_tracking_uri_is_explicit(monkeypatch, tmp_path):
     assert resolve_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"  # MLflow 3: ./mlflow.db
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
     assert resolve_tracking_uri() == "http://tracking:5000"
+
+
+def test_system_metrics_from_mlflow_monitor(make_trainer, make_callback, client, monkeypatch, caplog):
+    import importlib.util
+    import logging
+
+    import time
+
+    from medkit_exp.training import TrainerCallback
+
+    class SlowEvaluations(TrainerCallback):  # the monitor samples every 0.05 s: give it time
+        def on_evaluate(self, metrics, step):
+            time.sleep(0.15)
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.05")
+    callback = make_callback(system_metrics=True, plots=False, log_checkpoints=False)
+    with caplog.at_level(logging.WARNING, logger="medkit_exp.tracking"):
+        make_trainer(callback=[callback, SlowEvaluations()]).train()
+    run = client.get_run(callback.run_id)
+    assert run.info.status == "FINISHED"
+    if importlib.util.find_spec("psutil") is None:
+        assert "system metrics are not logged" in caplog.text  # optional: training goes on
+    else:
+        assert any(key.startswith("system/") for key in run.data.metrics), sorted(run.data.metrics)
+
+
+def test_numpy_and_tensor_metric_values_are_logged():
+    import numpy as np
+    import torch
+
+    from medkit_exp.tracking.ops import metric_points
+    from medkit_exp.tracking.runs import is_number
+
+    values = {"a": np.float32(0.5), "b": torch.tensor(0.25), "c": np.int64(3), "d": 1.5}
+    assert all(is_number(value) for value in values.values())
+    assert not any(is_number(value) for value in (True, "0.1", None, torch.ones(3)))
+    assert [point[:2] for point in metric_points(values, step=7)] == [["a", 0.5], ["b", 0.25], ["c", 3.0], ["d", 1.5]]

@@ -50,7 +50,8 @@ def test_resume_continues_the_same_run(make_trainer, make_callback, client, capl
     assert metric_steps(client, first.run_id, "train/loss") == list(range(1, 7))
 
     # A new process would build everything again: same config, a new callback object.
-    changed = {"model": {"dim": 16}, "trainer": {"lr": 0.02}}  # a changed value must not fail the resume
+    # A changed value must not fail the resume (nor stop a new param from being logged).
+    changed = {"model": {"dim": 16}, "trainer": {"lr": 0.02, "warmup": 0}}
     second = make_callback(params=changed, log_checkpoints=False)
     resumed = make_trainer(callback=[second], logging_steps=1)
     with caplog.at_level(logging.WARNING, logger="medkit_exp.tracking"):
@@ -58,8 +59,9 @@ def test_resume_continues_the_same_run(make_trainer, make_callback, client, capl
     assert second.run_id == first.run_id
     run = client.get_run(second.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params == {"model.dim": "16", "trainer.lr": "0.01"}
+    assert run.data.params == {"model.dim": "16", "trainer.lr": "0.01", "trainer.warmup": "0"}
     assert "already has other values for params trainer.lr" in caplog.text
+    assert "rejected" not in caplog.text
     assert run.data.tags["resumed_at_step"] == "6"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
     assert sorted(steps) == list(range(1, resumed.state.global_step + 1))  # continued, no duplicate
