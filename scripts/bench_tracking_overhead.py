@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import random
 import statistics
 import sys
 import tempfile
@@ -27,53 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-import torch  # noqa: E402
-
 from medkit_exp.training import BatchData, Trainer, TrainerConfig  # noqa: E402
-
-
-class TinyBertTagger:
-    """A token classifier on a random 2-layer, 64-wide BERT (no download, no tokenizer)."""
-
-    def __init__(self, vocab_size: int = 1000, nb_labels: int = 9, seed: int = 0):
-        from transformers import BertConfig, BertForTokenClassification
-
-        torch.manual_seed(seed)
-        config = BertConfig(vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=128, max_position_embeddings=128, num_labels=nb_labels)
-        self.model = BertForTokenClassification(config)
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
-    def configure_optimizer(self, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.model.parameters(), lr=lr)
-
-    def preprocess(self, item: tuple[list[int], list[int]]) -> dict[str, torch.Tensor]:
-        ids, labels = item
-        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
-
-    def collate(self, batch: list[dict[str, torch.Tensor]]) -> BatchData:
-        length = max(len(item["input_ids"]) for item in batch)
-        ids = torch.zeros(len(batch), length, dtype=torch.long)
-        labels = torch.full((len(batch), length), -100, dtype=torch.long)
-        for row, item in enumerate(batch):
-            ids[row, : len(item["input_ids"])] = item["input_ids"]
-            labels[row, : len(item["labels"])] = item["labels"]
-        return BatchData(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels)
-
-    def forward(self, input_batch: BatchData, return_loss: bool, eval_mode: bool) -> tuple[BatchData, Any]:
-        self.model.train(not eval_mode)
-        output = self.model(input_ids=input_batch["input_ids"], attention_mask=input_batch["attention_mask"],
-                            labels=input_batch["labels"] if return_loss else None)
-        return BatchData(logits=output.logits), output.loss
-
-    def save(self, path: str) -> None:
-        torch.save(self.model.state_dict(), Path(path) / "model.pt")
-
-    def load(self, path: str) -> None:
-        self.model.load_state_dict(torch.load(Path(path) / "model.pt"))
 
 
 class TokenAccuracy:
@@ -94,16 +47,6 @@ class TokenAccuracy:
         return {"accuracy": correct / max(len(pairs), 1), "f1": f1}
 
 
-def token_data(nb_items: int, seed: int, vocab_size: int = 1000, nb_labels: int = 9) -> list[tuple[list[int], list[int]]]:
-    rng = random.Random(seed)
-    items = []
-    for _ in range(nb_items):
-        length = rng.randint(16, 48)
-        ids = [rng.randrange(5, vocab_size) for _ in range(length)]
-        items.append((ids, [i % nb_labels if i % 3 == 0 else 0 for i in ids]))
-    return items
-
-
 def build_trainer(args: argparse.Namespace, output_dir: Path, callbacks: list[Any]) -> Trainer:
     common = dict(output_dir=str(output_dir), seed=11, logging_steps=args.logging_steps, eval_strategy="steps",
                   eval_steps=args.eval_steps, nb_training_epochs=args.epochs, keep_best_k=1)
@@ -115,6 +58,8 @@ def build_trainer(args: argparse.Namespace, output_dir: Path, callbacks: list[An
         return Trainer(ToyTextClassifier(seed=1), config, make_texts(args.items, 1), make_texts(200, 2),
                        AccuracyComputer(), callback=callbacks)
     config = TrainerConfig(learning_rate=1e-3, batch_size=16, checkpoint_metric="f1", minimize_checkpoint_metric=False, **common)
+    from tests.training.toy import TinyBertTagger, token_data
+
     return Trainer(TinyBertTagger(seed=1), config, token_data(args.items, 1), token_data(64, 2), TokenAccuracy(),
                    callback=callbacks)
 

@@ -25,63 +25,24 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medkit_exp.training import BatchData, DefaultPrinterCallback, Trainer, TrainerConfig  # noqa: E402
+from medkit_exp.training import DefaultPrinterCallback, Trainer, TrainerConfig  # noqa: E402
+from tests.training.toy import TinyBertTagger, token_data  # noqa: E402
 
 
-class TinyTokenClassifier:
-    """A TrainableComponent around a random 2-layer BertForTokenClassification."""
-
-    def __init__(self, seed: int, hidden: int = 128, vocab: int = 2000, labels: int = 5):
-        from transformers import BertConfig, BertForTokenClassification
-
-        torch.manual_seed(seed)
-        config = BertConfig(
-            vocab_size=vocab, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=4 * hidden, num_labels=labels,
-        )
-        self.model = BertForTokenClassification(config)
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
-    def configure_optimizer(self, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.model.parameters(), lr=lr)
-
-    def preprocess(self, item):
-        return item
-
-    def collate(self, batch):
-        return BatchData(
-            input_ids=torch.stack([b["input_ids"] for b in batch]),
-            labels=torch.stack([b["labels"] for b in batch]),
-        )
-
-    def forward(self, input_batch, return_loss, eval_mode):
-        self.model.train(not eval_mode)
-        output = self.model(input_ids=input_batch["input_ids"], labels=input_batch["labels"])
-        return BatchData(logits=output.logits), output.loss
-
-    def save(self, path):
-        torch.save(self.model.state_dict(), Path(path) / "model.pt")
-
-    def load(self, path):
-        self.model.load_state_dict(torch.load(Path(path) / "model.pt"))
+def make_component() -> TinyBertTagger:
+    """A random 2-layer, 128-wide BERT token classifier (no download)."""
+    return TinyBertTagger(vocab_size=2000, nb_labels=5, seed=0, hidden_size=128, intermediate_size=512)
 
 
-def make_data(nb_items: int, length: int = 64) -> list[dict]:
-    generator = torch.Generator().manual_seed(0)
-    return [
-        {"input_ids": torch.randint(0, 2000, (length,), generator=generator), "labels": torch.randint(0, 5, (length,), generator=generator)}
-        for _ in range(nb_items)
-    ]
+def make_data(nb_items: int, length: int = 64) -> list[tuple[list[int], list[int]]]:
+    return token_data(nb_items, seed=0, vocab_size=2000, nb_labels=5, lengths=(length, length))
 
 
 def timed(function):
     """(steps/s by wall clock, steps/s by this process's CPU time) of ``function(steps)``."""
 
-    def run(data: list[dict], batch_size: int, steps: int) -> tuple[float, float]:
-        component = TinyTokenClassifier(seed=0)  # built outside the timer, for both
+    def run(data: list[tuple[list[int], list[int]]], batch_size: int, steps: int) -> tuple[float, float]:
+        component = make_component()  # built outside the timer, for both
         gc.collect()  # free the previous run's model now, not during this one
         wall, cpu = time.perf_counter(), time.process_time()
         function(component, data, batch_size, steps)
@@ -91,9 +52,10 @@ def timed(function):
 
 
 @timed
-def bare_loop(component: TinyTokenClassifier, data: list[dict], batch_size: int, steps: int) -> None:
+def bare_loop(component: TinyBertTagger, data: list[tuple[list[int], list[int]]], batch_size: int, steps: int) -> None:
     optimizer = component.configure_optimizer(1e-4)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=component.collate)
+    items = [component.preprocess(item) for item in data]  # once, as the Trainer does
+    loader = torch.utils.data.DataLoader(items, batch_size=batch_size, shuffle=True, collate_fn=component.collate)
     done = 0
     while done < steps:
         for batch in loader:
@@ -107,7 +69,7 @@ def bare_loop(component: TinyTokenClassifier, data: list[dict], batch_size: int,
 
 
 @timed
-def our_trainer(component: TinyTokenClassifier, data: list[dict], batch_size: int, steps: int) -> None:
+def our_trainer(component: TinyBertTagger, data: list[tuple[list[int], list[int]]], batch_size: int, steps: int) -> None:
     with tempfile.TemporaryDirectory() as output_dir:
         config = TrainerConfig(
             output_dir=output_dir, learning_rate=1e-4, batch_size=batch_size, nb_training_epochs=1000,
