@@ -250,3 +250,19 @@ def read_text_file(path: Any, encoding: str = "utf-8") -> str:
             path=path,
             line=line,
         ) from None
+
+
+def read_corpus_file(path: Any, kind: str, encoding: str = "utf-8") -> tuple[Any, str, ReadReport]:
+    """``(path, content, report)`` of a one-file corpus (CoNLL, JSON lines): a folder or an
+    empty file is a DataError naming the path."""
+    from pathlib import Path
+
+    from medkit_exp.errors import DataError
+
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"expected a {kind} file, got a folder", path=path)
+    content = read_text_file(path, encoding)
+    if not content.strip():
+        raise DataError("empty file", path=path)
+    return path, content, ReadReport(source=str(path), files=1)

@@ -21,7 +21,7 @@ from medkit_exp.ner.documents import (
     TextDocument,
     check_choice,
     fail,
-    read_text_file,
+    read_corpus_file,
 )
 from medkit_exp.ner.tagging import find_tag_errors, tags_to_chunks
 
@@ -151,13 +151,7 @@ def read_conll(
     check_choice("scheme", scheme, CONLL_SCHEMES)
     check_choice("without_docstart", without_docstart, WITHOUT_DOCSTART)
     check_choice("errors", errors, ERROR_MODES)
-    path = Path(path)
-    if path.is_dir():
-        raise DataError("expected a CoNLL file, got a folder", path=path)
-    content = read_text_file(path, encoding)
-    if not content.strip():
-        raise DataError("empty file", path=path)
-    report = ReadReport(source=str(path), files=1)
+    path, content, report = read_corpus_file(path, "CoNLL", encoding)
     documents = _parse_lines(content, path, report, errors)
     has_docstart = len(documents) > 1
     sentences = [sentence for document in documents for sentence in document]

@@ -18,13 +18,12 @@ from medkit_exp.ner.documents import (
     ERROR_MODES,
     Corpus,
     Entity,
-    ReadReport,
     Relation,
     TextDocument,
     check_choice,
     covered_text,
     fail,
-    read_text_file,
+    read_corpus_file,
 )
 
 logger = logging.getLogger(__name__)
@@ -101,13 +100,7 @@ def read_jsonl(path: str | Path, *, errors: str = "raise", encoding: str = "utf-
     [(0, 7)]
     """
     check_choice("errors", errors, ERROR_MODES)
-    path = Path(path)
-    if path.is_dir():
-        raise DataError("expected a JSON-lines file, got a folder", path=path)
-    content = read_text_file(path, encoding)
-    if not content.strip():
-        raise DataError("empty file", path=path)
-    report = ReadReport(source=str(path), files=1)
+    path, content, report = read_corpus_file(path, "JSON-lines", encoding)
     corpus = Corpus(report=report)
     for number, line in enumerate(content.split("\n"), 1):
         if not line.strip():
