@@ -115,7 +115,8 @@ def resolve_model(name: str | None) -> str:
         return default_encoder()
     if name == TINY_MODEL_NAME:
         return tiny_encoder()
-    if (name.startswith((".", "/", "~")) or os.sep in name and Path(name).exists()) and not Path(name).expanduser().is_dir():
+    # "org/model" is a hub id; a name starting like a path must be an existing folder.
+    if name.startswith((".", "/", "~")) and not Path(name).expanduser().is_dir():
         raise ConfigError("component.model_name_or_path", f"model folder not found: {name}")
     return name
 
