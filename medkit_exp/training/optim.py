@@ -7,6 +7,9 @@ from typing import Any
 
 import torch
 
+from medkit_exp.errors import ConfigError
+from medkit_exp.training.component import accepts_argument, exposed_model
+
 logger = logging.getLogger(__name__)
 
 
@@ -66,3 +69,20 @@ def rebuild_with_weight_decay(
     except TypeError:
         # Optimizers whose defaults hold keys their constructor does not take.
         return type(optimizer)(groups, lr=defaults["lr"])
+
+
+def build_optimizer(component: Any, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+    """``component.configure_optimizer(learning_rate)``, with decoupled weight decay when asked.
+
+    A ``configure_optimizer`` that accepts ``weight_decay`` applies it itself; otherwise its
+    optimizer is rebuilt with decay on weights only, which needs the component's ``model``.
+    """
+    if weight_decay > 0 and accepts_argument(component.configure_optimizer, "weight_decay"):
+        return component.configure_optimizer(learning_rate, weight_decay=weight_decay)
+    optimizer = component.configure_optimizer(learning_rate)
+    if weight_decay > 0:
+        model = exposed_model(component)
+        if model is None:
+            raise ConfigError("weight_decay", "needs a component exposing its torch model as `model`")
+        optimizer = rebuild_with_weight_decay(optimizer, model, weight_decay)
+    return optimizer

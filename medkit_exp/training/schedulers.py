@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from medkit_exp.errors import ConfigError
+from medkit_exp.training.component import accepts_argument
 
 DECAYS = ("linear", "cosine", "constant")
 SCHEDULERS = ("none", *DECAYS, "plateau")
@@ -98,3 +99,12 @@ def make_scheduler_builder(name: str, **kwargs: Any) -> Any | None:
 
 def is_plateau(scheduler: Any) -> bool:
     return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def build_scheduler(builder: Any | None, optimizer: torch.optim.Optimizer, num_training_steps: int) -> Any | None:
+    """Call a scheduler builder: ours take ``num_training_steps``, medkit-style ones only the optimizer."""
+    if builder is None:
+        return None
+    if accepts_argument(builder, "num_training_steps"):
+        return builder(optimizer, num_training_steps=num_training_steps)
+    return builder(optimizer)

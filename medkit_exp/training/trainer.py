@@ -8,11 +8,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
-import signal
-import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
@@ -39,15 +36,16 @@ from medkit_exp.training.checkpoint import (
     load_trainer_state,
     resolve_checkpoint,
 )
-from medkit_exp.training.component import accepts_argument, check_trainable_component, exposed_model
+from medkit_exp.training.component import check_trainable_component, exposed_model
 from medkit_exp.training.config import TrainerConfig
-from medkit_exp.training.optim import rebuild_with_weight_decay
-from medkit_exp.training.schedulers import is_plateau
+from medkit_exp.training.history import HistoryFile
+from medkit_exp.training.loading import item_lengths, make_loader, preprocess_items
+from medkit_exp.training.optim import build_optimizer
+from medkit_exp.training.schedulers import build_scheduler, is_plateau
 from medkit_exp.training.seed import rng_states, seed_everything, set_rng_states
+from medkit_exp.training.signals import StopSignals
 
 logger = logging.getLogger(__name__)
-
-HISTORY_FILE = "history.jsonl"
 
 
 class Trainer:
@@ -82,19 +80,24 @@ class Trainer:
         callbacks = [DefaultPrinterCallback()] if callback is None else callback
         self.callbacks = CallbackList(callbacks if isinstance(callbacks, (list, tuple)) else [callbacks])
 
-        self.train_items = self._preprocess(train_data, "train_data")
+        self.train_items = preprocess_items(component, train_data, "train_data", config.cache_preprocessed)
         if not self.train_items:
             raise DataError("train_data is empty: nothing to train on")
-        self.eval_items = self._preprocess(eval_data, "eval_data") if eval_data is not None else []
+        self.eval_items = [] if eval_data is None else preprocess_items(
+            component, eval_data, "eval_data", config.cache_preprocessed
+        )
         if not self.eval_items and config.eval_strategy != "no":
             logger.warning("No evaluation data: no eval metrics; the last checkpoint is also the best")
         # The batch order of each epoch comes from this seed alone (resumable, see EpochBatchSampler).
         sampler_seed = config.seed if config.seed is not None else int(torch.randint(0, 2**31, ()).item())
-        lengths = [_item_length(item) for item in self.train_items] if config.group_by_length else None
+        lengths = item_lengths(self.train_items) if config.group_by_length else None
         self.sampler = EpochBatchSampler(len(self.train_items), config.batch_size, True, sampler_seed, lengths)
-        self.train_loader = self._loader(self.train_items, batch_sampler=self.sampler)
+        workers = config.dataloader_nb_workers
+        self.train_loader = make_loader(self.train_items, component, workers, batch_sampler=self.sampler)
         eval_batch_size = config.eval_batch_size or config.batch_size
-        self.eval_loader = self._loader(self.eval_items, batch_size=eval_batch_size) if self.eval_items else None
+        self.eval_loader = (
+            make_loader(self.eval_items, component, workers, batch_size=eval_batch_size) if self.eval_items else None
+        )
 
         model = exposed_model(component)
         if config.compile:
@@ -115,7 +118,8 @@ class Trainer:
         )
         known = [] if metrics_computer is None else getattr(metrics_computer, "metric_names", None)
         self._check_tracked_metrics(known)
-        self._signal_received: str | None = None
+        self.signals = StopSignals(config.handle_signals)
+        self.history_file = HistoryFile(self.output_dir)
         self._reset_windows()
 
     # ------------------------------------------------------------------ public API
@@ -130,9 +134,9 @@ class Trainer:
     def train(self, resume_from_checkpoint: str | Path | None = None) -> list[dict[str, dict[str, float]]]:
         """Run training (resuming from a checkpoint folder, or "last") and return the history."""
         if resume_from_checkpoint is None or not self._resume(resume_from_checkpoint):
-            self._truncate_history(0)  # a new run starts a new history file
+            self.history_file.truncate(0)  # a new run starts a new history file
         self.callbacks.setup(self.state, self.control)
-        with self._signal_handlers():
+        with self.signals.installed():
             self.callbacks.call("on_train_begin", config=self.config)
             try:
                 self._train_loop()
@@ -240,9 +244,9 @@ class Trainer:
         eval_due = (config.eval_strategy == "steps" and state.global_step % config.eval_steps == 0) or (
             config.eval_strategy == "epoch" and epoch_ended
         )
-        if self._signal_received:
+        if self.signals.received:
             state.interrupted = True
-            control.request_stop(self._signal_received)
+            control.request_stop(self.signals.received)
         if eval_due or control.should_evaluate:
             self._evaluate_and_checkpoint(force_save=control.should_save or state.interrupted)
         elif control.should_save or state.interrupted:
@@ -281,7 +285,7 @@ class Trainer:
         }
         if self._grad_norm is not None:
             logs["grad_norm"] = float(self._grad_norm)
-        self._write_history_line({"type": "log", "step": self.state.global_step, **logs})
+        self.history_file.append({"type": "log", "step": self.state.global_step, **logs})
         self.callbacks.call("on_log", logs=logs, step=self.state.global_step)
         self._window = self._new_window()
         self._window_timer.reset()
@@ -306,7 +310,7 @@ class Trainer:
         self.state.history.append(entry)
         self.state.nb_evaluations += 1
         self.state.last_eval_step = self.state.global_step
-        self._write_history_line({"type": "eval", "step": self.state.global_step, "epoch": self.state.epoch, **entry})
+        self.history_file.append({"type": "eval", "step": self.state.global_step, "epoch": self.state.epoch, **entry})
         self._eval_window = self._new_window()
         self._train_metric_data = defaultdict(list)
 
@@ -377,7 +381,7 @@ class Trainer:
             "rng": rng_states(),
             "sampler_seed": self.sampler.seed,
             "windows": {"eval": self._eval_window, "log": self._window, "train_metric_data": dict(self._train_metric_data)},
-            "history_lines": self._history_lines,
+            "history_lines": self.history_file.nb_lines,
             "callbacks": self.callbacks.state_dicts(),
             "skipped_batches": self._skipped_batches,
         }
@@ -411,7 +415,7 @@ class Trainer:
         self._eval_window, self._window = windows["eval"], windows["log"]
         self._train_metric_data = defaultdict(list, windows["train_metric_data"])
         self._skipped_batches = payload["skipped_batches"]
-        self._truncate_history(payload["history_lines"])
+        self.history_file.truncate(payload["history_lines"])
         self.callbacks.load_state_dicts(payload["callbacks"])
         set_rng_states(payload["rng"])
         return True
@@ -424,47 +428,15 @@ class Trainer:
     # ------------------------------------------------------------------ construction helpers
     def _build_optimization(self) -> None:
         config = self.config
-        if config.weight_decay > 0 and accepts_argument(self.component.configure_optimizer, "weight_decay"):
-            self.optimizer = self.component.configure_optimizer(config.learning_rate, weight_decay=config.weight_decay)
-        else:
-            self.optimizer = self.component.configure_optimizer(config.learning_rate)
-            if config.weight_decay > 0:
-                model = exposed_model(self.component)
-                if model is None:
-                    raise ConfigError("weight_decay", "needs a component exposing its torch model as `model`")
-                self.optimizer = rebuild_with_weight_decay(self.optimizer, model, config.weight_decay)
+        self.optimizer = build_optimizer(self.component, config.learning_rate, config.weight_decay)
         builder = self.lr_scheduler_builder
-        if builder is None:
-            self.lr_scheduler = None
-        elif accepts_argument(builder, "num_training_steps"):
-            self.lr_scheduler = builder(self.optimizer, num_training_steps=self.state.max_steps)
-        else:
-            self.lr_scheduler = builder(self.optimizer)
+        self.lr_scheduler = build_scheduler(builder, self.optimizer, self.state.max_steps)
         self.scheduler_interval = config.lr_scheduler_interval or getattr(builder, "interval", "epoch")
         self.grad_scaler = None
         if str(config.precision) == "fp16":
             if self.device.type != "cuda":
                 raise ConfigError("precision", "fp16 needs a CUDA device; use bf16 on CPU")
             self.grad_scaler = torch.amp.GradScaler("cuda")
-
-    def _preprocess(self, data: Any, name: str) -> Any:
-        if not self.config.cache_preprocessed:
-            return _LazyPreprocessed(data, self.component)
-        timer = Timer()
-        items = [self.component.preprocess(item) for item in data]
-        logger.info("Preprocessed %d %s items in %.2fs (cached for every epoch)", len(items), name, timer.elapsed())
-        return items
-
-    def _loader(self, items: Any, **kwargs: Any) -> DataLoader:
-        # An own generator keeps DataLoader iterators from drawing on the global RNG,
-        # which a resumed run would otherwise consume at other points than the original one.
-        return DataLoader(
-            items,
-            collate_fn=self.component.collate,
-            num_workers=self.config.dataloader_nb_workers,
-            generator=torch.Generator().manual_seed(0),
-            **kwargs,
-        )
 
     def _forward(self, input_batch: BatchData, eval_mode: bool) -> tuple[BatchData, torch.Tensor]:
         input_batch = input_batch.to_device(self.device)
@@ -493,66 +465,3 @@ class Trainer:
         self._grad_norm: torch.Tensor | None = None
         self._step_lr = self.optimizer.param_groups[0]["lr"]
         self._skipped_batches = 0
-        self._history_lines = 0
-
-    def _write_history_line(self, record: dict[str, Any]) -> None:
-        with open(self.output_dir / HISTORY_FILE, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, default=_to_json) + "\n")
-        self._history_lines += 1
-
-    def _truncate_history(self, nb_lines: int) -> None:
-        """Drop history lines written after the checkpoint by the run that was interrupted."""
-        path = self.output_dir / HISTORY_FILE
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
-        path.write_text("".join(lines[:nb_lines]), encoding="utf-8")
-        self._history_lines = min(nb_lines, len(lines))
-
-    @contextlib.contextmanager
-    def _signal_handlers(self):
-        if not self.config.handle_signals or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            name = signal.Signals(signum).name
-            if self._signal_received:  # a second signal: stop at once
-                raise KeyboardInterrupt(name)
-            logger.warning("%s received: saving a checkpoint and stopping after this step", name)
-            self._signal_received = name
-
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-
-class _LazyPreprocessed(torch.utils.data.Dataset):
-    """Preprocess on access (``cache_preprocessed=False``), as medkit does."""
-
-    def __init__(self, data: Any, component: Any):
-        self.data, self.component = data, component
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.component.preprocess(self.data[index])
-
-
-def _item_length(item: dict[str, Any]) -> int:
-    if "length" in item:
-        return int(item["length"])
-    if "input_ids" in item:
-        return len(item["input_ids"])
-    raise ConfigError("group_by_length", "preprocessed items need a 'length' or 'input_ids' entry")
-
-
-def _to_json(value: Any) -> Any:
-    """Numbers that metric computers return as numpy or torch scalars."""
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
