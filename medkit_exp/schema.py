@@ -88,3 +88,61 @@ class MedkitExpConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class EvaluateConfig(MedkitExpConfig):
+    """Schema of ``python -m medkit_exp.evaluate`` (primary config ``conf/evaluate.yaml``).
+
+    Parameters
+    ----------
+    checkpoint: the tagger to evaluate: a checkpoint folder, a training run folder or its
+        ``checkpoints/`` folder (then ``which`` picks the checkpoint).
+    which: "best" or "last": the checkpoint of a run folder (best falls back to last when the run
+        has no ranked checkpoint).
+    split: the data split to evaluate on: "dev", "test" or "train", as the ``data`` group names it.
+    batch_size: windows per forward pass; None: ``trainer.eval_batch_size``, else ``trainer.batch_size``.
+    device: -1 for CPU, N for cuda:N.
+    save_predictions: also write the split's predicted documents as ``predictions_<split>.jsonl``.
+    """
+
+    task_name: str = "evaluate"
+    checkpoint: str | None = None
+    which: str = "best"
+    split: str = "dev"
+    batch_size: int | None = None
+    device: int = -1
+    save_predictions: bool = True
+
+
+@dataclass
+class PredictConfig(MedkitExpConfig):
+    """Schema of ``python -m medkit_exp.predict`` (primary config ``conf/predict.yaml``).
+
+    Parameters
+    ----------
+    model: the tagger: a checkpoint folder, a training run folder or its ``checkpoints/``
+        folder (then ``which`` picks the checkpoint).
+    which: "best" or "last": the checkpoint of a run folder.
+    input: the documents: a BRAT folder or ``.txt`` file (a ``.txt`` without ``.ann`` is plain
+        text), a CoNLL file or a JSON-lines file.
+    input_format: "auto" (from the name: a folder or .txt/.ann is BRAT, .tsv/.conll/.iob/.bio
+        CoNLL, .jsonl JSON lines), "brat", "conll" or "jsonl".
+    input_errors: "raise" stops at the first bad input line; "skip" leaves it out and logs it.
+    output: where predictions go; None: ``predictions.jsonl`` (or ``predictions/`` for BRAT) in
+        the run folder.
+    output_format: "jsonl" (entities with their scores) or "brat" (one .txt/.ann pair per document).
+    batch_size: windows per forward pass.
+    device: -1 for CPU, N for cuda:N.
+    """
+
+    task_name: str = "predict"
+    model: str | None = None
+    which: str = "best"
+    input: str | None = None
+    input_format: str = "auto"
+    input_errors: str = "raise"
+    output: str | None = None
+    output_format: str = "jsonl"
+    batch_size: int = 32
+    device: int = -1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,12 +71,18 @@ def corpus_root(config: NERDataConfig) -> Path:
     return root
 
 
-def load_corpus(config: NERDataConfig) -> dict[str, list[TextDocument]]:
-    """The configured splits, each read, cleaned by the policies and optionally split into sentences."""
+def load_corpus(config: NERDataConfig, only: Sequence[str] | None = None) -> dict[str, list[TextDocument]]:
+    """The configured splits (or the ``only`` ones, e.g. ``["test"]``), each read, cleaned by the
+    policies and optionally split into sentences."""
     if config.split not in SPLIT_MODES:
         raise ConfigError("data.split", f"must be one of {', '.join(SPLIT_MODES)}; got {config.split!r}")
-    root = corpus_root(config)
     wanted = {name: getattr(config, name) for name in ("train", "dev", "test") if getattr(config, name)}
+    for name in only or ():
+        if name not in wanted:
+            raise ConfigError(f"data.{name}", f"the {config.name} data config has no {name!r} split; name one with data.{name}=PATH")
+    if only is not None:
+        wanted = {name: wanted[name] for name in only}
+    root = corpus_root(config)
     paths = {name: find_split(root, split) for name, split in wanted.items()}  # all missing splits fail first
     splits = {}
     for name, path in paths.items():

@@ -1,0 +1,189 @@
+"""``python -m medkit_exp.evaluate checkpoint=PATH [split=dev|test|train] [+experiment=...] [data=...]``
+
+Evaluates a saved tagger on a split of the configured corpus (``conf/evaluate.yaml``: the same
+groups as training, so an experiment overlay picks the same corpus and policies). Two sets of
+strict entity-level metrics (micro, macro, per label):
+
+- ``words``: entities decoded from word tags, exactly as the training evaluation computes them
+  (``eval/*`` in MLflow; equal to seqeval's strict mode), plus the loss;
+- ``spans``: entities of the predicted documents against the gold documents, matched on label
+  and exact character spans (what a user of the predictions sees).
+
+Both are printed as a table and written to ``metrics.json`` and ``metrics.yaml`` in the run folder
+(with ``predictions_<split>.jsonl``); with ``tracking=mlflow`` they are also logged to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from medkit_exp.cli import config_dir, report_errors
+from medkit_exp.errors import ConfigError
+from medkit_exp.schema import EvaluateConfig
+
+logger = logging.getLogger("medkit_exp.evaluate")
+
+SPLITS = ("dev", "test", "train")
+METRICS_FILE = "metrics.json"
+
+ConfigStore.instance().store(name="medkit_exp_evaluate_schema", node=EvaluateConfig)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
+def main(cfg: DictConfig) -> float | None:
+    """Evaluate ``checkpoint`` on ``split``; return the word-level ``optimized_metric``."""
+    return report_errors(lambda: evaluate(cfg))
+
+
+def evaluate(cfg: DictConfig) -> float | None:
+    from medkit_exp.inference import check_batch_size, find_model_folder, load_tagger, predict_documents
+    from medkit_exp.ner.data import load_corpus
+
+    if cfg.split not in SPLITS:
+        raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
+    folder = find_model_folder(cfg.checkpoint, "checkpoint", cfg.which)
+    batch_size = check_batch_size(cfg.batch_size or cfg.trainer.eval_batch_size or cfg.trainer.batch_size)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    gold = load_corpus(OmegaConf.to_object(cfg.data), only=[cfg.split])[cfg.split]
+    tagger = load_tagger(folder, "checkpoint", cfg.device)
+    logger.info("Evaluating %s on %s/%s (%d documents)", folder, cfg.data.name, cfg.split, len(gold))
+    words = word_level_metrics(tagger, gold, batch_size)
+    predicted = predict_documents(tagger, gold, batch_size)
+    from medkit_exp.ner.metrics import evaluate_documents
+
+    report = {
+        "checkpoint": str(folder.resolve()), "data": cfg.data.name, "split": cfg.split, "documents": len(gold),
+        "entities": sum(len(doc.entities) for doc in gold), "words": words, "spans": evaluate_documents(gold, predicted),
+    }
+    files = write_report(report, output_dir)
+    if cfg.save_predictions:
+        from medkit_exp.ner.formats import write_jsonl
+
+        files.append(write_jsonl(predicted, output_dir / f"predictions_{cfg.split}.jsonl"))
+    print(format_report(report, tagger.labels), flush=True)
+    print(f"\nMetrics written to {files[0]}", flush=True)
+    if cfg.tracking.enabled:
+        log_to_mlflow(OmegaConf.to_container(cfg.tracking, resolve=True), report, files)
+    return words.get(cfg.optimized_metric)
+
+
+def word_level_metrics(tagger: Any, documents: list[Any], batch_size: int) -> dict[str, float]:
+    """Loss and strict entity metrics on word tags, computed as the Trainer's evaluation does
+    (same windows, batches in order, loss averaged over batches in float32)."""
+    import torch
+
+    computer = tagger.make_metrics_computer()
+    items = [tagger.preprocess(doc) for doc in documents]
+    total_loss, nb_batches = torch.zeros(()), 0
+    data: dict[str, list[Any]] = defaultdict(list)
+    with torch.inference_mode():
+        for start in range(0, len(items), batch_size):
+            batch = tagger.collate(items[start : start + batch_size]).to_device(tagger.device)
+            output, loss = tagger.forward(batch, return_loss=True, eval_mode=True)
+            total_loss += loss.detach().float().cpu()
+            nb_batches += 1
+            for key, values in computer.prepare_batch(output, batch).items():
+                data[key].extend(values)
+    return {"loss": (total_loss / max(nb_batches, 1)).item(), **computer.compute(dict(data))}
+
+
+def write_report(report: dict[str, Any], output_dir: Path) -> list[Path]:
+    import yaml
+
+    json_path, yaml_path = output_dir / METRICS_FILE, output_dir / "metrics.yaml"
+    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    yaml_path.write_text(yaml.safe_dump(report, sort_keys=False), encoding="utf-8")
+    return [json_path, yaml_path]
+
+
+def format_report(report: dict[str, Any], labels: list[str]) -> str:
+    """The two metric sets side by side: micro, macro, then one row per label."""
+    words, spans = report["words"], report["spans"]
+    seen = sorted({*labels, *(k[: -len("_support")] for k in (*words, *spans) if k.endswith("_support"))})
+    columns = ("precision", "recall", "f1", "support")
+    header = f"{'':<16}" + "".join(f"{c:>10}" for c in columns) + "   |" + "".join(f"{c:>10}" for c in columns)
+    lines = [
+        f"Evaluation of {report['checkpoint']}",
+        f"on {report['data']}/{report['split']}: {report['documents']} documents, {report['entities']} gold entities",
+        "",
+        f"{'':<16}{'entities on words (= training eval)':^40}   |{'entities on exact character spans':^40}",
+        header,
+        "-" * len(header),
+    ]
+    rows = [("micro", ""), ("macro", "macro_")] + [(label, f"{label}_") for label in seen]
+    for name, prefix in rows:
+        cells = []
+        for metrics in (words, spans):
+            values = [metrics.get(prefix + column) for column in columns]
+            if name == "micro":  # the micro support is every gold entity
+                values[3] = sum(v for k, v in metrics.items() if k.endswith("_support"))
+            cells.append("".join(_cell(value, column) for value, column in zip(values, columns)))
+        lines.append(f"{name:<16}" + cells[0] + "   |" + cells[1])
+    lines.append(f"\nword-level loss: {words['loss']:.4f}")
+    return "\n".join(lines)
+
+
+def _cell(value: float | None, column: str) -> str:
+    if value is None:
+        return f"{'':>10}"
+    return f"{int(value):>10d}" if column == "support" else f"{value:>10.4f}"
+
+
+def flat_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """``<split>/<metric>`` for the word level (as ``eval/<metric>``), ``<split>/spans_<metric>``."""
+    split = report["split"]
+    flat = {f"{split}/{key}": value for key, value in report["words"].items()}
+    flat.update({f"{split}/spans_{key}": value for key, value in report["spans"].items()})
+    return flat
+
+
+def log_to_mlflow(tracking: dict[str, Any], report: dict[str, Any], files: list[Path]) -> str:
+    """Log the metrics and files to ``$MLFLOW_RUN_ID``'s run when it exists in the store (under
+    ``mlflow run``), else to a new run ``evaluate-<split>``; returns the run id."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    from medkit_exp.tracking.ops import now_ms
+    from medkit_exp.tracking.runs import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking.get("tracking_uri"))
+    client = MlflowClient(uri)
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        try:
+            client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - not in this store: a run of its own
+            logger.warning("MLFLOW_RUN_ID %s is not a run of %s: logging to a new run", run_id, uri)
+            run_id = None
+    if not run_id:
+        name = tracking.get("experiment_name") or "medkit_exp"
+        experiment = client.get_experiment_by_name(name)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+        run_id = client.create_run(experiment_id, run_name=tracking.get("run_name") or f"evaluate-{report['split']}").info.run_id
+    timestamp = now_ms()
+    # Own names: `mlflow run` logs its entry point's parameters (checkpoint, split) as given.
+    params = [Param(f"evaluate.{key}", str(report[key])) for key in ("checkpoint", "data", "split")]
+    metrics = [Metric(key, float(value), timestamp, 0) for key, value in flat_metrics(report).items()]
+    client.log_batch(run_id, metrics=metrics, params=params, tags=[])
+    client.set_tag(run_id, "task", "evaluate")
+    for path in files:
+        client.log_artifact(run_id, str(path), artifact_path="evaluation")
+    if not os.environ.get("MLFLOW_RUN_ID") == run_id:  # `mlflow run` ends its own run
+        client.set_terminated(run_id, "FINISHED")
+    logger.info("Evaluation logged to MLflow run %s (%s)", run_id, uri)
+    print(f"MLflow run: {run_id} ({uri})", flush=True)
+    return run_id
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""What the evaluate and predict applications share: find the tagger a user names, load it, and
+predict with visible progress.
+
+>>> folder = find_model_folder("outputs/ner/2025-01-01_10-00-00", key="model")  # doctest: +SKIP
+>>> folder.name                                                                  # doctest: +SKIP
+'checkpoint-0000120'
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medkit_exp.errors import ConfigError
+from medkit_exp.ner.documents import TextDocument
+from medkit_exp.training.checkpoint import STATE_FILE, CheckpointManager
+
+logger = logging.getLogger(__name__)
+
+# medkit_exp.ner.tagger.TAGGER_CONFIG, spelt out here: importing the tagger imports torch, and a
+# wrong path should fail at once (tests/test_evaluate_predict.py checks that both agree).
+TAGGER_FILE = "medkit_exp_tagger.json"
+CHECKPOINT_CHOICES = ("best", "last")
+PREDICT_CHUNK = 256  # documents per call of predict(): progress is reported between chunks
+
+
+def find_model_folder(path: str | None, key: str, which: str = "best") -> Path:
+    """The tagger folder that ``path`` names: a checkpoint folder itself, or the ``which``
+    ("best" or "last") checkpoint of a training run folder or of its ``checkpoints/`` folder.
+
+    Anything else is a :class:`ConfigError` naming ``key`` and saying what was found.
+    """
+    if which not in CHECKPOINT_CHOICES:
+        raise ConfigError("which", f"must be one of {', '.join(CHECKPOINT_CHOICES)}, got {which!r}")
+    if not path:
+        raise ConfigError(key, f"give the tagger: {key}=PATH (a checkpoint folder or a training run folder)")
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise ConfigError(key, f"no such folder: {folder}")
+    if not folder.is_dir():
+        raise ConfigError(key, f"expected a checkpoint or training run folder, got a file: {folder}")
+    if (folder / TAGGER_FILE).is_file():
+        return folder
+    for checkpoints in (folder / "checkpoints", folder):
+        if (checkpoints / STATE_FILE).is_file():
+            return _run_checkpoint(checkpoints, key, which)
+    if (folder / "config.json").is_file():
+        raise ConfigError(
+            key, f"{folder} is a model folder but not a medkit_exp tagger (no {TAGGER_FILE}): give a checkpoint "
+            "of a training run, or train on this model with component.model_name_or_path"
+        )
+    raise ConfigError(
+        key, f"{folder} is neither a tagger checkpoint (no {TAGGER_FILE}) nor a training run folder "
+        f"(no checkpoints/{STATE_FILE})"
+    )
+
+
+def _run_checkpoint(checkpoints: Path, key: str, which: str) -> Path:
+    manager = CheckpointManager(checkpoints)  # an unreadable state.json is a CheckpointError naming it
+    name = manager.best if which == "best" else manager.last
+    if name is None and which == "best" and manager.last is not None:
+        logger.info("No ranked checkpoint in %s (no eval metric): using the last one", checkpoints)
+        name = manager.last
+    if name is None:
+        raise ConfigError(key, f"the run in {checkpoints.parent} has no checkpoint left in {checkpoints}")
+    folder = checkpoints / name
+    if not (folder / TAGGER_FILE).is_file():
+        raise ConfigError(key, f"the {which} checkpoint {folder} holds no tagger (no {TAGGER_FILE})")
+    logger.info("Using the %s checkpoint of the run: %s", which, folder)
+    return folder
+
+
+def load_tagger(folder: Path, key: str, device: int = -1) -> Any:
+    """The tagger saved in ``folder``; any failure is a ConfigError naming ``key`` and the folder."""
+    from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+
+    started = time.perf_counter()
+    try:
+        tagger = HFEntityMatcherTrainable.from_pretrained(folder, device)
+    except Exception as error:  # noqa: BLE001 - damaged json/weights, a missing GPU...: one clear line
+        reason = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+        raise ConfigError(key, f"cannot load the tagger in {folder}: {str(reason).splitlines()[0]}") from error
+    logger.info(
+        "Loaded the tagger in %s (labels %s, %s) in %.1fs",
+        folder, ", ".join(tagger.labels), tagger.tagging_scheme, time.perf_counter() - started,
+    )
+    return tagger
+
+
+def check_batch_size(value: Any, key: str = "batch_size") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(key, f"must be an integer >= 1, got {value!r}")
+    return value
+
+
+def predict_documents(tagger: Any, documents: Sequence[TextDocument], batch_size: int) -> list[TextDocument]:
+    """``medkit_exp.ner.predict.predict`` over ``documents`` in chunks, with a progress bar on a
+    terminal and a progress line in the log after each chunk."""
+    from tqdm.auto import tqdm
+
+    from medkit_exp.ner.predict import predict
+
+    started = time.perf_counter()
+    results: list[TextDocument] = []
+    with tqdm(total=len(documents), unit="doc", desc="predict", leave=False, disable=not sys.stderr.isatty()) as bar:
+        for begin in range(0, len(documents), PREDICT_CHUNK):
+            chunk = documents[begin : begin + PREDICT_CHUNK]
+            results += predict(tagger, chunk, batch_size=batch_size)
+            bar.update(len(chunk))
+            if len(documents) > PREDICT_CHUNK:
+                elapsed = time.perf_counter() - started
+                logger.info("Predicted %d/%d documents (%.1f documents/s)", len(results), len(documents), len(results) / elapsed)
+    logger.info(
+        "Predicted %d entities in %d documents in %.1fs",
+        sum(len(doc.entities) for doc in results), len(results), time.perf_counter() - started,
+    )
+    return results

@@ -1,0 +1,112 @@
+"""``python -m medkit_exp.predict model=PATH input=PATH [output=PATH] [output_format=jsonl|brat]``
+
+Runs a saved tagger (a checkpoint folder, or the best checkpoint of a training run folder) over
+BRAT, CoNLL or JSON-lines documents and writes the predicted entities as JSON lines (with their
+scores) or BRAT. Configured by ``conf/predict.yaml`` (the same ``conf/`` tree as training). The
+input's own entities and relations, if any, are not carried over: the output holds predictions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from medkit_exp.cli import config_dir, report_errors
+from medkit_exp.errors import ConfigError, DataError
+from medkit_exp.schema import PredictConfig
+
+logger = logging.getLogger("medkit_exp.predict")
+
+INPUT_FORMATS = ("auto", "brat", "conll", "jsonl")
+OUTPUT_FORMATS = ("jsonl", "brat")
+INPUT_ERRORS = ("raise", "skip")
+
+ConfigStore.instance().store(name="medkit_exp_predict_schema", node=PredictConfig)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
+def main(cfg: DictConfig) -> str:
+    """Predict over ``input`` with ``model``; return the output path."""
+    return report_errors(lambda: predict(cfg))
+
+
+def predict(cfg: DictConfig) -> str:
+    from medkit_exp.inference import check_batch_size, find_model_folder, load_tagger, predict_documents
+
+    for key, allowed in (("input_format", INPUT_FORMATS), ("output_format", OUTPUT_FORMATS), ("input_errors", INPUT_ERRORS)):
+        if cfg[key] not in allowed:
+            raise ConfigError(key, f"must be one of {', '.join(allowed)}, got {cfg[key]!r}")
+    batch_size = check_batch_size(cfg.batch_size)
+    folder = find_model_folder(cfg.model, "model", cfg.which)
+    documents = read_input(cfg.input, cfg.input_format, cfg.input_errors)
+    output = output_path(cfg)
+    tagger = load_tagger(folder, "model", cfg.device)
+    predicted = predict_documents(tagger, documents, batch_size)
+    write_output(predicted, output, cfg.output_format)
+    nb_entities = sum(len(doc.entities) for doc in predicted)
+    print(f"Predicted {nb_entities} entities in {len(predicted)} documents with {folder}", flush=True)
+    print(f"Predictions written to {output} ({cfg.output_format})", flush=True)
+    return str(output)
+
+
+def read_input(path: str | None, input_format: str, errors: str) -> list[Any]:
+    """The input documents, without their own entities and relations."""
+    from medkit_exp.ner.documents import TextDocument
+    from medkit_exp.ner.formats import _guess_format, read_documents
+
+    if not path:
+        raise ConfigError("input", "give the documents: input=PATH (a BRAT folder or .txt file, a CoNLL or JSON-lines file)")
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise ConfigError("input", f"no such file or folder: {source}")
+    if input_format == "auto":
+        try:
+            input_format = _guess_format(source)
+        except DataError:
+            raise ConfigError(
+                "input_format", f"cannot tell the format of {source} from its name; set input_format=brat|conll|jsonl"
+            ) from None
+    corpus = read_documents(source, input_format, errors=errors)  # DataErrors name the file and line
+    if not corpus:
+        raise DataError("no document to predict on", path=source)
+    logger.info("Read %d documents (%s) from %s", len(corpus), input_format, source)
+    return [TextDocument(doc.text, doc_id=doc.doc_id, metadata=dict(doc.metadata)) for doc in corpus]
+
+
+def output_path(cfg: DictConfig) -> Path:
+    """``output``, or ``predictions.jsonl`` / ``predictions/`` in the run folder; checked before any work."""
+    if cfg.output:
+        output = Path(cfg.output).expanduser()
+    else:
+        output = Path(cfg.paths.output_dir) / ("predictions" if cfg.output_format == "brat" else "predictions.jsonl")
+    if cfg.output_format == "brat":
+        if output.exists() and not output.is_dir():
+            raise ConfigError("output", f"BRAT output is a folder, but {output} is a file")
+        if output.resolve() == Path(cfg.input).expanduser().resolve():
+            raise ConfigError("output", f"{output} is the input folder: its .ann files would be overwritten")
+    elif output.is_dir():
+        raise ConfigError("output", f"JSON-lines output is a file, but {output} is a folder")
+    return output
+
+
+def write_output(documents: list[Any], output: Path, output_format: str) -> None:
+    from medkit_exp.ner.formats import write_brat, write_jsonl
+
+    if output_format == "jsonl":
+        write_jsonl(documents, output)
+        return
+    # BRAT has no place for a score: leave them out rather than warn about each run.
+    logger.info("BRAT output holds no entity scores (output_format=jsonl keeps them)")
+    unscored = [doc.with_entities([dataclasses.replace(e, score=None) for e in doc.entities]) for doc in documents]
+    output.mkdir(parents=True, exist_ok=True)
+    write_brat(unscored, output)
+
+
+if __name__ == "__main__":
+    main()
