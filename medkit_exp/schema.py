@@ -68,8 +68,13 @@ class TrackingConfig:
     log_every_n_steps: int = 5
     log_checkpoints: bool = True
     log_model: bool = True
+    register_model_name: str | None = None
+    model_alias: str | None = None
+    dev_report: bool = True
+    prediction_sample_size: int = 20
     plots: bool = True
     system_metrics: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

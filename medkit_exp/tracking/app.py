@@ -7,6 +7,7 @@ from typing import Any
 
 from medkit_exp.tracking.callback import MLflowCallback
 from medkit_exp.tracking.datasets import describe_dataset
+from medkit_exp.tracking.ner_hooks import NERTrackingHooks
 
 
 def mlflow_callback_from_config(
@@ -19,11 +20,13 @@ def mlflow_callback_from_config(
     data_name: str,
 ) -> MLflowCallback:
     """An :class:`MLflowCallback` for one application run: resolved config as params and artifact,
-    command-line overrides, and each data split as a dataset input."""
+    command-line overrides, each data split as a dataset input, and (for a tagger) the best
+    checkpoint as a pyfunc model and a report on the dev split."""
     datasets = [
         describe_dataset(f"{data_name}-{split}", documents, data_source, context="training" if split == "train" else "eval")
         for split, documents in splits.items()
     ]
+    hooks = ner_hooks_from_config(tracking, splits.get("dev"))
     return MLflowCallback(
         tracking_uri=tracking.get("tracking_uri"),
         experiment_name=tracking.get("experiment_name"),
@@ -36,4 +39,20 @@ def mlflow_callback_from_config(
         config_yaml=config_yaml,
         overrides=list(overrides),
         datasets=datasets,
+        tags=tracking.get("tags") or {},
+        log_model=hooks.log_model if tracking.get("log_model", True) else None,
+        extra_artifacts=[hooks.log_dev_report] if tracking.get("dev_report", True) else [],
+    )
+
+
+def ner_hooks_from_config(tracking: Mapping[str, Any], dev_documents: Sequence[Any] | None) -> NERTrackingHooks:
+    """The model and dev-report hooks (they act only when the run's checkpoints are taggers)."""
+    sample_size = tracking.get("prediction_sample_size", 20)
+    if sample_size < 0:
+        from medkit_exp.errors import ConfigError
+
+        raise ConfigError("tracking.prediction_sample_size", f"must be >= 0, got {sample_size}")
+    return NERTrackingHooks(
+        dev_documents, registered_model_name=tracking.get("register_model_name"),
+        model_alias=tracking.get("model_alias"), sample_size=sample_size,
     )

@@ -1,4 +1,5 @@
-"""Learning-curve plots (PNG) of one run, from its ``history.jsonl``, and of several runs.
+"""Plots (PNG): learning curves of one run (from its ``history.jsonl``) and of several runs,
+per-label scores as bars, a confusion matrix.
 
 Figures are drawn with matplotlib's Agg canvas directly (no pyplot), so the process-wide
 backend is left alone and nothing needs a display.
@@ -127,3 +128,59 @@ def _save(figure: Any, output_path: str | Path) -> Path:
     FigureCanvasAgg(figure)
     figure.savefig(path)
     return path
+
+
+def plot_label_scores(scores: dict[str, dict[str, float]], output_path: str | Path, title: str | None = None) -> Path | None:
+    """Grouped bars of precision, recall and F1 per label: ``scores[label] = {"precision": ..,
+    "recall": .., "f1": .., "support": ..}`` (support, when given, is written under the label)."""
+    if not scores:
+        return None
+    import numpy as np
+
+    labels = list(scores)
+    figure, axes = _figure(1, title)
+    figure.set_size_inches(max(4.5, 1.2 * len(labels) + 2), 3.6)
+    figure.subplots_adjust(left=0.1, right=0.98, bottom=0.2)
+    axis = axes[0]
+    positions = np.arange(len(labels))
+    width = 0.26
+    for offset, metric in zip((-width, 0.0, width), ("precision", "recall", "f1")):
+        values = [scores[label].get(metric, 0.0) for label in labels]
+        bars = axis.bar(positions + offset, values, width, label=metric)
+        axis.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+    names = [f"{label}\n(n={int(scores[label]['support'])})" if "support" in scores[label] else label for label in labels]
+    axis.set_xticks(positions, names, fontsize=8)
+    axis.set_ylim(0, 1.1)
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize=7, ncols=3, loc="upper right")
+    return _save(figure, output_path)
+
+
+def plot_confusion_matrix(
+    counts: dict[tuple[str, str], int], rows: list[str], columns: list[str], output_path: str | Path,
+    title: str | None = None, row_title: str = "gold", column_title: str = "predicted",
+    blank: tuple[tuple[str, str], ...] = (),
+) -> Path:
+    """A count matrix as a heat map with the numbers written in: ``counts[(row, column)]``;
+    ``blank`` cells (meaningless ones) are left empty."""
+    import numpy as np
+
+    matrix = np.array([[counts.get((row, column), 0) for column in columns] for row in rows])
+    figure, axes = _figure(1, title)
+    side = 1.0 + 0.7 * max(len(rows), len(columns))
+    figure.set_size_inches(side + 1.2, side)
+    figure.subplots_adjust(left=0.25, right=0.95, bottom=0.25, top=0.88)
+    axis = axes[0]
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(columns)), columns, rotation=30, ha="right", fontsize=8)
+    axis.set_yticks(range(len(rows)), rows, fontsize=8)
+    axis.set_xlabel(column_title)
+    axis.set_ylabel(row_title)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for i, row in enumerate(rows):
+        for j, column in enumerate(columns):
+            if (row, column) in blank:
+                continue
+            axis.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                      color="white" if matrix[i, j] > threshold else "black")
+    return _save(figure, output_path)

@@ -1,0 +1,114 @@
+"""End-of-run MLflow hooks of a NER tagger run: the model, and the report on the dev set.
+
+>>> hooks = NERTrackingHooks(dev_documents, registered_model_name="ner-demo", model_alias="candidate")  # doctest: +SKIP
+>>> MLflowCallback(..., log_model=hooks.log_model, extra_artifacts=[hooks.log_dev_report])         # doctest: +SKIP
+
+Both hooks work on the run's best checkpoint (else its last) when it is a medkit_exp tagger
+folder (it has ``medkit_exp_tagger.json``); for any other component they log nothing and say so.
+The tagger is loaded and the dev set predicted once, for both hooks.
+
+- :meth:`NERTrackingHooks.log_model`: the pyfunc model ``model`` (see
+  :mod:`medkit_exp.tracking.ner_model`), with a signature and an input example made of the first
+  dev texts; registered under ``registered_model_name`` (with ``model_alias``) when given.
+- :meth:`NERTrackingHooks.log_dev_report`: per-label bars, confusion matrix and a sample of
+  predictions (see :mod:`medkit_exp.tracking.ner_report`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+TAGGER_CONFIG = "medkit_exp_tagger.json"  # written by HFEntityMatcherTrainable.save
+REPORT_DIR = "dev_report"
+
+
+class NERTrackingHooks:
+    """The model logger and the dev-report hook of a tagger run (one instance per run).
+
+    Parameters
+    ----------
+    dev_documents: the dev split (gold documents); None or empty: no report, input example
+        ``example_texts`` only.
+    registered_model_name, model_alias: register the logged model and point the alias at it.
+    sample_size: documents in the prediction sample.
+    example_texts: input example of the model when there is no dev split.
+    batch_size: prediction batch size.
+    """
+
+    def __init__(
+        self,
+        dev_documents: Sequence[Any] | None = None,
+        registered_model_name: str | None = None,
+        model_alias: str | None = None,
+        sample_size: int = 20,
+        example_texts: Sequence[str] = ("Fever and cough since Monday.",),
+        batch_size: int = 32,
+    ):
+        if model_alias and not registered_model_name:
+            from medkit_exp.errors import ConfigError
+
+            raise ConfigError("tracking.model_alias", "an alias needs tracking.register_model_name")
+        self.dev_documents = list(dev_documents or [])
+        self.registered_model_name = registered_model_name or None
+        self.model_alias = model_alias or None
+        self.sample_size = sample_size
+        self.example_texts = list(example_texts)
+        self.batch_size = batch_size
+        self._loaded: tuple[str, Any] | None = None  # (checkpoint, tagger)
+        self._predicted: tuple[str, list[Any]] | None = None  # (checkpoint, dev predictions)
+
+    # ------------------------------------------------------------------ hooks
+    def log_model(self, checkpoint_dir: str, run: Any) -> None:
+        """The callback's ``log_model`` hook: log the checkpoint's tagger as the run's model."""
+        if not self._is_tagger(checkpoint_dir, "model"):
+            return
+        from medkit_exp.tracking.ner_model import log_tagger_model
+
+        texts = [doc.text for doc in self.dev_documents[:3]] or self.example_texts
+        info = log_tagger_model(checkpoint_dir, run, texts, self.registered_model_name, self.model_alias)
+        logger.info("Logged the model of %s as %s", Path(checkpoint_dir).name, info.model_uri)
+
+    def log_dev_report(self, run: Any, state: Any) -> None:
+        """An ``extra_artifacts`` hook: predict the dev set with the best checkpoint, log the report."""
+        checkpoint = state.best_checkpoint or state.last_checkpoint
+        if not self.dev_documents or not checkpoint or not self._is_tagger(checkpoint, "dev report"):
+            return
+        from medkit_exp.tracking.ner_report import write_dev_report
+
+        predictions = self.predictions(checkpoint)
+        labels = self.tagger(checkpoint).labels
+        output_dir = Path(state.output_dir) / "mlflow_artifacts" / REPORT_DIR
+        folders = write_dev_report(self.dev_documents, predictions, labels, output_dir, self.sample_size,
+                                   title=Path(checkpoint).name)
+        client = run.client
+        for folder in folders:
+            client.log_artifacts(run.run_id, str(folder), folder.name)
+
+    # ------------------------------------------------------------------ cached work
+    def tagger(self, checkpoint: str) -> Any:
+        """The tagger saved in ``checkpoint`` (loaded once)."""
+        if self._loaded is None or self._loaded[0] != str(checkpoint):
+            from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+
+            self._loaded = (str(checkpoint), HFEntityMatcherTrainable.from_pretrained(checkpoint))
+        return self._loaded[1]
+
+    def predictions(self, checkpoint: str) -> list[Any]:
+        """The dev documents as ``checkpoint`` predicts them (computed once)."""
+        if self._predicted is None or self._predicted[0] != str(checkpoint):
+            from medkit_exp.ner.predict import predict
+
+            self._predicted = (str(checkpoint), predict(self.tagger(checkpoint), self.dev_documents, self.batch_size))
+        return self._predicted[1]
+
+    @staticmethod
+    def _is_tagger(checkpoint_dir: str | Path, what: str) -> bool:
+        if (Path(checkpoint_dir) / TAGGER_CONFIG).is_file():
+            return True
+        logger.info("No %s logged: %s is not a medkit_exp tagger folder (no %s)", what, checkpoint_dir, TAGGER_CONFIG)
+        return False

@@ -1,0 +1,175 @@
+"""The NER tagger as an MLflow model: a pyfunc that turns texts into entities with offsets.
+
+>>> import mlflow, pandas as pd                                                     # doctest: +SKIP
+>>> model = mlflow.pyfunc.load_model("models:/ner-demo@candidate")                   # doctest: +SKIP
+>>> model.predict(pd.DataFrame({"text": ["Fever and cough since Monday."]}))         # doctest: +SKIP
+[[{'start': 0, 'end': 5, 'label': 'problem', 'text': 'Fever', 'score': 0.97},
+  {'start': 10, 'end': 15, 'label': 'problem', 'text': 'cough', 'score': 0.95}]]
+
+The model holds the tagger folder a run saved (Hugging Face model, tokenizer and
+``medkit_exp_tagger.json``, without the optimizer state) as its ``tagger`` artifact and predicts
+through :func:`medkit_exp.ner.predict.predict`; loading it needs medkit_exp installed. Input: a
+DataFrame with a ``text`` column of strings (MLflow checks it against the logged signature; the
+serving JSON is ``{"dataframe_records": [{"text": "..."}]}``). Output: one list of entities per
+text, each ``{start, end, label, text, score}`` (character offsets into the text, ``end``
+exclusive; a discontinuous entity is given by its outer bounds).
+
+This module imports mlflow.pyfunc: import it only when a model is logged or loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+TAGGER_ARTIFACT = "tagger"
+MODEL_NAME = "model"
+# The files of a tagger folder the model needs; the rest of a checkpoint (optimizer, scheduler
+# and RNG states, trainer config) stays out of the model.
+TRAINING_ONLY_FILES = ("trainer_state.pt", "trainer_config.yml")
+MODEL_CODE = Path(__file__).with_name("ner_model_code.py")
+REQUIREMENTS = ("mlflow", "torch", "transformers", "tokenizers", "pandas", "medkit_exp")
+
+
+def entity_records(documents: Sequence[Any]) -> list[list[dict[str, Any]]]:
+    """The entities of predicted documents as plain records, one list per document."""
+    return [
+        [
+            {"start": int(e.start), "end": int(e.end), "label": str(e.label), "text": str(e.text),
+             "score": float(e.score) if e.score is not None else 1.0}
+            for e in doc.entities
+        ]
+        for doc in documents
+    ]
+
+
+def input_texts(model_input: Any) -> list[str]:
+    """The texts of a pyfunc input: a DataFrame (``text`` column, else its only column), a list
+    of strings or one string. Anything else (e.g. a list in a cell) is a ValueError, so that no
+    text is ever predicted on its ``repr``."""
+    if isinstance(model_input, str):
+        return [model_input]
+    if isinstance(model_input, pd.DataFrame):
+        if "text" in model_input.columns:
+            column = model_input["text"]
+        elif len(model_input.columns) == 1:
+            column = model_input.iloc[:, 0]
+        else:
+            raise ValueError(f"expected a 'text' column, got columns {list(model_input.columns)}")
+        return input_texts(column.tolist())
+    if isinstance(model_input, (list, tuple)) and all(isinstance(text, str) for text in model_input):
+        return list(model_input)
+    raise ValueError(
+        "expected texts: a DataFrame with a 'text' column of strings, a list of strings or a string; "
+        f"got {type(model_input).__name__}"
+    )
+
+
+class EntityTaggerModel(mlflow.pyfunc.PythonModel):
+    """A pyfunc model over a saved :class:`~medkit_exp.ner.tagger.HFEntityMatcherTrainable`."""
+
+    def __init__(self, batch_size: int = 32):
+        self.batch_size = batch_size
+        self.tagger: Any = None
+
+    def load_context(self, context: Any) -> None:
+        from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+
+        self.tagger = HFEntityMatcherTrainable.from_pretrained(context.artifacts[TAGGER_ARTIFACT])
+
+    # The DataFrame hint tells MLflow to check inputs against the logged signature.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[list[dict[str, Any]]]:
+        from medkit_exp.ner.documents import TextDocument
+        from medkit_exp.ner.predict import predict
+
+        documents = [TextDocument(text) for text in input_texts(model_input)]
+        return entity_records(predict(self.tagger, documents, batch_size=self.batch_size))
+
+
+def model_signature(example_texts: Sequence[str]) -> Any:
+    """Input schema inferred from the example texts (a ``text`` string column); output schema
+    written out, so that it does not depend on what an untrained model happens to predict."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import Array, ColSpec, Object, Property, Schema
+
+    inputs = infer_signature(pd.DataFrame({"text": list(example_texts)})).inputs
+    entity = Object([
+        Property("start", "long"), Property("end", "long"), Property("label", "string"),
+        Property("text", "string"), Property("score", "double"),
+    ])
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(Array(entity))]))
+
+
+def pip_requirements() -> list[str]:
+    """The installed versions of what loading the model needs (pinned, so no inference runs:
+    MLflow would otherwise load the model in a subprocess to find its imports)."""
+    requirements = []
+    for name in REQUIREMENTS:
+        try:
+            requirements.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            requirements.append(name)
+    return requirements
+
+
+def tagger_model_files(checkpoint_dir: str | Path, folder: Path) -> Path:
+    """A copy of a checkpoint's tagger files (hard links where possible) in ``folder``."""
+    source = Path(checkpoint_dir)
+    target = folder / TAGGER_ARTIFACT
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.is_file() and path.name not in TRAINING_ONLY_FILES:
+            try:
+                (target / path.name).hardlink_to(path)
+            except OSError:  # another file system: copy
+                shutil.copy2(path, target / path.name)
+    return target
+
+
+def log_tagger_model(
+    checkpoint_dir: str | Path,
+    run: Any,
+    example_texts: Sequence[str],
+    registered_model_name: str | None = None,
+    alias: str | None = None,
+) -> Any:
+    """Log a checkpoint's tagger as the run's pyfunc model ``model``; optionally register it
+    (``registered_model_name``) and point ``alias`` at the new version. Returns MLflow's ModelInfo.
+
+    ``run`` is a :class:`~medkit_exp.tracking.runs.RunHandle`.
+    """
+    example = pd.DataFrame({"text": list(example_texts)})
+    with tempfile.TemporaryDirectory(prefix="medkit-exp-model-") as tmp, run.activate():
+        tagger_dir = tagger_model_files(checkpoint_dir, Path(tmp))
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_NAME,
+            python_model=str(MODEL_CODE),  # models from code: no pickle
+            artifacts={TAGGER_ARTIFACT: str(tagger_dir)},
+            signature=model_signature(example_texts),
+            input_example=example,
+            pip_requirements=pip_requirements(),
+            registered_model_name=registered_model_name,
+            metadata={"source_checkpoint": Path(checkpoint_dir).name},
+        )
+    client = run.client
+    tags = {"model.uri": info.model_uri}
+    version = getattr(info, "registered_model_version", None)
+    if registered_model_name and version is not None:
+        tags["model.registered"] = f"{registered_model_name}/{version}"
+        if alias:
+            client.set_registered_model_alias(registered_model_name, alias, str(version))
+            tags["model.alias"] = alias
+            logger.info("Model %s version %s registered with alias %r", registered_model_name, version, alias)
+    for key, value in tags.items():
+        client.set_tag(run.run_id, key, value)
+    return info
