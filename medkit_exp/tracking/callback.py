@@ -186,7 +186,8 @@ class MLflowCallback(TrainerCallback):
         self._local_id = self._restored.get("local_id") or uuid.uuid4().hex[:12]
         spool = RunSpool.for_run(output_dir, self._local_id)
         spec = spool.read_spec() or self._new_spec(uri)
-        online, run_id, deduper = self._open_run(client, spool, spec, self._restored.get("run_id") or spec.get("run_id"))
+        run_id = self._restored.get("run_id") or spec.get("run_id") or self._launcher_run_id()
+        online, run_id, deduper = self._open_run(client, spool, spec, run_id)
         self._run_id = run_id
         self._logger = AsyncRunLogger(
             client, run_id, spool, online=online, flush_interval=self.flush_interval,
@@ -219,6 +220,11 @@ class MLflowCallback(TrainerCallback):
         self._finish("KILLED" if isinstance(exception, KeyboardInterrupt) else "FAILED", upload_checkpoints=False)
 
     # ------------------------------------------------------------------ start
+    def _launcher_run_id(self) -> str | None:
+        """``$MLFLOW_RUN_ID``: the run ``mlflow run`` created for this process, which a new training
+        logs into when the store has it (else it starts its own). Sweep children get runs of their own."""
+        return None if self.parent_run_id else os.environ.get("MLFLOW_RUN_ID") or None
+
     def _new_spec(self, uri: str) -> dict[str, Any]:
         return {
             "local_id": self._local_id, "tracking_uri": uri, "experiment_name": self.experiment_name,
