@@ -51,7 +51,7 @@ def evaluate(cfg: DictConfig) -> float | None:
     if cfg.split not in SPLITS:
         raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
     folder = find_model_folder(cfg.checkpoint, "checkpoint", cfg.which)
-    batch_size = check_batch_size(cfg.batch_size or cfg.trainer.eval_batch_size or cfg.trainer.batch_size)
+    batch_size = check_batch_size(cfg.batch_size if cfg.batch_size is not None else cfg.trainer.eval_batch_size or cfg.trainer.batch_size)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     gold = load_corpus(OmegaConf.to_object(cfg.data), only=[cfg.split])[cfg.split]

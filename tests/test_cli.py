@@ -110,6 +110,8 @@ def test_wheel_ships_conf_and_the_demo_corpus(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "medkit_exp/conf/config.yaml" in names
     assert "medkit_exp/conf/experiment/ner.yaml" in names
+    for application in ("evaluate", "predict"):  # their primary configs and entry modules
+        assert f"medkit_exp/conf/{application}.yaml" in names and f"medkit_exp/{application}.py" in names
     assert any(n.startswith("medkit_exp/ner/demo/train/") and n.endswith(".ann") for n in names)
     assert "hydra_plugins/medkit_exp_sweeper/__init__.py" in names
     for package in ("training", "ner", "ner/formats", "tracking", "sweeps"):

@@ -1,0 +1,275 @@
+"""``python -m medkit_exp.evaluate`` and ``python -m medkit_exp.predict`` on the checkpoint that
+``+experiment=ner debug=fast`` trains (one training shared by the module), and their bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from medkit_exp.cli import config_dir
+from medkit_exp.errors import CheckpointError, ConfigError, DataError
+from medkit_exp.ner.formats import read_brat, read_documents, read_jsonl, write_jsonl
+from tests.test_cli import EXPERIMENTS, ROOT, run_cli
+
+DEMO_DEV = ROOT / "medkit_exp" / "ner" / "demo" / "dev"
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """The run folder of one debug=fast training (tiny random encoder, 4 steps); tests only read it."""
+    folder = tmp_path_factory.mktemp("trained")
+    result = run_cli(folder, "+experiment=ner", "debug=fast", "tracking=none", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder / "run"
+
+
+def checkpoint_of(run: Path, which: str = "best") -> Path:
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    return run / "checkpoints" / state[which]
+
+
+def composed(config_name: str, *overrides: str):
+    import medkit_exp.evaluate  # noqa: F401 - registers the schemas of both applications
+    import medkit_exp.predict  # noqa: F401
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
+
+
+# ---------------------------------------------------------------------------------------- evaluate
+def test_evaluate_a_run_folder_recomputes_the_training_evaluation(trained_run, tmp_path):
+    result = run_cli(
+        tmp_path, "+experiment=ner", "debug=fast", f"checkpoint={trained_run}", "hydra.run.dir=eval",
+        module="medkit_exp.evaluate",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = tmp_path / "eval"
+    report = json.loads((folder / "metrics.json").read_text())
+    assert yaml.safe_load((folder / "metrics.yaml").read_text()) == report
+    best = checkpoint_of(trained_run)
+    assert (report["checkpoint"], report["data"], report["split"], report["documents"]) == (
+        str(best.resolve()), "demo", "dev", 12
+    )
+    # Word level: what the training evaluation logged at the best checkpoint's step, recomputed.
+    history = [json.loads(line) for line in (trained_run / "history.jsonl").read_text().splitlines()]
+    step = int(best.name.split("-")[1])
+    logged = next(record["eval"] for record in history if record["type"] == "eval" and record["step"] == step)
+    assert report["words"] == pytest.approx(logged, rel=1e-5)
+    # Spans: the predictions written, scored against the gold split.
+    from medkit_exp.ner.data import NERDataConfig, load_corpus
+    from medkit_exp.ner.metrics import evaluate_documents
+
+    gold = load_corpus(NERDataConfig(max_documents=12), only=["dev"])["dev"]
+    predicted = read_jsonl(folder / "predictions_dev.jsonl")
+    assert [doc.text for doc in predicted] == [doc.text for doc in gold]
+    assert report["spans"] == evaluate_documents(gold, predicted)
+    assert report["entities"] == sum(len(doc.entities) for doc in gold)
+    # The table: one row per summary and per label, both metric sets.
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    for label in ("micro", "macro", "problem", "treatment", "test"):
+        assert label in rows
+    micro = rows["micro"].split()
+    assert micro[3] == f"{report['words']['f1']:.4f}" and micro[-2] == f"{report['spans']['f1']:.4f}"
+    assert f"Evaluating {best}" in (folder / "evaluate.log").read_text()
+
+
+def test_evaluate_in_process_last_checkpoint_on_train_without_predictions(trained_run, tmp_path):
+    from medkit_exp.evaluate import evaluate
+
+    cfg = composed(
+        "evaluate", "+experiment=ner", "debug=fast", f"checkpoint={trained_run / 'checkpoints'}", "which=last",
+        "split=train", "batch_size=3", "save_predictions=false", f"paths.output_dir={tmp_path}",
+    )
+    objective = evaluate(cfg)
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["checkpoint"] == str(checkpoint_of(trained_run, "last").resolve())
+    assert report["split"] == "train" and report["documents"] == 12
+    assert objective == report["words"]["f1"]
+    assert not list(tmp_path.glob("predictions_*"))
+
+
+# ----------------------------------------------------------------------------------------- predict
+def test_predict_brat_folder_to_brat_matches_the_library(trained_run, tmp_path):
+    from medkit_exp.ner.predict import predict
+
+    best = checkpoint_of(trained_run)
+    result = run_cli(
+        tmp_path, f"model={best}", f"input={DEMO_DEV}", "output=out", "output_format=brat", "hydra.run.dir=pred",
+        module="medkit_exp.predict",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    written, inputs = read_brat(tmp_path / "out"), read_brat(DEMO_DEV)
+    assert [(doc.doc_id, doc.text) for doc in written] == [(doc.doc_id, doc.text) for doc in inputs]
+    expected = predict(best, [doc.with_entities([]) for doc in inputs], batch_size=32)
+    spans = [[(e.label, e.spans) for e in doc.entities] for doc in written]
+    assert spans == [[(e.label, e.spans) for e in doc.entities] for doc in expected]
+    assert sum(map(len, spans)) > 0
+    assert not any(doc.relations for doc in written)  # the gold annotations are not carried over
+    assert (tmp_path / "pred" / "predict.log").exists()
+
+
+def _write_conll(path: Path) -> None:
+    path.write_text("Fever\tB-problem\nand\tO\ncough\tB-problem\n.\tO\n\nAspirin\tB-treatment\ngiven\tO\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", ["conll", "jsonl", "txt"])
+def test_predict_reads_conll_jsonl_and_plain_text(trained_run, tmp_path, kind):
+    from medkit_exp.predict import predict
+
+    path = tmp_path / {"conll": "in.conll", "jsonl": "in.jsonl", "txt": "note.txt"}[kind]
+    if kind == "conll":
+        _write_conll(path)
+    elif kind == "jsonl":
+        write_jsonl(read_brat(DEMO_DEV)[:3], path)
+    else:
+        path.write_text("Patient with fever and chest pain, treated with aspirin.\n", encoding="utf-8")
+    cfg = composed("predict", f"model={trained_run}", f"input={path}", f"paths.output_dir={tmp_path}")
+    output = Path(predict(cfg))
+    assert output == tmp_path / "predictions.jsonl"
+    written = read_jsonl(output)
+    assert [doc.text for doc in written] == [doc.text for doc in read_documents(path)]
+    entities = [(doc, e) for doc in written for e in doc.entities]
+    assert all(0.0 < e.score <= 1.0 and e.text == doc.text[e.start : e.end] for doc, e in entities)
+
+
+# --------------------------------------------------------------------------------------- bad input
+@pytest.fixture(scope="module")
+def broken_model(trained_run, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("broken") / "checkpoint"
+    shutil.copytree(checkpoint_of(trained_run), folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "message"),
+    [
+        ("evaluate", [], "config key 'checkpoint': give the tagger: checkpoint=PATH"),
+        ("evaluate", ["checkpoint={tmp}/no/such/run"], "config key 'checkpoint': no such folder"),
+        ("predict", ["model={run}", "input={tmp}/empty.jsonl"], "empty.jsonl: empty file"),
+        ("predict", ["model={run}", "input={tmp}/notes.csv"], "config key 'input_format': cannot tell the format"),
+    ],
+)
+def test_bad_input_is_one_clear_line(trained_run, tmp_path, module, args, message):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    _write_conll(tmp_path / "notes.csv")
+    args = [a.format(run=trained_run, tmp=tmp_path) for a in args]
+    result = run_cli(tmp_path, *args, "hydra.run.dir=out", module=f"medkit_exp.{module}")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        (["split=valid"], ConfigError, "config key 'split': must be one of dev, test, train"),
+        (["split=test"], ConfigError, "config key 'data.test': the demo data config has no 'test' split"),
+        (["which=worst"], ConfigError, "config key 'which'"),
+        (["batch_size=0"], ConfigError, "config key 'batch_size': must be an integer >= 1"),
+        (["checkpoint={tmp}/hf"], ConfigError, "is a model folder but not a medkit_exp tagger"),
+        (["checkpoint={tmp}/state_only"], CheckpointError, "unreadable checkpoint state file"),
+        (["data.path={tmp}/no_corpus"], DataError, "corpus folder of demo not found"),
+    ],
+)
+def test_evaluate_rejects_bad_config_before_any_work(trained_run, tmp_path, overrides, error, message):
+    from medkit_exp.evaluate import evaluate
+
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text("{}")
+    (tmp_path / "state_only" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "state_only" / "checkpoints" / "state.json").write_text("{not json")
+    overrides = [o.format(tmp=tmp_path) for o in overrides]
+    cfg = composed("evaluate", "+experiment=ner", f"checkpoint={trained_run}", *overrides, f"paths.output_dir={tmp_path}/out")
+    with pytest.raises(error, match=message.replace("(", r"\(")):
+        evaluate(cfg)
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["input_format=xml"], "config key 'input_format': must be one of auto, brat, conll, jsonl"),
+        (["output_format=csv"], "config key 'output_format'"),
+        (["input="], "config key 'input': give the documents"),
+        (["input={tmp}/missing.jsonl"], "config key 'input': no such file or folder"),
+        (["model="], "config key 'model': give the tagger"),
+        (["output_format=brat", f"output={DEMO_DEV}"], "is the input folder"),
+        (["output={tmp}"], "config key 'output': JSON-lines output is a file"),
+        (["model={broken}"], "config key 'model': cannot load the tagger in .*: SafetensorError"),
+    ],
+)
+def test_predict_rejects_bad_config_before_any_work(trained_run, broken_model, tmp_path, overrides, message):
+    from medkit_exp.predict import predict
+
+    overrides = [o.format(tmp=tmp_path, broken=broken_model) for o in overrides]
+    cfg = composed("predict", f"model={trained_run}", f"input={DEMO_DEV}", *overrides, f"paths.output_dir={tmp_path}")
+    with pytest.raises(ConfigError, match=message):
+        predict(cfg)
+
+
+# ------------------------------------------------------------------------- model folders, configs
+def test_find_model_folder_accepts_checkpoints_run_folders_and_falls_back_to_last(trained_run, tmp_path):
+    from medkit_exp.inference import TAGGER_FILE, find_model_folder
+    from medkit_exp.ner.tagger import TAGGER_CONFIG
+
+    assert TAGGER_FILE == TAGGER_CONFIG
+    best, last = checkpoint_of(trained_run), checkpoint_of(trained_run, "last")
+    assert find_model_folder(str(trained_run), "model") == best
+    assert find_model_folder(str(trained_run), "model", which="last") == last
+    assert find_model_folder(str(trained_run / "checkpoints"), "model") == best
+    assert find_model_folder(str(last), "model", which="best") == last  # a checkpoint is itself
+    unranked = tmp_path / "checkpoints"
+    (unranked / "checkpoint-0000004").mkdir(parents=True)
+    (unranked / "checkpoint-0000004" / TAGGER_FILE).write_text("{}")
+    state = {"format_version": 1, "last": "checkpoint-0000004", "best": None, "minimize": False,
+             "checkpoints": [{"name": "checkpoint-0000004", "step": 4, "metric": None}]}
+    (unranked / "state.json").write_text(json.dumps(state))
+    assert find_model_folder(str(tmp_path), "checkpoint") == unranked / "checkpoint-0000004"
+    (unranked / "checkpoint-0000004" / TAGGER_FILE).unlink()
+    with pytest.raises(ConfigError, match="the best checkpoint .* holds no tagger"):
+        find_model_folder(str(tmp_path), "checkpoint")
+    with pytest.raises(ConfigError, match="config key 'model': expected a checkpoint or training run folder, got a file"):
+        find_model_folder(str(unranked / "state.json"), "model")
+
+
+@pytest.mark.parametrize("config_name", ["evaluate", "predict"])
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_evaluate_and_predict_configs_compose_like_training(config_name, experiment):
+    cfg = composed(config_name, f"+experiment={experiment}", "debug=fast", "paths.output_dir=/tmp/x", "paths.data_dir=/d")
+    assert cfg.experiment_name == experiment and cfg.task_name == config_name
+    assert cfg.component.model_name_or_path == "tiny-random" and cfg.device == -1
+    train = composed("config", f"+experiment={experiment}", "debug=fast", "paths.output_dir=/tmp/x", "paths.data_dir=/d")
+    assert cfg.data == train.data and cfg.trainer == train.trainer  # the same corpus, splits and batch sizes
+
+
+def test_primary_configs_share_the_defaults_of_training():
+    def groups(name: str) -> list:
+        return [d for d in OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / f"{name}.yaml").defaults)[1:]
+                if d != {"tracking": "none"} and d != {"tracking": "mlflow"}]
+
+    assert groups("evaluate") == groups("config") == groups("predict")
+
+
+def test_help_is_fast_and_imports_no_heavy_library(tmp_path):
+    code = (
+        "import sys; sys.argv = ['x', '--help']\n"
+        "import medkit_exp.evaluate, medkit_exp.predict\n"
+        "print([m for m in ('torch', 'transformers', 'mlflow', 'optuna') if m in sys.modules])"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=environment)
+    assert result.stdout.strip() == "[]", result.stderr
+    result = run_cli(tmp_path, "--help", module="medkit_exp.predict")
+    assert result.returncode == 0 and "input_format: auto" in result.stdout
