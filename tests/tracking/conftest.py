@@ -76,3 +76,32 @@ def make_trainer(tmp_path):
         tmp_path / "run", logging_steps=2, eval_strategy="steps", eval_steps=4, nb_training_epochs=2,
         checkpoint_metric="accuracy", minimize_checkpoint_metric=False,
     )
+
+
+APP_MODEL_NAME = "app-run-test-ner"
+
+
+@pytest.fixture(scope="session")
+def app_run(tracking_uri, tmp_path_factory):
+    """One tracked ``python -m medkit_exp +experiment=ner debug=fast`` run on the session store
+    (shared by the end-to-end tests: it takes seconds): registered model with an alias, system
+    metrics sampled every 0.2 s, every optimizer step logged. Returns a dict: ``run_id``,
+    ``run_dir``, ``cwd``, ``tracking_uri``, ``stdout``."""
+    import re
+
+    from tests.test_cli import run_cli
+
+    cwd = tmp_path_factory.mktemp("app_run")
+    result = run_cli(
+        cwd, "+experiment=ner", "debug=fast", "hydra.run.dir=run", f"tracking.tracking_uri={tracking_uri}",
+        "tracking.experiment_name=app-run-test", "tracking.log_every_n_steps=1", "tracking.system_metrics=true",
+        f"tracking.register_model_name={APP_MODEL_NAME}", "tracking.model_alias=candidate",
+        "tracking.prediction_sample_size=5",
+        env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = re.search(r"MLflow run: ([0-9a-f]{32})", result.stdout)
+    assert found, result.stdout[-2000:]
+    return {"run_id": found.group(1), "run_dir": cwd / "run", "cwd": cwd, "tracking_uri": tracking_uri,
+            "stdout": result.stdout}
+

@@ -1,0 +1,110 @@
+"""The dev report of NER runs (confusion of entity labels, per-label bars, prediction sample) and
+the NER hooks on a component that is not a tagger."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medkit_exp.ner.documents import Entity, TextDocument
+from medkit_exp.tracking.ner_report import (
+    MISSED,
+    SPURIOUS,
+    entity_confusion,
+    label_scores,
+    pair_by_spans,
+    sample_markdown,
+    write_dev_report,
+)
+
+TEXT = "Fever and cough, treated with aspirin; chest X-ray normal."
+
+
+def documents():
+    gold = TextDocument(TEXT, [
+        Entity("problem", [(0, 5)]),        # found
+        Entity("problem", [(10, 15)]),      # found with another label
+        Entity("treatment", [(30, 37)]),    # boundary error: missed + spurious
+        Entity("test", [(39, 50)]),         # missed
+    ], doc_id="d1")
+    pred = TextDocument(TEXT, [
+        Entity("problem", [(0, 5)], score=0.9),
+        Entity("test", [(10, 15)], score=0.6),
+        Entity("treatment", [(30, 38)], score=0.5),
+        Entity("problem", [(51, 57)], score=0.4),  # spurious
+    ], doc_id="d1")
+    empty_gold, empty_pred = TextDocument("Nothing here.", doc_id="d2"), TextDocument("Nothing here.", doc_id="d2")
+    return [gold, empty_gold], [pred, empty_pred]
+
+
+def test_confusion_pairs_entities_by_equal_spans_with_missed_and_spurious():
+    gold, pred = documents()
+    counts = entity_confusion(gold, pred)
+    assert counts == {
+        ("problem", "problem"): 1, ("problem", "test"): 1, ("treatment", MISSED): 1, ("test", MISSED): 1,
+        (SPURIOUS, "treatment"): 1, (SPURIOUS, "problem"): 1,
+    }
+
+
+def test_same_spans_pair_equal_labels_first():
+    same = [(3, 8)]
+    gold = [Entity("a", same), Entity("b", same)]
+    pairs, missed, spurious = pair_by_spans(gold, [Entity("b", same), Entity("c", same)])
+    assert [(g.label, p.label) for g, p in pairs] == [("b", "b"), ("a", "c")] and not missed and not spurious
+
+
+def test_label_scores_from_flat_metric_names():
+    scores = {"problem_precision": 0.5, "problem_recall": 1.0, "problem_f1": 0.6667, "problem_support": 2.0,
+              "f1": 0.3, "test_f1": 0.0}
+    assert label_scores(scores, ["problem", "test", "treatment"]) == {
+        "problem": {"precision": 0.5, "recall": 1.0, "f1": 0.6667, "support": 2.0}, "test": {"f1": 0.0},
+    }
+
+
+def test_sample_markdown_marks_each_entity():
+    gold, pred = documents()
+    text = sample_markdown(gold, pred, 1)
+    assert "## d1" in text and "## d2" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| spans")]
+    verdicts = [row.rstrip(" |").rsplit("| ", 1)[1] for row in rows]
+    assert sorted(verdicts) == ["label", "missed", "missed", "ok", "spurious", "spurious"]
+    assert "| 0-5 | Fever | problem | problem | ok |" in text
+
+
+def test_write_dev_report_files(tmp_path):
+    gold, pred = documents()
+    folders = write_dev_report(gold, pred, ["problem", "treatment", "test"], tmp_path, sample_size=1, title="t")
+    assert [f.name for f in folders] == ["plots", "predictions"]
+    for name in ("label_scores.png", "confusion_matrix.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    scores = json.loads((tmp_path / "predictions" / "dev_scores.json").read_text())
+    assert scores["precision"] == 0.25 and scores["recall"] == 0.25 and scores["problem_recall"] == 0.5
+    records = [json.loads(line) for line in (tmp_path / "predictions" / "dev_sample.jsonl").read_text().splitlines()]
+    assert len(records) == 1 and records[0]["doc_id"] == "d1"
+    assert records[0]["predicted"][1] == {"label": "test", "spans": [[10, 15]], "text": "cough", "score": 0.6}
+
+
+def test_hooks_log_nothing_for_a_component_that_is_not_a_tagger(make_trainer, make_callback, client, caplog):
+    import logging
+
+    from medkit_exp.tracking.ner_hooks import NERTrackingHooks
+
+    gold, _ = documents()
+    hooks = NERTrackingHooks(gold)
+    callback = make_callback(plots=False, log_checkpoints=False, log_model=hooks.log_model,
+                             extra_artifacts=[hooks.log_dev_report])
+    with caplog.at_level(logging.INFO, logger="medkit_exp.tracking"):
+        make_trainer(callback=[callback], nb_training_epochs=1).train()
+    run = client.get_run(callback.run_id)
+    assert run.info.status == "FINISHED" and "model.uri" not in run.data.tags
+    assert not run.outputs.model_outputs and not client.list_artifacts(callback.run_id, "predictions")
+    assert "is not a medkit_exp tagger folder" in caplog.text
+
+
+def test_an_alias_needs_a_registered_model_name():
+    from medkit_exp.errors import ConfigError
+    from medkit_exp.tracking.ner_hooks import NERTrackingHooks
+
+    with pytest.raises(ConfigError, match="tracking.model_alias"):
+        NERTrackingHooks([], model_alias="champion")
