@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from medkit_exp.errors import ConfigError, MedkitExpError
+from medkit_exp.sweeps.context import current_trial
 
 logger = logging.getLogger("medkit_exp")
 
@@ -41,6 +42,18 @@ def _register_schema() -> None:
 _register_schema()
 
 
+def _register_sweeper() -> None:
+    """Make ``hydra/sweeper=medkit_optuna`` available. Hydra finds plugins by scanning the
+    ``hydra_plugins`` namespace, which an editable install hides from that scan."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.medkit_exp_sweeper.medkit_optuna_sweeper import MedkitOptunaSweeper
+
+    Plugins.instance().register(MedkitOptunaSweeper)
+
+
+_register_sweeper()
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Train as configured; return the best value of ``optimized_metric``."""
@@ -52,8 +65,8 @@ def report_errors(task: Any) -> Any:
     try:
         return task()
     except MedkitExpError as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or current_trial() is not None:
+            raise  # a sweep trial: the sweeper records the failure and goes on
         logger.error("%s", error)
         print(f"Error: {error}\n(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
         sys.exit(2)
@@ -162,13 +175,28 @@ def build_callbacks(cfg: DictConfig, splits: dict[str, list]) -> list[Any]:
 
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
         params = OmegaConf.to_container(cfg, resolve=True)
+        trial = current_trial()
+        if trial is not None and not params["tracking"].get("run_name"):
+            params["tracking"]["run_name"] = f"trial-{trial.number}"
         callbacks.append(
             mlflow_callback_from_config(
                 params["tracking"], params, OmegaConf.to_yaml(cfg, resolve=True), overrides, splits,
                 data_source=str(corpus_root(OmegaConf.to_object(cfg.data))), data_name=cfg.data.name,
+                parent_run_id=trial.parent_run_id if trial else None, extra_tags=trial.child_tags() if trial else None,
             )
         )
-    return callbacks
+    return callbacks + sweep_callbacks(cfg, callbacks)
+
+
+def sweep_callbacks(cfg: DictConfig, callbacks: list[Any]) -> list[Any]:
+    """In a trial of the Optuna sweeper: the callback that reports to Optuna and prunes."""
+    trial = current_trial()
+    if trial is None:
+        return []
+    from medkit_exp.sweeps.pruning import OptunaPruningCallback
+
+    tracker = next((cb for cb in callbacks if hasattr(cb, "run_id") and hasattr(cb, "parent_run_id")), None)
+    return [OptunaPruningCallback(trial, cfg.optimized_metric, run_id_of=(lambda: tracker.run_id) if tracker else None)]
 
 
 def best_value(history: list[dict[str, dict[str, float]]], metric: str, minimize: bool) -> float | None:

@@ -54,3 +54,7 @@ class NonFiniteLossError(MedkitExpError, FloatingPointError):
             f"(epoch {epoch}, batch {batch_index}); lower the learning rate, enable gradient "
             "clipping, or set on_nonfinite_loss='skip' to skip such batches"
         )
+
+
+class SweepError(MedkitExpError, RuntimeError):
+    """A hyperparameter sweep that cannot go on (too many failed trials, an interrupted trial)."""

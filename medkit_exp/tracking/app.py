@@ -18,10 +18,13 @@ def mlflow_callback_from_config(
     splits: Mapping[str, Sequence[Any]],
     data_source: str,
     data_name: str,
+    parent_run_id: str | None = None,
+    extra_tags: Mapping[str, str] | None = None,
 ) -> MLflowCallback:
     """An :class:`MLflowCallback` for one application run: resolved config as params and artifact,
     command-line overrides, each data split as a dataset input, and (for a tagger) the best
-    checkpoint as a pyfunc model and a report on the dev split."""
+    checkpoint as a pyfunc model and a report on the dev split. A sweep trial passes its sweep's
+    ``parent_run_id`` and ``extra_tags`` (study name, trial number)."""
     datasets = [
         describe_dataset(f"{data_name}-{split}", documents, data_source, context="training" if split == "train" else "eval")
         for split, documents in splits.items()
@@ -39,7 +42,8 @@ def mlflow_callback_from_config(
         config_yaml=config_yaml,
         overrides=list(overrides),
         datasets=datasets,
-        tags=tracking.get("tags") or {},
+        tags={**(tracking.get("tags") or {}), **(extra_tags or {})},
+        parent_run_id=parent_run_id,  # a sweep trial: child of the sweep's run
         log_model=hooks.log_model if tracking.get("log_model", True) else None,
         extra_artifacts=[hooks.log_dev_report] if tracking.get("dev_report", True) else [],
     )

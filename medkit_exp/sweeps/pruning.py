@@ -1,0 +1,72 @@
+"""The training callback of a sweep trial: reports each evaluation to Optuna and prunes.
+
+>>> callback = OptunaPruningCallback(current_trial(), metric="f1")             # doctest: +SKIP
+>>> Trainer(component, config, train, dev, callback=[mlflow_cb, callback]).train()  # doctest: +SKIP
+
+At every evaluation the tracked metric is reported to the trial (``trial.report(value, step)``,
+step = the global optimizer step). When the study's pruner rejects the trial, the callback asks
+the loop to stop (a last checkpoint is saved, the MLflow run ends normally) and records the
+step in the :class:`~medkit_exp.sweeps.context.TrialContext`; the sweeper then tells Optuna the
+trial was PRUNED and marks its MLflow run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from medkit_exp.sweeps.context import TrialContext
+from medkit_exp.training.callbacks import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+
+class OptunaPruningCallback(TrainerCallback):
+    """Report ``metric`` at each evaluation to the context's trial; stop a pruned trial.
+
+    context: the trial (:func:`medkit_exp.sweeps.context.current_trial`).
+    metric: the eval metric the sweep optimises (the app's ``optimized_metric``).
+    run_id_of: returns the MLflow run id of this training (None without tracking); it is recorded in
+        the context so that the sweeper can mark the run's trial state.
+    """
+
+    state_key = "OptunaPruningCallback"
+
+    def __init__(self, context: TrialContext, metric: str, run_id_of: Callable[[], str | None] | None = None):
+        self.context = context
+        self.metric = metric
+        self.run_id_of = run_id_of
+        self._warned = False
+
+    def on_train_begin(self, config: Any) -> None:
+        self._record_run_id()
+
+    def on_evaluate(self, metrics: dict[str, float], step: int) -> None:
+        value = metrics.get(self.metric)
+        if value is None or not math.isfinite(float(value)):
+            if not self._warned:
+                logger.warning("Eval metric %r missing or not finite (%s): not reported to Optuna", self.metric, value)
+                self._warned = True
+            return
+        trial = self.context.trial
+        trial.report(float(value), step)
+        self.context.reported[step] = float(value)
+        if self.context.pruning and trial.should_prune():
+            self.context.pruned_at_step = step
+            logger.info("Trial %d pruned at step %d (%s=%.4f)", self.context.number, step, self.metric, value)
+            self.control.request_stop(f"pruned by Optuna at step {step}")
+
+    def on_train_end(self) -> None:
+        self._record_run_id()
+        self.context.interrupted = bool(getattr(self.state, "interrupted", False))
+
+    def on_exception(self, exception: BaseException) -> None:
+        self._record_run_id()
+
+    def _record_run_id(self) -> None:
+        if self.run_id_of is not None:
+            run_id = self.run_id_of()
+            if run_id:
+                self.context.child_run_id = run_id

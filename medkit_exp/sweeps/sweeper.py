@@ -1,0 +1,304 @@
+"""The Optuna sweeper: Optuna's ask/tell loop around Hydra's launcher, one trial at a time.
+
+``python -m medkit_exp +experiment=ner hparams_search=ner_optuna`` (or ``-m
+hydra/sweeper=medkit_optuna`` with a search space) runs it. Before any trial it checks the
+search space against the composed config, builds the sampler, pruner and storage and opens the
+study (a new one, or the one of that name in the storage, which it continues). Then, while the
+study holds fewer than ``n_trials`` trials (see :mod:`medkit_exp.sweeps.budget`), it asks Optuna
+for a trial, publishes it (:mod:`medkit_exp.sweeps.context`), launches the training job through
+Hydra's launcher with the trial's overrides, and tells Optuna the outcome: COMPLETE with the
+job's return value (the best eval value of ``optimized_metric``), PRUNED when the pruning
+callback stopped it, FAIL when it raised. A heartbeat marks running trials, so the trials of a
+killed worker are failed and queued again by the next worker to start
+(:mod:`medkit_exp.sweeps.heartbeat`). MLflow gets a parent run with one child per trial
+(:mod:`medkit_exp.sweeps.mlflow_parent`); ``optimization_results.yaml`` lands in the sweep folder.
+
+Hydra-specific code lives here and in :mod:`medkit_exp.sweeps.config`; heavy libraries are
+imported when a sweep starts, so registering the plugin costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.plugins.sweeper import Sweeper
+
+from medkit_exp.errors import ConfigError, MedkitExpError, SweepError
+from medkit_exp.sweeps.search_space import SearchSpace
+
+logger = logging.getLogger("medkit_exp.sweeps")
+
+
+@dataclass
+class _Sweep:
+    """What a sweep runs with, once checked."""
+
+    study: Any
+    space: SearchSpace
+    settings: Any
+    parent: Any = None  # SweepParentRun, or None without tracking
+    pruning: bool = True
+
+
+class OptunaSweeper(Sweeper):
+    """Hydra sweeper running an Optuna study (see the module docstring and the README)."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__()
+        self.raw_settings = settings
+        self.hydra_context: Any = None
+        self.config: Any = None
+        self.launcher: Any = None
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> Any:
+        try:
+            sweep = self._prepare(arguments)
+            return self._run(sweep)
+        except MedkitExpError as error:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            logger.error("%s", error)
+            print(f"Error: {error}\n(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
+            sys.exit(2)
+
+    # ------------------------------------------------------------------ before any trial
+    def _prepare(self, arguments: list[str]) -> _Sweep:
+        """Check everything a trial needs; open the study and the MLflow parent run."""
+        from omegaconf import OmegaConf
+
+        from medkit_exp.sweeps.factories import make_pruner, make_sampler, make_storage, redact_url
+        from medkit_exp.sweeps.heartbeat import fail_stale_trials
+        from medkit_exp.sweeps.search_space import grid_space, parse_search_space
+        from medkit_exp.sweeps.study import SweepSettings, default_study_name, open_study, resolve_direction
+
+        raw = OmegaConf.to_container(OmegaConf.create(self.raw_settings), resolve=True)
+        settings = SweepSettings(**raw)
+        space = parse_search_space(settings.params, arguments)
+        if not space.distributions:
+            raise ConfigError("hydra.sweeper.params", "the search space is empty: give at least one parameter to sweep")
+        self._check_space(space)
+        grid = grid_space(space) if str((settings.sampler or {}).get("name", "")).lower() == "grid" else None
+        sampler, pruner = make_sampler(settings.sampler, grid), make_pruner(settings.pruner)
+        direction = resolve_direction(settings.direction, bool(self.config.trainer.get("minimize_checkpoint_metric")))
+        storage = make_storage(settings.storage)
+        settings.study_name = settings.study_name or default_study_name(self.config.experiment_name)
+        study, created = open_study(storage, settings.study_name, direction, sampler, pruner)
+        settings.direction = direction
+        logger.info(
+            "Study %r (%s, storage %s): %s; search space: %s", study.study_name, "new" if created else "continued",
+            redact_url(settings.storage) or "in memory", _counts_text(study), space.describe(),
+        )
+        sweep = _Sweep(study, space, settings, pruning=type(pruner).__name__ != "NopPruner")
+        sweep.parent = self._open_parent(sweep, created)
+        for number in fail_stale_trials(study, settings.stale_after, settings.stale_trial_retries):
+            if sweep.parent is not None:
+                sweep.parent.mark_child(study.trials[number].user_attrs.get("mlflow_run_id"), "FAIL", error="worker died")
+        return sweep
+
+    def _check_space(self, space: SearchSpace) -> None:
+        """Parameter paths exist; the values the space can produce compose with the config."""
+        from medkit_exp.sweeps.search_space import format_override, probe_values, validate_keys
+
+        loader = self.hydra_context.config_loader
+        choices = self.config.hydra.runtime.choices
+        groups = {
+            key.lstrip("+~"): loader.get_group_options(key.lstrip("+~"))
+            for key in space.distributions
+            if key.lstrip("+~") in choices
+        }
+        validate_keys(space, self.config, groups)
+        for probe in probe_values(space):
+            if self._composes(space.overrides(probe)) is None:
+                continue
+            for key, value in probe.items():  # name the parameter that does not fit
+                error = self._composes([*space.fixed.values(), format_override(key, value)])
+                if error is not None:
+                    origin = space.origins.get(key, key)
+                    raise ConfigError(origin if origin.startswith("hydra.") else key,
+                                      f"the value {value!r} does not fit the config: {error}")
+            error = self._composes(space.overrides(probe))
+            raise ConfigError("hydra.sweeper.params", f"the overrides {space.overrides(probe)} do not compose: {error}")
+
+    def _composes(self, overrides: list[str]) -> str | None:
+        """None when the config composes with ``overrides``, else the first line of the error."""
+        try:
+            self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            return None
+        except Exception as error:  # noqa: BLE001 - Hydra and OmegaConf raise many types here
+            return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+    def _open_parent(self, sweep: _Sweep, created: bool) -> Any:
+        from medkit_exp.sweeps.factories import describe, redact_url
+        from medkit_exp.sweeps.mlflow_parent import SweepParentRun
+        from medkit_exp.tracking.runs import resolve_tracking_uri
+
+        tracking = self.config.get("tracking")
+        if tracking is None or not tracking.get("enabled", False):
+            return None
+        settings = sweep.settings
+        description = {
+            "study_name": sweep.study.study_name, "storage": redact_url(settings.storage) or "in memory",
+            "sampler": describe(settings.sampler, "tpe"), "pruner": describe(settings.pruner, "none"),
+            "direction": settings.direction, "optimized_metric": self.config.get("optimized_metric"),
+            "search_space": sweep.space.describe(),
+            "fixed_overrides": ", ".join(redact_url(o) for o in sweep.space.fixed.values()) or "none",
+        }
+        try:
+            return SweepParentRun.open(
+                resolve_tracking_uri(tracking.get("tracking_uri")), tracking.get("experiment_name") or "default",
+                sweep.study, created, description, settings.n_trials, wait=0.0 if sweep.study.trials else 30.0,
+            )
+        except Exception as error:  # noqa: BLE001 - the sweep runs on; each trial still tracks itself
+            logger.warning("MLflow parent run not created (%s): trials are tracked without a parent", error)
+            return None
+
+    # ------------------------------------------------------------------ trials
+    def _run(self, sweep: _Sweep) -> dict[str, Any]:
+        from medkit_exp.sweeps.budget import close_surplus, has_room, is_surplus
+
+        settings, study = sweep.settings, sweep.study
+        ran: Counter[str] = Counter()
+        max_failures = settings.max_failure_rate * settings.n_trials
+        status, stop = "FINISHED", None
+        try:
+            while stop is None and has_room(study, settings.n_trials):
+                trial = study.ask(sweep.space.distributions)
+                if is_surplus(study, trial.number, settings.n_trials):
+                    close_surplus(study, trial)  # another worker took the last slot meanwhile
+                    break
+                state = self._run_trial(sweep, trial)
+                ran[state] += 1
+                if state == "INTERRUPTED":
+                    stop, status = SweepError(f"trial {trial.number} was interrupted: sweep stopped"), "KILLED"
+                elif ran["FAIL"] > max_failures:
+                    stop = SweepError(
+                        f"{ran['FAIL']} trials failed, more than max_failure_rate={settings.max_failure_rate} x "
+                        f"n_trials={settings.n_trials}: sweep stopped (see the trials' logs for the errors)"
+                    )
+                    status = "FAILED"
+        except BaseException:
+            self._finish(sweep, ran, "KILLED")
+            raise
+        results = self._finish(sweep, ran, status)
+        if stop is not None:
+            raise stop
+        return results
+
+    def _run_trial(self, sweep: _Sweep, trial: Any) -> str:
+        """Run one trial's job and tell Optuna its outcome; returns its state name."""
+        from hydra.core.utils import JobStatus
+        from optuna.trial import TrialState
+
+        from medkit_exp.sweeps.context import TrialContext, active_trial
+        from medkit_exp.sweeps.heartbeat import HeartbeatThread
+
+        overrides = sweep.space.overrides(trial.params)
+        parent_id = sweep.parent.run_id if sweep.parent is not None else None
+        context = TrialContext(trial, sweep.study.study_name, parent_id, pruning=sweep.pruning)
+        trial.set_user_attr("overrides", overrides)
+        logger.info("Trial %d: %s", trial.number, " ".join(overrides[len(sweep.space.fixed):]))
+        try:
+            with HeartbeatThread(trial, sweep.settings.heartbeat_interval), active_trial(context):
+                (job,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
+        except BaseException as error:  # Ctrl-C outside the training loop: close the trial first
+            self._tell(sweep, context, TrialState.FAIL, None, f"{type(error).__name__}: {error}")
+            raise
+        if job.hydra_cfg is not None:
+            trial.set_user_attr("output_dir", str(job.hydra_cfg.hydra.runtime.output_dir))
+        if context.child_run_id:
+            trial.set_user_attr("mlflow_run_id", context.child_run_id)
+        value = job._return_value if job.status == JobStatus.COMPLETED else None
+        if job.status != JobStatus.COMPLETED:
+            error = job._return_value
+            logger.error("Trial %d failed: %s: %s", trial.number, type(error).__name__, error,
+                         exc_info=None if isinstance(error, MedkitExpError) else error)
+            self._tell(sweep, context, TrialState.FAIL, None, f"{type(error).__name__}: {error}")
+            return "FAIL"
+        if context.interrupted:
+            self._tell(sweep, context, TrialState.FAIL, None, "interrupted")
+            return "INTERRUPTED"
+        if context.pruned:
+            self._tell(sweep, context, TrialState.PRUNED, None, None)
+            return "PRUNED"
+        if value is None or not math.isfinite(float(value)):
+            message = f"the task returned {value!r}: no evaluation of {self.config.get('optimized_metric')!r}"
+            self._tell(sweep, context, TrialState.FAIL, None, message)
+            return "FAIL"
+        self._tell(sweep, context, TrialState.COMPLETE, float(value), None)
+        return "COMPLETE"
+
+    def _tell(self, sweep: _Sweep, context: Any, state: Any, value: float | None, error: str | None) -> None:
+        study, trial = sweep.study, context.trial
+        if error:
+            trial.set_user_attr("error", error[:2000])
+        frozen = study.tell(trial, value, state=state)
+        best = _best_text(study)
+        shown = "" if frozen.value is None else f" {self.config.get('optimized_metric')}={frozen.value:.4f}"
+        logger.info("Trial %d %s%s%s%s", frozen.number, state.name, shown, f" ({error})" if error else "", best)
+        if sweep.parent is None:
+            return
+        if context.child_run_id is None and state.name == "FAIL":
+            context.child_run_id = sweep.parent.failed_child(context, frozen.params, error or "failed")
+        else:
+            sweep.parent.mark_child(context.child_run_id, state.name, frozen.value, error)
+        sweep.parent.trial_finished(study, frozen)
+
+    # ------------------------------------------------------------------ end
+    def _finish(self, sweep: _Sweep, ran: Counter[str], status: str) -> dict[str, Any]:
+        """Write ``optimization_results.yaml``, print the summary, close the parent run."""
+        from medkit_exp.sweeps.factories import redact_url
+        from medkit_exp.sweeps.plots import draw_study_plots
+        from medkit_exp.sweeps.results import study_results, summary, write_results
+        from medkit_exp.sweeps.study import best_trial
+
+        settings, study, parent = sweep.settings, sweep.study, sweep.parent
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        described = {
+            "storage": redact_url(settings.storage), "direction": settings.direction,
+            "metric": self.config.get("optimized_metric"), "n_trials": settings.n_trials,
+            "search_space": sweep.space.describe(),
+            "mlflow_parent_run_id": parent.run_id if parent else None,
+            "mlflow_tracking_uri": parent.tracking_uri if parent else None,
+        }
+        results = study_results(study, described, dict(ran))
+        path = write_results(results, sweep_dir)
+        print(summary(results, path), flush=True)
+        if parent is not None:
+            files: dict[str, Path] = {"optimization_results.yaml": path}
+            best = best_trial(study)
+            if best is not None:
+                local = Path(best.user_attrs["output_dir"]) / "config_resolved.yaml" if best.user_attrs.get("output_dir") else None
+                config = parent.child_config(best, local)
+                if config is not None:
+                    files["best_trial/config.yaml"] = config
+            parent.finish(study, files, draw_study_plots(study, sweep_dir / "plots"), status)
+        return results
+
+
+def _counts_text(study: Any) -> str:
+    from medkit_exp.sweeps.study import state_counts
+
+    return ", ".join(f"{n} {state}" for state, n in state_counts(study).items()) or "no trial yet"
+
+
+def _best_text(study: Any) -> str:
+    from medkit_exp.sweeps.study import best_trial
+
+    best = best_trial(study)
+    return "" if best is None else f"; best so far: {best.value:.4f} (trial {best.number})"
