@@ -16,12 +16,30 @@ from medkit_exp.training.config import TrainerConfig
 
 @dataclass
 class PathsConfig:
+    """Group ``paths``: where a run writes and where the real corpora are.
+
+    Parameters
+    ----------
+    output_dir: the run folder (Hydra's): resolved config, logs, checkpoints, history.
+    data_dir: root folder of the real corpora (NCBI disease, QUAERO); ``MEDKIT_EXP_DATA_DIR`` sets it.
+    """
+
     output_dir: str = "outputs"
     data_dir: str | None = None
 
 
 @dataclass
 class OptimizerConfig:
+    """Group ``optimizer``: AdamW built by the component (no decay on biases and LayerNorm weights).
+
+    Parameters
+    ----------
+    name: the optimizer; "adamw" (the component's ``configure_optimizer``).
+    lr: initial learning rate (``TrainerConfig.learning_rate``).
+    weight_decay: AdamW weight decay (``TrainerConfig.weight_decay``).
+    max_grad_norm: clip the gradient norm to this value; null: no clipping.
+    """
+
     name: str = "adamw"
     lr: float = 1e-4
     weight_decay: float = 0.01
@@ -30,6 +48,20 @@ class OptimizerConfig:
 
 @dataclass
 class SchedulerConfig:
+    """Group ``scheduler``: the learning-rate schedule (``make_scheduler_builder``).
+
+    Parameters
+    ----------
+    name: "none", "linear", "cosine", "constant" (warmup then decay, stepped per optimizer step)
+        or "plateau" (ReduceLROnPlateau on ``trainer.metric_to_track_lr`` at each evaluation).
+    warmup_ratio: warmup length as a fraction of the planned optimizer steps.
+    warmup_steps: warmup length in optimizer steps (used when > 0).
+    min_lr_ratio: the learning rate decays to this fraction of ``optimizer.lr``.
+    mode: plateau: "max" or "min" (is a higher tracked metric better?).
+    factor: plateau: multiply the learning rate by this when the metric stalls.
+    patience: plateau: evaluations without improvement before lowering the learning rate.
+    """
+
     name: str = "linear"
     warmup_ratio: float = 0.0
     warmup_steps: int = 0
@@ -41,11 +73,29 @@ class SchedulerConfig:
 
 @dataclass
 class MetricsConfig:
+    """Group ``metrics``: the evaluation metrics (computed by the component's metrics computer).
+
+    Parameters
+    ----------
+    name: "entity": strict entity-level precision/recall/F1, micro, macro and per label.
+    """
+
     name: str = "entity"
 
 
 @dataclass
 class EarlyStoppingConfig:
+    """``callbacks.early_stopping``: stop when an eval metric stops improving.
+
+    Parameters
+    ----------
+    enabled: add the EarlyStoppingCallback.
+    metric: the eval metric watched (default: ``optimized_metric``).
+    patience: evaluations without improvement before stopping.
+    min_delta: the smallest change that counts as an improvement.
+    mode: "max" or "min": is a higher metric better?
+    """
+
     enabled: bool = False
     metric: str = "f1"
     patience: int = 3
@@ -55,12 +105,40 @@ class EarlyStoppingConfig:
 
 @dataclass
 class CallbacksConfig:
+    """Group ``callbacks``: progress display and early stopping (MLflow is the ``tracking`` group).
+
+    Parameters
+    ----------
+    progress_bar: progress bars; null: on when stderr is a terminal.
+    early_stopping: see ``callbacks.early_stopping.*``.
+    """
+
     progress_bar: bool | None = None
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
 @dataclass
 class TrackingConfig:
+    """Group ``tracking``: the MLflow record of a run (``tracking=none`` turns it off).
+
+    Parameters
+    ----------
+    enabled: track the run in MLflow.
+    tracking_uri: null: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory.
+    experiment_name: the MLflow experiment (created if missing).
+    run_name: the MLflow run name; null: MLflow picks one.
+    log_every_n_steps: log training values (loss, learning rate...) every N optimizer steps.
+    log_checkpoints: upload the best checkpoint as artifacts.
+    log_model: log the best tagger as an MLflow model.
+    register_model_name: also register the model under this name in the model registry.
+    model_alias: with ``register_model_name``: point this alias at the new version.
+    dev_report: per-label bars, entity-label confusion matrix and a sample of dev predictions.
+    prediction_sample_size: number of dev documents in that sample.
+    plots: draw and upload the learning curves.
+    system_metrics: MLflow's system metrics (CPU, memory, GPU...).
+    tags: extra tags of the run.
+    """
+
     enabled: bool = True
     tracking_uri: str | None = None
     experiment_name: str = "default"
@@ -79,6 +157,26 @@ class TrackingConfig:
 
 @dataclass
 class MedkitExpConfig:
+    """The primary config of ``python -m medkit_exp`` (``conf/config.yaml``): top-level keys and groups.
+
+    Parameters
+    ----------
+    experiment_name: names the run folder (``outputs/<experiment_name>/...``) and the MLflow experiment.
+    task_name: what the application does: "train" (``evaluate`` and ``predict`` in their own configs).
+    seed: seeds python, numpy and torch before the model is built; null: not seeded.
+    optimized_metric: the eval metric that ranks checkpoints and that the task returns to sweepers.
+    resume_from: continue a run: a checkpoint folder, or "last" for the run in ``paths.output_dir``.
+    paths: see the ``paths`` group.
+    component: see the ``component`` group.
+    data: see the ``data`` group.
+    trainer: see the ``trainer`` group.
+    optimizer: see the ``optimizer`` group.
+    scheduler: see the ``scheduler`` group.
+    metrics: see the ``metrics`` group.
+    callbacks: see the ``callbacks`` group.
+    tracking: see the ``tracking`` group.
+    """
+
     experiment_name: str = "default"
     task_name: str = "train"
     seed: int | None = 42

@@ -32,6 +32,23 @@ class NERDataConfig:
     ``path`` is the corpus folder (None: the embedded demo corpus), relative to ``data_dir``
     when that is given (the real corpora); ``train``/``dev``/``test``
     name the splits under it (a folder or a file, see ``find_split``; None: absent).
+
+    Parameters
+    ----------
+    name: the corpus name (in logs, MLflow dataset names and tags).
+    format: "brat", "conll", "jsonl", "medkit_json" or "auto" (from the file names).
+    path: the corpus folder; null: the embedded demo corpus.
+    data_dir: the folder ``path`` is relative to (``paths.data_dir``).
+    train: the training split under ``path`` (a folder or a file).
+    dev: the evaluation split; null: no evaluation during training.
+    test: the test split (for ``python -m medkit_exp.evaluate split=test``); null: none.
+    labels: the entity labels the tagger learns; a corpus label outside them (after ``label_map``) is an error.
+    label_map: rename labels before filtering, e.g. ``{Disease: DISO}``.
+    split: "sentences": documents are cut into sentences (offsets kept); "none": whole documents.
+    nested: nested or overlapping entities: "keep_longest", "keep_first", "keep_all" or "error".
+    discontinuous: discontinuous entities: "fill" (one span over the gaps), "drop" or "keep".
+    errors: "raise" stops at bad input naming file and line; "skip" leaves it out and logs it.
+    max_documents: keep only the first N documents of each split (smoke tests).
     """
 
     name: str = "demo"
