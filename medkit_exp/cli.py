@@ -19,18 +19,11 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from medkit_exp.app import config_dir  # noqa: F401 - also medkit_exp.cli.config_dir
 from medkit_exp.errors import ConfigError, MedkitExpError
 from medkit_exp.sweeps.context import current_trial
 
 logger = logging.getLogger("medkit_exp")
-
-
-def config_dir() -> str:
-    """``conf/`` beside the package in a source checkout, else the copy shipped in the wheel."""
-    source = Path(__file__).resolve().parents[1] / "conf"
-    if (source / "config.yaml").is_file():
-        return str(source)
-    return str(Path(__file__).resolve().parent / "conf")
 
 
 def _register_schema() -> None:

@@ -26,7 +26,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from medkit_exp.cli import config_dir, report_errors
+from medkit_exp.app import config_dir
 from medkit_exp.errors import ConfigError
 from medkit_exp.schema import EvaluateConfig
 
@@ -41,6 +41,8 @@ ConfigStore.instance().store(name="medkit_exp_evaluate_schema", node=EvaluateCon
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
     """Evaluate ``checkpoint`` on ``split``; return the word-level ``optimized_metric``."""
+    from medkit_exp.cli import report_errors  # here: --help need not register the training schema
+
     return report_errors(lambda: evaluate(cfg))
 
 

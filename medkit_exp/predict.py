@@ -17,7 +17,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from medkit_exp.cli import config_dir, report_errors
+from medkit_exp.app import config_dir
 from medkit_exp.errors import ConfigError, DataError
 from medkit_exp.schema import PredictConfig
 
@@ -33,6 +33,8 @@ ConfigStore.instance().store(name="medkit_exp_predict_schema", node=PredictConfi
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
 def main(cfg: DictConfig) -> str:
     """Predict over ``input`` with ``model``; return the output path."""
+    from medkit_exp.cli import report_errors  # here: --help need not register the training schema
+
     return report_errors(lambda: predict(cfg))
 
 
