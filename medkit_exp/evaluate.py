@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,8 @@ def evaluate(cfg: DictConfig) -> float | None:
     if cfg.split not in SPLITS:
         raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
     folder = find_model_folder(cfg.checkpoint, "checkpoint", cfg.which)
-    batch_size = check_batch_size(cfg.batch_size if cfg.batch_size is not None else cfg.trainer.eval_batch_size or cfg.trainer.batch_size)
+    default_batch_size = cfg.trainer.eval_batch_size or cfg.trainer.batch_size
+    batch_size = check_batch_size(cfg.batch_size if cfg.batch_size is not None else default_batch_size)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     gold = load_corpus(OmegaConf.to_object(cfg.data), only=[cfg.split])[cfg.split]
@@ -65,7 +68,8 @@ def evaluate(cfg: DictConfig) -> float | None:
 
     report = {
         "checkpoint": str(folder.resolve()), "data": cfg.data.name, "split": cfg.split, "documents": len(gold),
-        "entities": sum(len(doc.entities) for doc in gold), "words": words, "spans": evaluate_documents(gold, predicted),
+        "entities": sum(len(doc.entities) for doc in gold),
+        "words": words, "spans": evaluate_documents(gold, predicted),
     }
     files = write_report(report, output_dir)
     if cfg.save_predictions:
@@ -83,20 +87,25 @@ def word_level_metrics(tagger: Any, documents: list[Any], batch_size: int) -> di
     """Loss and strict entity metrics on word tags, computed as the Trainer's evaluation does
     (same windows, batches in order, loss averaged over batches in float32)."""
     import torch
+    from tqdm.auto import tqdm
 
+    started = time.perf_counter()
     computer = tagger.make_metrics_computer()
     items = [tagger.preprocess(doc) for doc in documents]
     total_loss, nb_batches = torch.zeros(()), 0
     data: dict[str, list[Any]] = defaultdict(list)
+    starts = range(0, len(items), batch_size)
     with torch.inference_mode():
-        for start in range(0, len(items), batch_size):
+        for start in tqdm(starts, desc="evaluate", unit="batch", leave=False, disable=not sys.stderr.isatty()):
             batch = tagger.collate(items[start : start + batch_size]).to_device(tagger.device)
             output, loss = tagger.forward(batch, return_loss=True, eval_mode=True)
             total_loss += loss.detach().float().cpu()
             nb_batches += 1
             for key, values in computer.prepare_batch(output, batch).items():
                 data[key].extend(values)
-    return {"loss": (total_loss / max(nb_batches, 1)).item(), **computer.compute(dict(data))}
+    metrics = {"loss": (total_loss / max(nb_batches, 1)).item(), **computer.compute(dict(data))}
+    logger.info("Word-level evaluation of %d documents in %.1fs", len(documents), time.perf_counter() - started)
+    return metrics
 
 
 def write_report(report: dict[str, Any], output_dir: Path) -> list[Path]:
@@ -171,7 +180,8 @@ def log_to_mlflow(tracking: dict[str, Any], report: dict[str, Any], files: list[
         name = tracking.get("experiment_name") or "medkit_exp"
         experiment = client.get_experiment_by_name(name)
         experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
-        run_id = client.create_run(experiment_id, run_name=tracking.get("run_name") or f"evaluate-{report['split']}").info.run_id
+        run_name = tracking.get("run_name") or f"evaluate-{report['split']}"
+        run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
     timestamp = now_ms()
     # Own names: `mlflow run` logs its entry point's parameters (checkpoint, split) as given.
     params = [Param(f"evaluate.{key}", str(report[key])) for key in ("checkpoint", "data", "split")]

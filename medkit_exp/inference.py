@@ -113,7 +113,8 @@ def predict_documents(tagger: Any, documents: Sequence[TextDocument], batch_size
             bar.update(len(chunk))
             if len(documents) > PREDICT_CHUNK:
                 elapsed = time.perf_counter() - started
-                logger.info("Predicted %d/%d documents (%.1f documents/s)", len(results), len(documents), len(results) / elapsed)
+                speed = len(results) / elapsed
+                logger.info("Predicted %d/%d documents (%.1f documents/s)", len(results), len(documents), speed)
     logger.info(
         "Predicted %d entities in %d documents in %.1fs",
         sum(len(doc.entities) for doc in results), len(results), time.perf_counter() - started,

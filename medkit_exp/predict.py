@@ -41,7 +41,8 @@ def main(cfg: DictConfig) -> str:
 def predict(cfg: DictConfig) -> str:
     from medkit_exp.inference import check_batch_size, find_model_folder, load_tagger, predict_documents
 
-    for key, allowed in (("input_format", INPUT_FORMATS), ("output_format", OUTPUT_FORMATS), ("input_errors", INPUT_ERRORS)):
+    choices = {"input_format": INPUT_FORMATS, "output_format": OUTPUT_FORMATS, "input_errors": INPUT_ERRORS}
+    for key, allowed in choices.items():
         if cfg[key] not in allowed:
             raise ConfigError(key, f"must be one of {', '.join(allowed)}, got {cfg[key]!r}")
     batch_size = check_batch_size(cfg.batch_size)
@@ -63,7 +64,9 @@ def read_input(path: str | None, input_format: str, errors: str) -> list[Any]:
     from medkit_exp.ner.formats import _guess_format, read_documents
 
     if not path:
-        raise ConfigError("input", "give the documents: input=PATH (a BRAT folder or .txt file, a CoNLL or JSON-lines file)")
+        raise ConfigError(
+            "input", "give the documents: input=PATH (a BRAT folder or .txt file, a CoNLL or JSON-lines file)"
+        )
     source = Path(path).expanduser()
     if not source.exists():
         raise ConfigError("input", f"no such file or folder: {source}")

@@ -215,8 +215,10 @@ def render() -> str:
         if group == "component":
             out += _component_lines(values["component"], comments)
             continue
-        cls = _dataclass_type(schema.MedkitExpConfig, next(f for f in dataclasses.fields(schema.MedkitExpConfig) if f.name == group))
-        out += TABLE_HEAD + schema_rows(cls, values[group], {f"{group}.{k}": v for k, v in comments.items()}, f"{group}.")
+        spec = next(f for f in dataclasses.fields(schema.MedkitExpConfig) if f.name == group)
+        group_comments = {f"{group}.{key}": text for key, text in comments.items()}
+        cls = _dataclass_type(schema.MedkitExpConfig, spec)
+        out += TABLE_HEAD + schema_rows(cls, values[group], group_comments, f"{group}.")
     for command, name, cls_name, _ in APPLICATIONS[1:]:
         cls = getattr(schema, cls_name)
         own = {f.name for f in dataclasses.fields(schema.MedkitExpConfig)}
@@ -259,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render()
     if args.check:
         if not OUTPUT.exists() or OUTPUT.read_text(encoding="utf-8") != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is out of date: run python scripts/gen_config_reference.py", file=sys.stderr)
+            print(f"{OUTPUT.relative_to(ROOT)} is out of date: run {sys.argv[0]} without --check", file=sys.stderr)
             return 1
         return 0
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)

@@ -118,7 +118,8 @@ def test_predict_brat_folder_to_brat_matches_the_library(trained_run, tmp_path):
 
 
 def _write_conll(path: Path) -> None:
-    path.write_text("Fever\tB-problem\nand\tO\ncough\tB-problem\n.\tO\n\nAspirin\tB-treatment\ngiven\tO\n", encoding="utf-8")
+    lines = ["Fever\tB-problem", "and\tO", "cough\tB-problem", ".\tO", "", "Aspirin\tB-treatment", "given\tO"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 @pytest.mark.parametrize("kind", ["conll", "jsonl", "txt"])
@@ -190,8 +191,8 @@ def test_evaluate_rejects_bad_config_before_any_work(trained_run, tmp_path, over
     (tmp_path / "hf" / "config.json").write_text("{}")
     (tmp_path / "state_only" / "checkpoints").mkdir(parents=True)
     (tmp_path / "state_only" / "checkpoints" / "state.json").write_text("{not json")
-    overrides = [o.format(tmp=tmp_path) for o in overrides]
-    cfg = composed("evaluate", "+experiment=ner", f"checkpoint={trained_run}", *overrides, f"paths.output_dir={tmp_path}/out")
+    overrides = [f"checkpoint={trained_run}", *(o.format(tmp=tmp_path) for o in overrides)]  # the last one wins
+    cfg = composed("evaluate", "+experiment=ner", *overrides, f"paths.output_dir={tmp_path}/out")
     with pytest.raises(error, match=message.replace("(", r"\(")):
         evaluate(cfg)
     assert not (tmp_path / "out" / "metrics.json").exists()
@@ -240,17 +241,18 @@ def test_find_model_folder_accepts_checkpoints_run_folders_and_falls_back_to_las
     (unranked / "checkpoint-0000004" / TAGGER_FILE).unlink()
     with pytest.raises(ConfigError, match="the best checkpoint .* holds no tagger"):
         find_model_folder(str(tmp_path), "checkpoint")
-    with pytest.raises(ConfigError, match="config key 'model': expected a checkpoint or training run folder, got a file"):
+    with pytest.raises(ConfigError, match="config key 'model': expected a checkpoint or training run folder, got a"):
         find_model_folder(str(unranked / "state.json"), "model")
 
 
 @pytest.mark.parametrize("config_name", ["evaluate", "predict"])
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_evaluate_and_predict_configs_compose_like_training(config_name, experiment):
-    cfg = composed(config_name, f"+experiment={experiment}", "debug=fast", "paths.output_dir=/tmp/x", "paths.data_dir=/d")
+    common = [f"+experiment={experiment}", "debug=fast", "paths.output_dir=/tmp/x", "paths.data_dir=/d"]
+    cfg = composed(config_name, *common)
     assert cfg.experiment_name == experiment and cfg.task_name == config_name
     assert cfg.component.model_name_or_path == "tiny-random" and cfg.device == -1
-    train = composed("config", f"+experiment={experiment}", "debug=fast", "paths.output_dir=/tmp/x", "paths.data_dir=/d")
+    train = composed("config", *common)
     assert cfg.data == train.data and cfg.trainer == train.trainer  # the same corpus, splits and batch sizes
 
 

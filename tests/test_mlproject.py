@@ -61,9 +61,8 @@ def test_mlflow_run_trains_and_evaluates_into_the_runs_it_creates(tmp_path, monk
     logged = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "eval/f1")}
     assert logged == pytest.approx({r["step"]: r["eval"]["f1"] for r in history if r["type"] == "eval"})
 
-    result = _mlflow_run(
-        tmp_path, uri, "-e", "evaluate", "-P", f"checkpoint={run_dir}", "-P", f"overrides=debug=fast hydra.run.dir={tmp_path / 'eval'}"
-    )
+    evaluate_overrides = f"overrides=debug=fast hydra.run.dir={tmp_path / 'eval'}"
+    result = _mlflow_run(tmp_path, uri, "-e", "evaluate", "-P", f"checkpoint={run_dir}", "-P", evaluate_overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     (evaluation,) = [r for r in runs if r.info.run_id != run.info.run_id]

@@ -12,7 +12,9 @@ def _runs(client, experiment_name):
     return [] if experiment is None else client.search_runs([experiment.experiment_id])
 
 
-def test_training_logs_into_the_run_named_by_mlflow_run_id(make_trainer, make_callback, client, experiment_name, monkeypatch):
+def test_training_logs_into_the_run_named_by_mlflow_run_id(
+    make_trainer, make_callback, client, experiment_name, monkeypatch
+):
     launcher = client.create_run(client.create_experiment(experiment_name)).info.run_id
     monkeypatch.setenv("MLFLOW_RUN_ID", launcher)
     callback = make_callback()
@@ -44,7 +46,9 @@ def test_an_unknown_mlflow_run_id_or_a_sweep_child_gets_a_run_of_its_own(
     assert client.get_run(child.run_id).data.tags["mlflow.parentRunId"] == parent
 
 
-def test_evaluation_logs_into_the_launcher_run_or_a_run_of_its_own(client, tracking_uri, experiment_name, tmp_path, monkeypatch):
+def test_evaluation_logs_into_the_launcher_run_or_a_run_of_its_own(
+    client, tracking_uri, experiment_name, tmp_path, monkeypatch
+):
     from medkit_exp.evaluate import flat_metrics, log_to_mlflow
 
     report = {
