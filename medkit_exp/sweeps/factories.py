@@ -14,6 +14,7 @@ machine, several processes), or a database URL (``sqlite:///optuna.db``,
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import logging
 import re
@@ -39,9 +40,12 @@ def make_sampler(settings: Mapping[str, Any] | None, grid: dict[str, list[Any]] 
     settings = dict(settings or {"name": "tpe"})
     cls = _resolve_class(settings, SAMPLERS, "optuna.samplers", SAMPLER_KEY)
     if cls.__name__ == "GridSampler":
+        from medkit_exp.sweeps.grid import AskTellGridSampler
+
         if grid is None:
             raise ConfigError(SAMPLER_KEY, "the grid sampler needs a search space")
         settings.setdefault("search_space", grid)
+        cls = AskTellGridSampler
     return _instantiate(cls, settings, SAMPLER_KEY)
 
 
@@ -123,6 +127,9 @@ def _journal_storage(path: str) -> Any:
 def _rdb_storage(url: str) -> Any:
     from optuna.storages import RDBStorage
 
+    shown = redact_url(url)
+    url = _with_installed_driver(url)
+
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith(("postgresql", "mysql")):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
@@ -135,10 +142,20 @@ def _rdb_storage(url: str) -> Any:
             warnings.simplefilter("ignore")
             return RDBStorage(url, engine_kwargs=engine_kwargs)
     except ImportError as error:
-        raise ConfigError(STORAGE_KEY, f"the driver of {redact_url(url)} is not installed: {error}") from error
+        raise ConfigError(STORAGE_KEY, f"the driver of {shown} is not installed: {error}") from error
     except Exception as error:  # noqa: BLE001 - SQLAlchemy's connection errors have many types
         message = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ConfigError(STORAGE_KEY, f"cannot reach the storage {redact_url(url)}: {message}") from error
+        raise ConfigError(STORAGE_KEY, f"cannot reach the storage {shown}: {redact_url(message)}") from error
+
+
+def _with_installed_driver(url: str) -> str:
+    """``postgresql://`` names SQLAlchemy's default driver (psycopg 3 since SQLAlchemy 2.1); use
+    psycopg2 (the ``postgres`` extra) when only that one is installed."""
+    if not url.startswith("postgresql://"):
+        return url
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
 
 
 def redact_url(url: str | None) -> str | None:

@@ -178,6 +178,9 @@ class OptunaSweeper(Sweeper):
         status, stop = "FINISHED", None
         try:
             while stop is None and has_room(study, settings.n_trials):
+                if _grid_done(study):
+                    logger.info("Every point of the grid has a trial: sweep done")
+                    break
                 trial = study.ask(sweep.space.distributions)
                 if is_surplus(study, trial.number, settings.n_trials):
                     close_surplus(study, trial)  # another worker took the last slot meanwhile
@@ -289,6 +292,11 @@ class OptunaSweeper(Sweeper):
                     files["best_trial/config.yaml"] = config
             parent.finish(study, files, draw_study_plots(study, sweep_dir / "plots"), status)
         return results
+
+
+def _grid_done(study: Any) -> bool:
+    exhausted = getattr(study.sampler, "is_exhausted", None)
+    return bool(exhausted and exhausted(study))
 
 
 def _counts_text(study: Any) -> str:
