@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +74,21 @@ def resolve_direction(direction: str | None, task_minimizes: bool) -> str:
 def default_study_name(experiment_name: str) -> str:
     """A new study name per sweep when none is set (set one to continue or share a study)."""
     return f"{experiment_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def worker_seed(seed: int | None, created: bool) -> int | None:
+    """The sampler seed of this worker.
+
+    The configured seed when this worker created the study: a sweep run by one worker from
+    start to end is reproducible. A worker that joins or continues a study gets a seed of its
+    own, derived from the configured one, its host, process and start time: with the same seed
+    as another worker (or as the run it continues) its sampler would propose the same parameters
+    again.
+    """
+    if seed is None or created:
+        return seed
+    text = f"{seed}:{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
 def open_study(storage: Any, study_name: str, direction: str, sampler: Any, pruner: Any) -> tuple[Any, bool]:

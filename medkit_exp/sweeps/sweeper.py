@@ -94,11 +94,13 @@ class OptunaSweeper(Sweeper):
             raise ConfigError("hydra.sweeper.params", "the search space is empty: give at least one parameter to sweep")
         self._check_space(space)
         grid = grid_space(space) if str((settings.sampler or {}).get("name", "")).lower() == "grid" else None
-        sampler, pruner = make_sampler(settings.sampler, grid), make_pruner(settings.pruner)
+        make_sampler(settings.sampler, grid)  # a bad sampler fails before the storage is touched
+        pruner = make_pruner(settings.pruner)
         direction = resolve_direction(settings.direction, bool(self.config.trainer.get("minimize_checkpoint_metric")))
         storage = make_storage(settings.storage)
         settings.study_name = settings.study_name or default_study_name(self.config.experiment_name)
-        study, created = open_study(storage, settings.study_name, direction, sampler, pruner)
+        study, created = open_study(storage, settings.study_name, direction, None, pruner)
+        study.sampler = self._worker_sampler(settings.sampler, grid, created)
         settings.direction = direction
         logger.info(
             "Study %r (%s, storage %s): %s; search space: %s", study.study_name, "new" if created else "continued",
@@ -110,6 +112,18 @@ class OptunaSweeper(Sweeper):
             if sweep.parent is not None:
                 sweep.parent.mark_child(study.trials[number].user_attrs.get("mlflow_run_id"), "FAIL", error="worker died")
         return sweep
+
+    @staticmethod
+    def _worker_sampler(sampler: dict[str, Any] | None, grid: Any, created: bool) -> Any:
+        from medkit_exp.sweeps.factories import make_sampler
+        from medkit_exp.sweeps.study import worker_seed
+
+        settings = dict(sampler or {"name": "tpe"})
+        seed = worker_seed(settings.get("seed"), created)
+        if seed != settings.get("seed"):
+            logger.info("Sampler seed %s (from seed %s: this worker joins or continues the study)", seed, settings["seed"])
+            settings["seed"] = seed
+        return make_sampler(settings, grid)
 
     def _check_space(self, space: SearchSpace) -> None:
         """Parameter paths exist; the values the space can produce compose with the config."""

@@ -88,6 +88,27 @@ def run_cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.Completed
     )
 
 
+def start_cli(cwd: Path, *args: str, log: Path) -> subprocess.Popen:
+    """``python -m medkit_exp ARGS`` started in the background, its output in ``log``."""
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    environment.pop("HYDRA_FULL_ERROR", None)
+    with open(log, "w") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "medkit_exp", *args], cwd=cwd, stdout=output, stderr=subprocess.STDOUT, env=environment
+        )
+
+
+def wait_all(processes: list[subprocess.Popen], timeout: float = 900) -> list[int]:
+    """Wait for every process; those still running at the end are killed (by their own handle)."""
+    try:
+        return [process.wait(timeout=timeout) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 def load_study(storage: str, name: str) -> Any:
     import optuna
 

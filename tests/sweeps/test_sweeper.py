@@ -131,6 +131,8 @@ def test_rerunning_continues_the_study_up_to_n_trials(tmp_path, mlflow_uri):
     assert second["trials_this_run"] == {"COMPLETE": 1} and second["trials"] == {"COMPLETE": 3}
     assert again["trials_this_run"] == {}  # n_trials counts the whole study: it already holds 3
     assert (tmp_path / "second" / "2" / "config_resolved.yaml").exists()  # the new trial is number 2
+    trials = load_study("sqlite:///optuna.db", "resumed").trials
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 3  # the seeded sampler does not repeat itself
     (parent,), children = sweep_runs(mlflow_uri)  # one parent for the whole study, reused
     assert first["mlflow_parent_run_id"] == second["mlflow_parent_run_id"] == parent.info.run_id
     assert sorted(int(c.data.tags["optuna.trial_number"]) for c in children) == [0, 1, 2]
