@@ -4,6 +4,15 @@
     python scripts/bench_tracking_overhead.py                 # tiny random BERT token classifier
     python scripts/bench_tracking_overhead.py --model toy     # the toy text classifier of the tests
     python scripts/bench_tracking_overhead.py --rounds 5 --tracking-uri http://127.0.0.1:5000
+    python scripts/bench_tracking_overhead.py --model demo --rounds 3        # the demo run, end to end
+    python scripts/bench_tracking_overhead.py --model demo --rounds 2 --overrides debug=fast   # quick check
+
+``--model demo`` times the whole application, ``python -m medkit_exp +experiment=ner`` (what a
+user waits for, imports included), with ``tracking=mlflow`` (a sqlite store in a temporary
+folder; model, dev report, plots and best checkpoint logged, as by default) and with
+``tracking=none``, alternately (one untimed warm-up pair first, ``--warmup``), same seed, each
+run in its own output folder; ``--overrides`` are added to both. The other models time
+``Trainer.train()`` in this process:
 
 Runs alternate (without, with, without, with...) after untimed warm-up pairs (until two
 untracked runs agree within 10%), so both arms see the same warm caches and imports (importing
@@ -166,16 +175,69 @@ def report(times: dict[bool, list[float]], costs: list[float]) -> None:
           f"ratio: {statistics.mean(times[True]) / statistics.mean(times[False]):.4f}")
     pairs = [with_ / without for without, with_ in zip(times[False], times[True])]
     print(f"paired ratios: {', '.join(f'{ratio:.3f}' for ratio in pairs)}   median: {statistics.median(pairs):.4f}")
+    if not costs:
+        return
     cost = statistics.median(costs)
     # An upper bound: the sender's CPU while the training thread waits for the final flush counts twice.
     print(f"direct cost (training-thread time in the callback + sender CPU), median: {cost:.3f} s "
           f"= {cost / plain:.2%} of the untracked median")
 
 
+def app_run(args: argparse.Namespace, workdir: Path, name: str, tracked: bool) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one ``python -m medkit_exp +experiment=ner``
+    process, with or without tracking."""
+    import os
+    import resource
+    import subprocess
+
+    uri = args.tracking_uri or f"sqlite:///{workdir / 'mlflow.db'}"
+    tracking = ["tracking=mlflow", f"tracking.tracking_uri={uri}", "tracking.experiment_name=bench-tracking-overhead"]
+    tracking = tracking if tracked else ["tracking=none"]
+    command = [sys.executable, "-m", "medkit_exp", "+experiment=ner", "seed=42", f"hydra.run.dir={workdir / name}",
+               *tracking, *args.overrides]
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_OFFLINE": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=environment, check=False)
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def run_demo(args: argparse.Namespace, workdir: Path) -> dict[bool, list[float]]:
+    """Warm-up pairs, then alternating rounds of the application without and with tracking.
+
+    Prints the CPU time of each run too: on a machine shared with other work, the difference of
+    CPU times tells what tracking costs better than wall times do."""
+    for index in range(args.warmup):  # first runs pay for the store's creation, disk caches...
+        for tracked in (False, True):
+            seconds, cpu = app_run(args, workdir, f"warmup{index}-{'mlflow' if tracked else 'plain'}", tracked)
+            print(f"warm-up {index + 1}  {'with MLflow   ' if tracked else 'without MLflow'}  {seconds:7.2f} s"
+                  f"  (CPU {cpu:7.2f} s)", flush=True)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    cpu_times: dict[bool, list[float]] = {False: [], True: []}
+    for round_index in range(args.rounds):
+        for tracked in (False, True):
+            seconds, cpu = app_run(args, workdir, f"round{round_index}-{'mlflow' if tracked else 'plain'}", tracked)
+            times[tracked].append(seconds)
+            cpu_times[tracked].append(cpu)
+            print(f"round {round_index + 1}  {'with MLflow   ' if tracked else 'without MLflow'}  {seconds:7.2f} s"
+                  f"  (CPU {cpu:7.2f} s)", flush=True)
+    plain, tracked = statistics.median(cpu_times[False]), statistics.median(cpu_times[True])
+    print(f"CPU time, median without: {plain:.2f} s   with: {tracked:.2f} s   difference: {tracked - plain:.2f} s "
+          f"= {(tracked - plain) / statistics.median(times[False]):.2%} of the untracked wall time")
+    return times
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=("bert", "toy"), default="bert")
+    parser.add_argument("--model", choices=("bert", "toy", "demo"), default="bert",
+                        help="demo: the application's demo run, python -m medkit_exp +experiment=ner")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up pairs of --model demo")
+    parser.add_argument("--overrides", nargs="*", default=[], help="--model demo: Hydra overrides for both arms")
     parser.add_argument("--items", type=int, default=5600, help="training items")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--eval-steps", type=int, default=50)
@@ -187,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
         workdir = Path(tmp)
+        if args.model == "demo":
+            times = run_demo(args, workdir)
+            report(times, [])
+            return 0
         warm_up(args, workdir)
         times, costs = run_rounds(args, workdir)
     report(times, costs)

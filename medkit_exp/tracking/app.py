@@ -30,6 +30,7 @@ def mlflow_callback_from_config(
         for split, documents in splits.items()
     ]
     hooks = ner_hooks_from_config(tracking, splits.get("dev"))
+    model_logger, artifact_hooks = hooks.callback_hooks(tracking.get("log_model", True), tracking.get("dev_report", True))
     return MLflowCallback(
         tracking_uri=tracking.get("tracking_uri"),
         experiment_name=tracking.get("experiment_name"),
@@ -44,8 +45,8 @@ def mlflow_callback_from_config(
         datasets=datasets,
         tags={**(tracking.get("tags") or {}), **(extra_tags or {})},
         parent_run_id=parent_run_id,  # a sweep trial: child of the sweep's run
-        log_model=hooks.log_model if tracking.get("log_model", True) else None,
-        extra_artifacts=[hooks.log_dev_report] if tracking.get("dev_report", True) else [],
+        log_model=model_logger,
+        extra_artifacts=artifact_hooks,
     )
 
 

@@ -1,11 +1,12 @@
 """End-of-run MLflow hooks of a NER tagger run: the model, and the report on the dev set.
 
 >>> hooks = NERTrackingHooks(dev_documents, registered_model_name="ner-demo", model_alias="candidate")  # doctest: +SKIP
->>> MLflowCallback(..., log_model=hooks.log_model, extra_artifacts=[hooks.log_dev_report])         # doctest: +SKIP
+>>> model_logger, artifact_hooks = hooks.callback_hooks(log_model=True, dev_report=True)        # doctest: +SKIP
+>>> MLflowCallback(..., log_model=model_logger, extra_artifacts=artifact_hooks)                     # doctest: +SKIP
 
 Both hooks work on the run's best checkpoint (else its last) when it is a medkit_exp tagger
 folder (it has ``medkit_exp_tagger.json``); for any other component they log nothing and say so.
-The tagger is loaded and the dev set predicted once, for both hooks.
+The model is logged in a thread while the dev set is predicted (see :meth:`callback_hooks`).
 
 - :meth:`NERTrackingHooks.log_model`: the pyfunc model ``model`` (see
   :mod:`medkit_exp.tracking.ner_model`), with a signature and an input example made of the first
@@ -17,6 +18,7 @@ The tagger is loaded and the dev set predicted once, for both hooks.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,23 +63,55 @@ class NERTrackingHooks:
         self.batch_size = batch_size
         self._loaded: tuple[str, Any] | None = None  # (checkpoint, tagger)
         self._predicted: tuple[str, list[Any]] | None = None  # (checkpoint, dev predictions)
+        self._background = False
+        self._model_thread: threading.Thread | None = None
+
+    def callback_hooks(self, log_model: bool = True, dev_report: bool = True) -> tuple[Any, list[Any]]:
+        """The MLflowCallback's ``log_model`` and ``extra_artifacts`` arguments.
+
+        With both, the model is logged in a thread while the dev set is predicted (mostly file
+        copies and Python against torch's GIL-free work), and the report hook waits for it.
+        """
+        self._background = log_model and dev_report and bool(self.dev_documents)
+        return (self.log_model if log_model else None), ([self.log_dev_report] if dev_report else [])
 
     # ------------------------------------------------------------------ hooks
     def log_model(self, checkpoint_dir: str, run: Any) -> None:
         """The callback's ``log_model`` hook: log the checkpoint's tagger as the run's model."""
         if not self._is_tagger(checkpoint_dir, "model"):
             return
+        if self._background:
+            self._model_thread = threading.Thread(
+                target=self._log_model, args=(checkpoint_dir, run), name="medkit-exp-log-model", daemon=False
+            )
+            self._model_thread.start()
+        else:
+            self._log_model(checkpoint_dir, run)
+
+    def log_dev_report(self, run: Any, state: Any) -> None:
+        """An ``extra_artifacts`` hook: predict the dev set with the best checkpoint, log the report
+        (and wait for the model logged in the background)."""
+        try:
+            checkpoint = state.best_checkpoint or state.last_checkpoint
+            if self.dev_documents and checkpoint and self._is_tagger(checkpoint, "dev report"):
+                self._log_dev_report(run, state, checkpoint)
+        finally:
+            if self._model_thread is not None:
+                self._model_thread.join()
+                self._model_thread = None
+
+    def _log_model(self, checkpoint_dir: str, run: Any) -> None:
         from medkit_exp.tracking.ner_model import log_tagger_model
 
         texts = [doc.text for doc in self.dev_documents[:3]] or self.example_texts
-        info = log_tagger_model(checkpoint_dir, run, texts, self.registered_model_name, self.model_alias)
+        try:
+            info = log_tagger_model(checkpoint_dir, run, texts, self.registered_model_name, self.model_alias)
+        except Exception:  # noqa: BLE001 - the run's data is safe; report and go on (as for any hook)
+            logger.exception("Could not log the model of %s", checkpoint_dir)
+            return
         logger.info("Logged the model of %s as %s", Path(checkpoint_dir).name, info.model_uri)
 
-    def log_dev_report(self, run: Any, state: Any) -> None:
-        """An ``extra_artifacts`` hook: predict the dev set with the best checkpoint, log the report."""
-        checkpoint = state.best_checkpoint or state.last_checkpoint
-        if not self.dev_documents or not checkpoint or not self._is_tagger(checkpoint, "dev report"):
-            return
+    def _log_dev_report(self, run: Any, state: Any, checkpoint: str) -> None:
         from medkit_exp.tracking.ner_report import write_dev_report
 
         predictions = self.predictions(checkpoint)

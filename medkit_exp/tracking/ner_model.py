@@ -19,10 +19,12 @@ This module imports mlflow.pyfunc: import it only when a model is logged or load
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ MODEL_NAME = "model"
 # The files of a tagger folder the model needs; the rest of a checkpoint (optimizer, scheduler
 # and RNG states, trainer config) stays out of the model.
 TRAINING_ONLY_FILES = ("trainer_state.pt", "trainer_config.yml")
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 MODEL_CODE = Path(__file__).with_name("ner_model_code.py")
 REQUIREMENTS = ("mlflow", "torch", "transformers", "tokenizers", "pandas", "medkit_exp")
 
@@ -122,6 +125,33 @@ def pip_requirements() -> list[str]:
     return requirements
 
 
+@contextlib.contextmanager
+def quiet_model_logging() -> Iterator[None]:
+    """Model logging without two costs that buy nothing here: MLflow checks each requirement of a
+    model against the installed packages when it saves or loads it, after mapping every file of
+    every installed package (~2 s, once per process, in the wall time of the run); ours are the
+    installed versions (:func:`pip_requirements`), so the check cannot fail and is skipped. And
+    no download progress bar."""
+    import mlflow.utils.environment as environment
+
+    name = "warn_dependency_requirement_mismatches"
+    saved = [(module, getattr(module, name)) for module in (environment, mlflow.pyfunc) if hasattr(module, name)]
+    for module, _ in saved:
+        setattr(module, name, lambda *args, **kwargs: None)
+    # MLflow "downloads" the model from its local folder to validate the input example: no progress bar.
+    progress_bar = os.environ.get(PROGRESS_BAR_ENV)
+    os.environ[PROGRESS_BAR_ENV] = "false"
+    try:
+        yield
+    finally:
+        for module, function in saved:
+            setattr(module, name, function)
+        if progress_bar is None:
+            os.environ.pop(PROGRESS_BAR_ENV, None)
+        else:
+            os.environ[PROGRESS_BAR_ENV] = progress_bar
+
+
 def tagger_model_files(checkpoint_dir: str | Path, folder: Path) -> Path:
     """A copy of a checkpoint's tagger files (hard links where possible) in ``folder``."""
     source = Path(checkpoint_dir)
@@ -149,7 +179,7 @@ def log_tagger_model(
     ``run`` is a :class:`~medkit_exp.tracking.runs.RunHandle`.
     """
     example = pd.DataFrame({"text": list(example_texts)})
-    with tempfile.TemporaryDirectory(prefix="medkit-exp-model-") as tmp, run.activate():
+    with tempfile.TemporaryDirectory(prefix="medkit-exp-model-") as tmp, run.activate(), quiet_model_logging():
         tagger_dir = tagger_model_files(checkpoint_dir, Path(tmp))
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME,

@@ -108,3 +108,21 @@ def test_an_alias_needs_a_registered_model_name():
 
     with pytest.raises(ConfigError, match="tracking.model_alias"):
         NERTrackingHooks([], model_alias="champion")
+
+
+def test_quiet_model_logging_restores_what_it_changes(monkeypatch):
+    import os
+
+    import mlflow.pyfunc
+    import mlflow.utils.environment as environment
+
+    from medkit_exp.tracking.ner_model import PROGRESS_BAR_ENV, quiet_model_logging
+
+    monkeypatch.delenv(PROGRESS_BAR_ENV, raising=False)
+    originals = environment.warn_dependency_requirement_mismatches, mlflow.pyfunc.warn_dependency_requirement_mismatches
+    with quiet_model_logging():
+        assert environment.warn_dependency_requirement_mismatches is not originals[0]
+        assert mlflow.pyfunc.warn_dependency_requirement_mismatches is not originals[1]
+        assert os.environ[PROGRESS_BAR_ENV] == "false"
+    assert (environment.warn_dependency_requirement_mismatches, mlflow.pyfunc.warn_dependency_requirement_mismatches) == originals
+    assert PROGRESS_BAR_ENV not in os.environ
