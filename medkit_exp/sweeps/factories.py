@@ -17,7 +17,9 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import random
 import re
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -138,14 +140,29 @@ def _rdb_storage(url: str) -> Any:
         if str(database) not in ("", ":memory:") and not database.parent.is_dir():
             raise ConfigError(STORAGE_KEY, f"folder of the SQLite file not found: {database.parent}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return RDBStorage(url, engine_kwargs=engine_kwargs)
+        return _create_tables_once(lambda: RDBStorage(url, engine_kwargs=engine_kwargs))
     except ImportError as error:
         raise ConfigError(STORAGE_KEY, f"the driver of {shown} is not installed: {error}") from error
     except Exception as error:  # noqa: BLE001 - SQLAlchemy's connection errors have many types
         message = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ConfigError(STORAGE_KEY, f"cannot reach the storage {shown}: {redact_url(message)}") from error
+
+
+def _create_tables_once(open_storage: Any, attempts: int = 4) -> Any:
+    """Open an RDB storage; workers starting together on a new database race to create Optuna's
+    tables, and the losers see "already exists" errors: they try again once the tables exist."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return open_storage()
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
 
 
 def _with_installed_driver(url: str) -> str:

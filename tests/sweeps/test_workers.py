@@ -41,3 +41,19 @@ def check_shared_study(tmp_path: Path, storage: str, tracking_uri: str, n_trials
 @pytest.mark.slow  # two application processes at once: about a minute on 2 busy cores
 def test_two_workers_share_one_study_through_a_journal_file(tmp_path, mlflow_uri):
     check_shared_study(tmp_path, f"journal:{tmp_path / 'optuna.journal'}", mlflow_uri, n_trials=4)
+
+
+@pytest.fixture
+def postgres_optuna_url():
+    from tests.sweeps.postgres import postgres_server, server_binaries
+
+    binaries = server_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL server binaries (initdb, postgres) not found: apt-get install postgresql")
+    with postgres_server(binaries) as urls:
+        yield urls["optuna"]
+
+
+@pytest.mark.slow  # starts a PostgreSQL server and two application processes
+def test_two_workers_share_one_study_in_postgresql(tmp_path, mlflow_uri, postgres_optuna_url):
+    check_shared_study(tmp_path, postgres_optuna_url, mlflow_uri, n_trials=4)
