@@ -114,5 +114,9 @@ def test_wheel_ships_conf_and_the_demo_corpus(tmp_path):
         assert f"medkit_exp/conf/{application}.yaml" in names and f"medkit_exp/{application}.py" in names
     assert any(n.startswith("medkit_exp/ner/demo/train/") and n.endswith(".ann") for n in names)
     assert "hydra_plugins/medkit_exp_sweeper/__init__.py" in names
+    # the sweeper: Hydra finds it by scanning the hydra_plugins namespace (no __init__.py of its own)
+    assert "hydra_plugins/medkit_exp_sweeper/medkit_optuna_sweeper.py" in names
+    assert "hydra_plugins/__init__.py" not in names
+    assert "medkit_exp/sweeps/sweeper.py" in names and "medkit_exp/conf/hparams_search/ner_optuna.yaml" in names
     for package in ("training", "ner", "ner/formats", "tracking", "sweeps"):
         assert f"medkit_exp/{package}/__init__.py" in names
