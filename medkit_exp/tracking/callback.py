@@ -320,7 +320,7 @@ class MLflowCallback(TrainerCallback):
 
     # ------------------------------------------------------------------ end
     def _finish(self, status: str, upload_checkpoints: bool) -> None:
-        """Upload the end-of-run artifacts, run the hooks, set the status, flush and stop."""
+        """Upload the end-of-run artifacts, run the hooks, flush, set the status and stop."""
         if self._logger is None:
             return
         sink, state = self._logger, self.state
@@ -329,8 +329,11 @@ class MLflowCallback(TrainerCallback):
             self._monitor = None
         self._submit_artifacts(upload_checkpoints)
         sink.submit({"op": "tags", "tags": self._summary_tags(status)})
+        hooks_first = status != "FAILED" and sink.online and self.run is not None
+        if hooks_first:  # the uploads (file copies) go on while the hooks work
+            self._run_hooks(status, state)
         sink.flush(timeout=300)
-        if status != "FAILED":
+        if status != "FAILED" and not hooks_first:  # offline: once more after the flush
             self._run_hooks(status, state)
         sink.submit({"op": "status", "status": status, "end_time": now_ms()})
         sink.close(timeout=300)
@@ -357,7 +360,7 @@ class MLflowCallback(TrainerCallback):
             path = state.best_checkpoint if kind == "best" else state.last_checkpoint
             if path and Path(path).is_dir() and path not in uploaded:
                 uploaded.add(path)
-                submit({"op": "artifact", "local_path": str(path), "artifact_path": f"checkpoints/{kind}"})
+                submit({"op": "artifact", "local_path": str(path), "artifact_path": f"checkpoints/{kind}", "link": True})
         self._logger.wake()  # uploads (I/O) go on while the plot is drawn
         if self.plots and history.exists():
             png = self._draw_plots(history, output_dir / ARTIFACTS_DIR / "plots" / "learning_curves.png")

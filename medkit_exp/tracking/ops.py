@@ -7,16 +7,18 @@ been sent. The operations::
     {"op": "params", "params": {key: value}}         only absent keys are logged (resume-safe)
     {"op": "tags", "tags": {key: value}}
     {"op": "inputs", "datasets": [{"entity": {...}, "context": "train"}]}
-    {"op": "artifact", "local_path": path, "artifact_path": folder or null}
+    {"op": "artifact", "local_path": path, "artifact_path": folder or null, "link": true|false}
     {"op": "status", "status": "RUNNING" | "FINISHED" | "FAILED" | "KILLED", "end_time": ms or null}
 
 Every operation is idempotent, metrics included: :class:`MetricDeduper` drops points whose
-(key, step) the run already has, so replaying something that did arrive adds nothing.
+(key, step) the run already has, so replaying something that did arrive adds nothing. An artifact
+with ``"link": true`` (files written once: checkpoints) is hard-linked into a local artifact store.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -113,7 +115,7 @@ def apply_op(client: Any, run_id: str, op: dict[str, Any], deduper: MetricDedupe
 
         client.log_inputs(run_id, datasets=[dataset_input(d["entity"], d["context"]) for d in op["datasets"]])
     elif kind == "artifact":
-        _log_artifact(client, run_id, op["local_path"], op.get("artifact_path"))
+        _log_artifact(client, run_id, op["local_path"], op.get("artifact_path"), link=op.get("link", False))
     elif kind == "status":
         if op["status"] == "RUNNING":
             client.update_run(run_id, status="RUNNING")
@@ -165,14 +167,50 @@ def _log_params(client: Any, run_id: str, params: dict[str, str]) -> None:
         client.log_batch(run_id, params=part)
 
 
-def _log_artifact(client: Any, run_id: str, local_path: str, artifact_path: str | None) -> None:
+def _log_artifact(client: Any, run_id: str, local_path: str, artifact_path: str | None, link: bool = False) -> None:
     path = Path(local_path)
-    if path.is_dir():
-        client.log_artifacts(run_id, str(path), artifact_path)
-    elif path.is_file():
-        client.log_artifact(run_id, str(path), artifact_path)
-    else:
+    if not path.exists():
         logger.warning("Artifact %s no longer exists: not logged to MLflow", path)
+        return
+    local_root = local_artifact_root(client.get_run(run_id).info.artifact_uri) if link else None
+    if local_root is not None:
+        link_or_copy(path, local_root / (artifact_path or ""))
+    elif path.is_dir():
+        client.log_artifacts(run_id, str(path), artifact_path)
+    else:
+        client.log_artifact(run_id, str(path), artifact_path)
+
+
+def local_artifact_root(artifact_uri: str) -> Path | None:
+    """The folder of a run's artifacts when they live on this machine (a path or ``file:``), else None."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" and artifact_uri.startswith("/"):
+        return Path(artifact_uri)
+    return None
+
+
+def link_or_copy(source: Path, target_dir: Path) -> None:
+    """Put a file, or a folder's contents, into ``target_dir`` as MLflow's local artifact store
+    does, with hard links instead of copies where the file system allows: for files written once
+    and never changed in place (checkpoints), so that a checkpoint costs neither the time nor the
+    disk of a second copy."""
+    import shutil
+
+    files = [(source, target_dir / source.name)] if source.is_file() else [
+        (path, target_dir / path.relative_to(source)) for path in sorted(source.rglob("*")) if path.is_file()
+    ]
+    for path, destination in files:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if destination.exists() or destination.is_symlink():
+            destination.unlink()
+        try:
+            os.link(path, destination)
+        except OSError:  # another file system, no hard links: copy
+            shutil.copy2(path, destination)
 
 
 def get_or_create_experiment(client: Any, name: str, artifact_location: str | None = None) -> str:
