@@ -333,7 +333,7 @@ class MLflowCallback(TrainerCallback):
         if hooks_first:  # the uploads (file copies) go on while the hooks work
             self._run_hooks(status, state)
         sink.flush(timeout=300)
-        if status != "FAILED" and not hooks_first:  # offline: once more after the flush
+        if status != "FAILED" and not hooks_first:  # offline so far: the flush may reach MLflow
             self._run_hooks(status, state)
         sink.submit({"op": "status", "status": status, "end_time": now_ms()})
         sink.close(timeout=300)
