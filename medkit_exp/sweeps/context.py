@@ -34,10 +34,10 @@ class TrialContext:
     parent_run_id: str | None = None
     pruning: bool = True
     # written by the job
-    pruned_at_step: int | None = None
+    pruned_at_step: int | None = None  # the optimizer step where the pruner stopped the trial
     interrupted: bool = False
     child_run_id: str | None = None
-    reported: dict[int, float] = field(default_factory=dict)
+    reported: dict[int, float] = field(default_factory=dict)  # evaluation number -> value
 
     @property
     def number(self) -> int:

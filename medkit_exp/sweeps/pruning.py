@@ -3,11 +3,14 @@
 >>> callback = OptunaPruningCallback(current_trial(), metric="f1")             # doctest: +SKIP
 >>> Trainer(component, config, train, dev, callback=[mlflow_cb, callback]).train()  # doctest: +SKIP
 
-At every evaluation the tracked metric is reported to the trial (``trial.report(value, step)``,
-step = the global optimizer step). When the study's pruner rejects the trial, the callback asks
-the loop to stop (a last checkpoint is saved, the MLflow run ends normally) and records the
-step in the :class:`~medkit_exp.sweeps.context.TrialContext`; the sweeper then tells Optuna the
-trial was PRUNED and marks its MLflow run.
+At every evaluation the tracked metric is reported to the trial (``trial.report(value, step)``)
+with step = the number of the evaluation (1, 2, ...; the epoch with ``eval_strategy=epoch``), so
+that trials with different batch sizes are compared at the same point of their training (the
+optimizer step would differ) and a pruner's ``n_warmup_steps`` counts evaluations. When the
+study's pruner rejects the trial, the callback asks the loop to stop (a last checkpoint is
+saved, the MLflow run ends normally) and records it in the
+:class:`~medkit_exp.sweeps.context.TrialContext`; the sweeper then tells Optuna the trial was
+PRUNED and marks its MLflow run.
 """
 
 from __future__ import annotations
@@ -50,13 +53,14 @@ class OptunaPruningCallback(TrainerCallback):
                 logger.warning("Eval metric %r missing or not finite (%s): not reported to Optuna", self.metric, value)
                 self._warned = True
             return
-        trial = self.context.trial
-        trial.report(float(value), step)
-        self.context.reported[step] = float(value)
+        trial, evaluation = self.context.trial, self.state.nb_evaluations
+        trial.report(float(value), evaluation)
+        self.context.reported[evaluation] = float(value)
         if self.context.pruning and trial.should_prune():
             self.context.pruned_at_step = step
-            logger.info("Trial %d pruned at step %d (%s=%.4f)", self.context.number, step, self.metric, value)
-            self.control.request_stop(f"pruned by Optuna at step {step}")
+            logger.info("Trial %d pruned at evaluation %d, step %d (%s=%.4f)", self.context.number, evaluation, step,
+                        self.metric, value)
+            self.control.request_stop(f"pruned by Optuna at evaluation {evaluation} (step {step})")
 
     def on_train_end(self) -> None:
         self._record_run_id()

@@ -46,7 +46,8 @@ def test_four_trial_sweep_from_the_command_line(tmp_path, mlflow_uri):
         assert config.optimizer.lr == trial.params["optimizer.lr"] and config.scheduler.name == trial.params["scheduler"]
         evaluations = _history_f1(run_dir)
         assert trial.value == max(evaluations.values())  # the objective is the best tracked value, not the last
-        assert trial.intermediate_values == evaluations  # each evaluation was reported to Optuna
+        assert list(trial.intermediate_values.values()) == list(evaluations.values())  # each evaluation reported
+        assert list(trial.intermediate_values) == list(range(1, len(evaluations) + 1))  # at its number
 
     (parent,), children = sweep_runs(mlflow_uri)
     assert results["mlflow_parent_run_id"] == parent.info.run_id
@@ -85,7 +86,7 @@ def test_a_pruned_trial_is_pruned_in_optuna_and_mlflow_and_the_sweep_goes_on(tmp
     assert len(children) == 2
     for child in children:  # MLflow has no PRUNED status: KILLED plus the trial state tag
         assert child.data.tags["optuna.trial_state"] == "PRUNED" and child.info.status == "KILLED"
-        assert child.data.tags["stop_reason"] == "pruned by Optuna at step 2"
+        assert child.data.tags["stop_reason"] == "pruned by Optuna at evaluation 1 (step 2)"
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, mlflow_uri):

@@ -31,12 +31,13 @@ def test_pruning_callback_reports_each_evaluation_and_stops_a_pruned_trial(tmp_p
     context = TrialContext(study.ask(), study.study_name)
     trainer = _trainer(tmp_path, OptunaPruningCallback(context, "accuracy", run_id_of=lambda: "run-1"))
     trainer.train()
-    assert context.pruned_at_step == 2  # accuracy < 2.0 at the first evaluation
-    assert trainer.state.global_step == 2 and trainer.state.stop_reason == "pruned by Optuna at step 2"
-    assert list(context.reported) == [2] and context.child_run_id == "run-1"
+    assert context.pruned_at_step == 2  # accuracy < 2.0 at the first evaluation (step 2)
+    assert trainer.state.global_step == 2
+    assert trainer.state.stop_reason == "pruned by Optuna at evaluation 1 (step 2)"
+    assert list(context.reported) == [1] and context.child_run_id == "run-1"
     study.tell(context.trial, state=TrialState.PRUNED)
     (trial,) = study.trials
-    assert trial.state == TrialState.PRUNED and trial.value == context.reported[2]
+    assert trial.state == TrialState.PRUNED and trial.value == context.reported[1]
 
 
 def test_without_pruning_the_trial_reports_every_evaluation_and_runs_to_the_end(tmp_path):
@@ -45,7 +46,7 @@ def test_without_pruning_the_trial_reports_every_evaluation_and_runs_to_the_end(
     trainer = _trainer(tmp_path, OptunaPruningCallback(context, "accuracy"))
     trainer.train()
     assert not context.pruned and trainer.state.global_step == 8
-    assert list(context.reported) == [2, 4, 6, 8]
+    assert list(context.reported) == [1, 2, 3, 4]  # evaluations at steps 2, 4, 6, 8
     assert study.trials[0].intermediate_values == context.reported
 
 
