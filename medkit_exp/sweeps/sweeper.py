@@ -65,6 +65,12 @@ class OptunaSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+        if type(self.launcher).__name__ != "BasicLauncher":
+            logger.warning(
+                "hydra/launcher=%s runs jobs outside this process, where a job cannot see its trial: no pruning and "
+                "no MLflow parent run link; the basic launcher (the default) has both",
+                config.hydra.runtime.choices.get("hydra/launcher"),
+            )
 
     def sweep(self, arguments: list[str]) -> Any:
         try:
