@@ -8,7 +8,8 @@
 The recorded run's ``config/overrides.yaml`` artifact (the command-line overrides of
 ``python -m medkit_exp``) is replayed in the current working directory, into a new output folder,
 logging to the same tracking URI, with the tag ``reproduces=RUN_ID``. Its own output folder,
-tracking URI, ``resume_from`` and a previous ``reproduces`` tag are not replayed.
+tracking URI, ``resume_from``, a previous ``reproduces`` tag and model registration are not
+replayed (a registration would move the recorded model's alias to the re-run's model).
 
 Before the run, warnings tell what may make the metrics differ: a git commit other than the
 recorded one (or uncommitted changes, then or now), other package versions, no seed. After it,
@@ -40,7 +41,10 @@ OVERRIDES_ARTIFACT = "config/overrides.yaml"
 REPRODUCES_TAG = "reproduces"
 # Overrides that belong to the recorded run only (the override's key, "+"/"~" prefixes removed).
 NOT_REPLAYED = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "tracking.tracking_uri", "resume_from",
-                f"tracking.tags.{REPRODUCES_TAG}")
+                f"tracking.tags.{REPRODUCES_TAG}", "tracking.register_model_name", "tracking.model_alias")
+# The re-run's own settings: its output and store, and no model registration (it would move the
+# recorded run's alias to the re-run's model).
+RERUN_SETTINGS = ("tracking.register_model_name=null", "tracking.model_alias=null")
 # Metrics that measure the machine, not the model.
 VOLATILE_METRICS = ("system/", "samples_per_second", "steps_per_second", "runtime", "seconds")
 # Params expected to differ between the recorded run and its re-run.
@@ -191,7 +195,8 @@ def hydra_value(text: str) -> str:
 
 def rerun_command(overrides: list[str], extra: list[str], output_dir: Path, tracking_uri: str, run_id: str) -> list[str]:
     return [sys.executable, "-m", "medkit_exp", *replayed_overrides(overrides), f"hydra.run.dir={hydra_value(str(output_dir))}",
-            f"tracking.tracking_uri={hydra_value(tracking_uri)}", f"++tracking.tags.{REPRODUCES_TAG}={run_id}", *extra]
+            f"tracking.tracking_uri={hydra_value(tracking_uri)}", *RERUN_SETTINGS, f"++tracking.tags.{REPRODUCES_TAG}={run_id}",
+            *extra]
 
 
 def reproduce(args: argparse.Namespace) -> int:

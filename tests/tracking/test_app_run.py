@@ -114,6 +114,8 @@ def test_reproduce_repeats_every_metric_exactly(app_run, client, capfd, caplog, 
     new = client.search_runs([recorded.info.experiment_id], f"tags.reproduces = '{app_run['run_id']}'")[0]
     assert new.data.tags["output_dir"] == str(output_dir.resolve())
     assert new.data.params["trainer.max_steps"] == "4" and new.data.params["seed"] == "42"
+    assert "model.registered" not in new.data.tags  # the recorded run's alias stays on its model
+    assert client.get_model_version_by_alias(APP_MODEL_NAME, "candidate").run_id == app_run["run_id"]
     comparisons = compare_metrics(client, recorded, new)
     assert {c.key for c in comparisons} >= {"eval/f1", "eval/loss", "train/loss", "train/grad_norm"}
     for comparison in comparisons:  # same steps, same values, bit for bit
