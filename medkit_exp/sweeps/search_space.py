@@ -24,7 +24,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,6 +270,3 @@ def _config_key(origin: str) -> str:
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
-
-def keys_of(overrides: Iterable[str]) -> list[str]:
-    return [line.split("=", 1)[0] for line in overrides]
