@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--order", choices=("unpruned-first", "pruned-first"), default="unpruned-first", help="which sweep runs first")
     parser.add_argument("--no-tracking", action="store_true", help="no MLflow tracking (default: a sqlite store in the output folder)")
     parser.add_argument("--debug", action="store_true", help="debug=fast: tiny random encoder, 4 steps per trial (a smoke check of this script)")
+    parser.add_argument("--percentile", type=float, default=50.0,
+                        help="percentile pruner: the top percentile of trials kept at each evaluation (default: 50)")
     parser.add_argument("--output", type=Path, default=None, help="output folder (default: a new temporary folder)")
     parser.add_argument("--overrides", nargs="*", default=[], help="more Hydra overrides for both sweeps")
     return parser.parse_args(argv)
@@ -63,7 +65,7 @@ def pruner_overrides(args: argparse.Namespace) -> list[str]:
         overrides += [f"+hydra.sweeper.pruner.n_startup_trials={args.pruner_startup}",
                       f"+hydra.sweeper.pruner.n_warmup_steps={args.warmup_evaluations}"]
     if args.pruner == "percentile":
-        overrides.append("+hydra.sweeper.pruner.percentile=50.0")
+        overrides.append(f"+hydra.sweeper.pruner.percentile={args.percentile}")
     return overrides
 
 
