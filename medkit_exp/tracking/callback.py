@@ -58,6 +58,7 @@ from medkit_exp.tracking.runs import (
     logged_max_steps,
     resolve_tracking_uri,
     start_system_metrics,
+    stop_system_metrics,
     trainer_config_dict,
 )
 from medkit_exp.tracking.sink import AsyncRunLogger
@@ -325,7 +326,7 @@ class MLflowCallback(TrainerCallback):
             return
         sink, state = self._logger, self.state
         if self._monitor is not None:
-            self._monitor.finish()
+            stop_system_metrics(self._monitor)
             self._monitor = None
         self._submit_artifacts(upload_checkpoints)
         sink.submit({"op": "tags", "tags": self._summary_tags(status)})

@@ -121,11 +121,25 @@ def start_system_metrics(run_id: str, tracking_uri: str, resume: bool) -> Any | 
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
         monitor = SystemMetricsMonitor(run_id, tracking_uri=tracking_uri, resume_logging=resume)
+        monitor.start_step = getattr(monitor, "_logging_step", 0)
         monitor.start()
         return monitor
     except Exception as error:  # noqa: BLE001 - optional: psutil missing, no GPU library...
         logger.warning("MLflow system metrics are not logged: %s", error)
         return None
+
+
+def stop_system_metrics(monitor: Any) -> None:
+    """Stop the monitor. A run shorter than one sampling interval (the monitor publishes after
+    each interval and drops what it collected when stopped) still gets one sample, taken now."""
+    monitor.finish()
+    try:
+        if getattr(monitor, "_logging_step", None) == getattr(monitor, "start_step", None):
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
+    except Exception as error:  # noqa: BLE001 - optional metrics never fail a run
+        logger.warning("MLflow system metrics: the final sample was not logged: %s", error)
 
 
 def checkpoint_kinds(value: bool | str | Sequence[str] | None) -> list[str]:

@@ -225,3 +225,16 @@ def test_numpy_and_tensor_metric_values_are_logged():
     assert all(is_number(value) for value in values.values())
     assert not any(is_number(value) for value in (True, "0.1", None, torch.ones(3)))
     assert [point[:2] for point in metric_points(values, step=7)] == [["a", 0.5], ["b", 0.25], ["c", 3.0], ["d", 1.5]]
+
+
+def test_system_metrics_of_a_run_shorter_than_the_sampling_interval(make_trainer, make_callback, client, monkeypatch):
+    """MLflow's monitor publishes only after a full interval; a shorter run still gets one sample."""
+    import pytest
+
+    pytest.importorskip("psutil")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "600")
+    callback = make_callback(system_metrics=True, plots=False, log_checkpoints=False)
+    make_trainer(callback=[callback]).train()
+    run = client.get_run(callback.run_id)
+    assert run.info.status == "FINISHED"
+    assert any(key.startswith("system/") for key in run.data.metrics), sorted(run.data.metrics)
