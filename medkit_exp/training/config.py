@@ -52,6 +52,9 @@ class TrainerConfig:
     group_by_length: batch items of similar length together (needs ``input_ids`` or ``length``).
     cache_preprocessed: preprocess the data once, not every epoch.
     handle_signals: on SIGTERM/SIGINT, save a checkpoint and stop cleanly.
+    retain_freed_memory: with glibc, keep memory freed between steps in the process instead of
+        returning it to the OS and faulting it in again at the next step (process-wide, lasts
+        after training; see :mod:`medkit_exp.training.memory`).
     """
 
     output_dir: str
@@ -82,6 +85,7 @@ class TrainerConfig:
     group_by_length: bool = False
     cache_preprocessed: bool = True
     handle_signals: bool = True
+    retain_freed_memory: bool = True
 
     def __post_init__(self) -> None:
         self.validate()

@@ -40,6 +40,7 @@ from medkit_exp.training.component import check_trainable_component, exposed_mod
 from medkit_exp.training.config import TrainerConfig
 from medkit_exp.training.history import HistoryFile
 from medkit_exp.training.loading import item_lengths, make_loader, preprocess_items
+from medkit_exp.training.memory import retain_freed_memory
 from medkit_exp.training.optim import build_optimizer
 from medkit_exp.training.schedulers import build_scheduler, is_plateau
 from medkit_exp.training.seed import rng_states, seed_everything, set_rng_states
@@ -136,6 +137,8 @@ class Trainer:
         if resume_from_checkpoint is None or not self._resume(resume_from_checkpoint):
             self.history_file.truncate(0)  # a new run starts a new history file
         self.callbacks.setup(self.state, self.control)
+        if self.config.retain_freed_memory:
+            retain_freed_memory()
         with self.signals.installed():
             self.callbacks.call("on_train_begin", config=self.config)
             try:

@@ -342,3 +342,15 @@ def test_compile_compiles_the_exposed_model_in_place_and_checkpoints_stay_loadab
 def test_compile_needs_an_exposed_model(make_trainer):
     with pytest.raises(ConfigError, match="compile"):
         make_trainer(component=HiddenModelClassifier(), compile=True)
+
+
+def test_retain_freed_memory_settings_are_accepted_by_glibc():
+    import platform
+
+    import pytest
+
+    from medkit_exp.training.memory import retain_freed_memory
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    assert retain_freed_memory() is True  # mallopt returned 1 for each setting
