@@ -78,7 +78,7 @@ def train(cfg: DictConfig) -> float | None:
     splits = load_corpus(OmegaConf.to_object(cfg.data) if isinstance(cfg.data, DictConfig) else NERDataConfig())
     component = build_component(cfg.component)
     trainer_config = build_trainer_config(cfg)
-    callbacks = build_callbacks(cfg, splits)
+    callbacks = build_callbacks(cfg, splits, component)
     trainer = Trainer(
         component, trainer_config, splits["train"], splits.get("dev"),
         metrics_computer=component.make_metrics_computer() if hasattr(component, "make_metrics_computer") else None,
@@ -153,7 +153,7 @@ def build_scheduler(scheduler_cfg: DictConfig) -> Any:
     return make_scheduler_builder(name, **{key: scheduler_cfg[key] for key in keys})
 
 
-def build_callbacks(cfg: DictConfig, splits: dict[str, list]) -> list[Any]:
+def build_callbacks(cfg: DictConfig, splits: dict[str, list], component: Any = None) -> list[Any]:
     from medkit_exp.training import DefaultPrinterCallback, EarlyStoppingCallback
 
     callbacks: list[Any] = [DefaultPrinterCallback(progress_bar=cfg.callbacks.progress_bar)]
@@ -176,6 +176,7 @@ def build_callbacks(cfg: DictConfig, splits: dict[str, list]) -> list[Any]:
                 params["tracking"], params, OmegaConf.to_yaml(cfg, resolve=True), overrides, splits,
                 data_source=str(corpus_root(OmegaConf.to_object(cfg.data))), data_name=cfg.data.name,
                 parent_run_id=trial.parent_run_id if trial else None, extra_tags=trial.child_tags() if trial else None,
+                component=component,
             )
         )
     return callbacks + sweep_callbacks(cfg, callbacks)

@@ -20,16 +20,18 @@ def mlflow_callback_from_config(
     data_name: str,
     parent_run_id: str | None = None,
     extra_tags: Mapping[str, str] | None = None,
+    component: Any = None,
 ) -> MLflowCallback:
     """An :class:`MLflowCallback` for one application run: resolved config as params and artifact,
     command-line overrides, each data split as a dataset input, and (for a tagger) the best
     checkpoint as a pyfunc model and a report on the dev split. A sweep trial passes its sweep's
-    ``parent_run_id`` and ``extra_tags`` (study name, trial number)."""
+    ``parent_run_id`` and ``extra_tags`` (study name, trial number). ``component``, the one being
+    trained, predicts the dev report when its final weights are the best checkpoint's."""
     datasets = [
         describe_dataset(f"{data_name}-{split}", documents, data_source, context="training" if split == "train" else "eval")
         for split, documents in splits.items()
     ]
-    hooks = ner_hooks_from_config(tracking, splits.get("dev"))
+    hooks = ner_hooks_from_config(tracking, splits.get("dev"), component)
     model_logger, artifact_hooks = hooks.callback_hooks(tracking.get("log_model", True), tracking.get("dev_report", True))
     return MLflowCallback(
         tracking_uri=tracking.get("tracking_uri"),
@@ -50,7 +52,9 @@ def mlflow_callback_from_config(
     )
 
 
-def ner_hooks_from_config(tracking: Mapping[str, Any], dev_documents: Sequence[Any] | None) -> NERTrackingHooks:
+def ner_hooks_from_config(
+    tracking: Mapping[str, Any], dev_documents: Sequence[Any] | None, component: Any = None
+) -> NERTrackingHooks:
     """The model and dev-report hooks (they act only when the run's checkpoints are taggers)."""
     sample_size = tracking.get("prediction_sample_size", 20)
     if sample_size < 0:
@@ -59,5 +63,5 @@ def ner_hooks_from_config(tracking: Mapping[str, Any], dev_documents: Sequence[A
         raise ConfigError("tracking.prediction_sample_size", f"must be >= 0, got {sample_size}")
     return NERTrackingHooks(
         dev_documents, registered_model_name=tracking.get("register_model_name"),
-        model_alias=tracking.get("model_alias"), sample_size=sample_size,
+        model_alias=tracking.get("model_alias"), sample_size=sample_size, trained_component=component,
     )

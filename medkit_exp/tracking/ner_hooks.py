@@ -6,7 +6,7 @@
 
 Both hooks work on the run's best checkpoint (else its last) when it is a medkit_exp tagger
 folder (it has ``medkit_exp_tagger.json``); for any other component they log nothing and say so.
-The model is logged in a thread while the dev set is predicted (see :meth:`callback_hooks`).
+The model is logged in a thread while the dev report is written (see :meth:`callback_hooks`).
 
 - :meth:`NERTrackingHooks.log_model`: the pyfunc model ``model`` (see
   :mod:`medkit_exp.tracking.ner_model`), with a signature and an input example made of the first
@@ -40,6 +40,9 @@ class NERTrackingHooks:
     sample_size: documents in the prediction sample.
     example_texts: input example of the model when there is no dev split.
     batch_size: prediction batch size.
+    trained_component: the tagger being trained: when its final weights are those of the
+        checkpoint reported on (the last checkpoint, saved at the final step), it predicts the dev
+        set instead of a copy loaded from the checkpoint folder.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class NERTrackingHooks:
         sample_size: int = 20,
         example_texts: Sequence[str] = ("Fever and cough since Monday.",),
         batch_size: int = 32,
+        trained_component: Any = None,
     ):
         if model_alias and not registered_model_name:
             from medkit_exp.errors import ConfigError
@@ -61,16 +65,19 @@ class NERTrackingHooks:
         self.sample_size = sample_size
         self.example_texts = list(example_texts)
         self.batch_size = batch_size
+        self.trained_component = trained_component
         self._loaded: tuple[str, Any] | None = None  # (checkpoint, tagger)
         self._predicted: tuple[str, list[Any]] | None = None  # (checkpoint, dev predictions)
         self._background = False
         self._model_thread: threading.Thread | None = None
+        self._pending_model: tuple[str, Any] | None = None  # (checkpoint, run) to log in the background
 
     def callback_hooks(self, log_model: bool = True, dev_report: bool = True) -> tuple[Any, list[Any]]:
         """The MLflowCallback's ``log_model`` and ``extra_artifacts`` arguments.
 
-        With both, the model is logged in a thread while the dev set is predicted (mostly file
-        copies and Python against torch's GIL-free work), and the report hook waits for it.
+        With both, the model is logged in a thread once the dev set is predicted (two threads
+        running torch at once slow each other down), while the report is drawn and uploaded, and the
+        report hook waits for it.
         """
         self._background = log_model and dev_report and bool(self.dev_documents)
         return (self.log_model if log_model else None), ([self.log_dev_report] if dev_report else [])
@@ -80,11 +87,8 @@ class NERTrackingHooks:
         """The callback's ``log_model`` hook: log the checkpoint's tagger as the run's model."""
         if not self._is_tagger(checkpoint_dir, "model"):
             return
-        if self._background:
-            self._model_thread = threading.Thread(
-                target=self._log_model, args=(checkpoint_dir, run), name="medkit-exp-log-model", daemon=False
-            )
-            self._model_thread.start()
+        if self._background:  # started by the report hook once the dev set is predicted
+            self._pending_model = (checkpoint_dir, run)
         else:
             self._log_model(checkpoint_dir, run)
 
@@ -96,9 +100,20 @@ class NERTrackingHooks:
             if self.dev_documents and checkpoint and self._is_tagger(checkpoint, "dev report"):
                 self._log_dev_report(run, state, checkpoint)
         finally:
+            self._start_model_logging()
             if self._model_thread is not None:
                 self._model_thread.join()
                 self._model_thread = None
+
+    def _start_model_logging(self) -> None:
+        """Log the model waiting for it in a thread. Not earlier than after the dev predictions:
+        two threads running torch at once on all cores each slow the other down."""
+        if self._pending_model is not None:
+            self._model_thread = threading.Thread(
+                target=self._log_model, args=self._pending_model, name="medkit-exp-log-model", daemon=False
+            )
+            self._pending_model = None
+            self._model_thread.start()
 
     def _log_model(self, checkpoint_dir: str, run: Any) -> None:
         from medkit_exp.tracking.ner_model import log_tagger_model
@@ -114,7 +129,9 @@ class NERTrackingHooks:
     def _log_dev_report(self, run: Any, state: Any, checkpoint: str) -> None:
         from medkit_exp.tracking.ner_report import write_dev_report
 
+        self._use_trained_component(state, checkpoint)
         predictions = self.predictions(checkpoint)
+        self._start_model_logging()  # file copies and MLflow calls while the report is drawn
         labels = self.tagger(checkpoint).labels
         output_dir = Path(state.output_dir) / "mlflow_artifacts" / REPORT_DIR
         folders = write_dev_report(self.dev_documents, predictions, labels, output_dir, self.sample_size,
@@ -124,6 +141,21 @@ class NERTrackingHooks:
             client.log_artifacts(run.run_id, str(folder), folder.name)
 
     # ------------------------------------------------------------------ cached work
+    def _use_trained_component(self, state: Any, checkpoint: str) -> None:
+        """Take the trained tagger as ``checkpoint``'s when it holds the same weights: the
+        checkpoint is the last one and was saved at the final step."""
+        from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+        from medkit_exp.training.checkpoint import checkpoint_name
+
+        component = self.trained_component
+        if (
+            isinstance(component, HFEntityMatcherTrainable)
+            and str(checkpoint) == str(state.last_checkpoint)
+            and Path(checkpoint).name == checkpoint_name(state.global_step)
+            and (self._loaded is None or self._loaded[0] != str(checkpoint))
+        ):
+            self._loaded = (str(checkpoint), component)
+
     def tagger(self, checkpoint: str) -> Any:
         """The tagger saved in ``checkpoint`` (loaded once)."""
         if self._loaded is None or self._loaded[0] != str(checkpoint):

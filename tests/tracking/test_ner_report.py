@@ -126,3 +126,33 @@ def test_quiet_model_logging_restores_what_it_changes(monkeypatch):
         assert os.environ[PROGRESS_BAR_ENV] == "false"
     assert (environment.warn_dependency_requirement_mismatches, mlflow.pyfunc.warn_dependency_requirement_mismatches) == originals
     assert PROGRESS_BAR_ENV not in os.environ
+
+
+def test_dev_report_predicts_with_the_trained_tagger_when_it_holds_the_checkpoint_weights(
+    tiny_bert_dir, make_callback, client, tmp_path
+):
+    """The report on the last checkpoint (saved at the final step) comes from the tagger in memory,
+    not from a copy loaded from disk, and its scores equal those of the checkpoint reloaded."""
+    from medkit_exp.ner import demo_corpus_dir, read_brat
+    from medkit_exp.ner.metrics import evaluate_documents
+    from medkit_exp.ner.predict import predict
+    from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+    from medkit_exp.tracking.ner_hooks import NERTrackingHooks
+    from medkit_exp.training import Trainer, TrainerConfig
+
+    labels = ["problem", "treatment", "test"]
+    train, dev = (list(read_brat(f"{demo_corpus_dir()}/{split}"))[:8] for split in ("train", "dev"))
+    tagger = HFEntityMatcherTrainable(str(tiny_bert_dir), labels=labels, tagging_scheme="iob2")
+    hooks = NERTrackingHooks(dev, sample_size=2, trained_component=tagger)
+    callback = make_callback(plots=False, log_checkpoints=False, extra_artifacts=[hooks.log_dev_report])
+    config = TrainerConfig(output_dir=str(tmp_path / "run"), max_steps=2, batch_size=4, eval_strategy="no", seed=3)
+    trainer = Trainer(tagger, config, train, None, callback=[callback])
+    trainer.train()
+    assert hooks._loaded is not None and hooks._loaded[1] is tagger  # no second copy was loaded
+
+    folder = tmp_path / "downloaded"
+    client.download_artifacts(callback.run_id, "predictions", str(folder))
+    logged = json.loads((folder / "predictions" / "dev_scores.json").read_text())
+    reloaded = HFEntityMatcherTrainable.from_pretrained(trainer.last_checkpoint)
+    expected = evaluate_documents(dev, predict(reloaded, [doc.with_entities([]) for doc in dev]))
+    assert logged == pytest.approx(json.loads(json.dumps(expected)))
