@@ -45,15 +45,24 @@ def git_info(cwd: str | Path | None = None) -> dict[str, str]:
 
 
 def package_versions(packages: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
-    """Installed versions, read from package metadata (nothing is imported)."""
+    """Installed versions: ``__version__`` of a package already imported, else its metadata
+    (nothing is imported). Reading the metadata scans site-packages for each name, 0.3 s for
+    four names in a training process, which has most of them imported anyway."""
     versions = {"python": platform.python_version()}
     for name in packages:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            module = sys.modules.get(name)
-            versions[name] = getattr(module, "__version__", "not installed")
+        versions[name] = installed_version(name) or "not installed"
     return versions
+
+
+def installed_version(name: str) -> str | None:
+    """The version of package ``name`` (see :func:`package_versions`); None if not installed."""
+    version = getattr(sys.modules.get(name), "__version__", None)
+    if isinstance(version, str) and version:
+        return version
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def context_tags(argv: list[str] | None = None, cwd: str | Path | None = None) -> dict[str, str]:

@@ -25,7 +25,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +115,9 @@ def model_signature(example_texts: Sequence[str]) -> Any:
 def pip_requirements() -> list[str]:
     """The installed versions of what loading the model needs (pinned, so no inference runs:
     MLflow would otherwise load the model in a subprocess to find its imports)."""
-    requirements = []
-    for name in REQUIREMENTS:
-        try:
-            requirements.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            requirements.append(name)
-    return requirements
+    from medkit_exp.tracking.context import installed_version
+
+    return [f"{name}=={version}" if (version := installed_version(name)) else name for name in REQUIREMENTS]
 
 
 @contextlib.contextmanager

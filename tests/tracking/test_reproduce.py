@@ -78,3 +78,20 @@ def test_dry_run_prints_the_command(app_run, capsys, tmp_path):
     assert "tracking.model_alias=candidate" not in command and "tracking.model_alias=null" in command
     assert command.endswith(f"++tracking.tags.reproduces={app_run['run_id']} optimizer.lr=0.1")
     assert not (tmp_path / "out dir").exists()
+
+
+def test_package_versions_of_imported_packages_equal_their_metadata():
+    """Versions come from ``__version__`` of imported packages: the same as their installed metadata
+    (medkit_exp's ``__version__`` kept equal to pyproject's version)."""
+    from importlib import metadata
+
+    import medkit_exp
+    import torch
+    import transformers
+
+    from medkit_exp.tracking.context import TRACKED_PACKAGES, package_versions
+
+    assert medkit_exp and torch and transformers
+    versions = package_versions()
+    for name in TRACKED_PACKAGES:
+        assert versions[name] == metadata.version(name), name
