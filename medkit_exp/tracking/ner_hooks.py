@@ -152,7 +152,6 @@ class NERTrackingHooks:
             isinstance(component, HFEntityMatcherTrainable)
             and str(checkpoint) == str(state.last_checkpoint)
             and Path(checkpoint).name == checkpoint_name(state.global_step)
-            and (self._loaded is None or self._loaded[0] != str(checkpoint))
         ):
             self._loaded = (str(checkpoint), component)
 
