@@ -70,6 +70,11 @@ def train(cfg: DictConfig) -> float | None:
     from medkit_exp.training import Trainer, seed_everything
 
     print_config(cfg)
+    if cfg.tracking.enabled and cfg.tracking.get("worker", True):  # imports MLflow while we import torch
+        from medkit_exp.tracking.worker import prestart
+
+        prestart(cfg.tracking.tracking_uri, plots=cfg.tracking.plots or cfg.tracking.dev_report,
+                 log_model=cfg.tracking.log_model)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

@@ -58,3 +58,7 @@ class NonFiniteLossError(MedkitExpError, FloatingPointError):
 
 class SweepError(MedkitExpError, RuntimeError):
     """A hyperparameter sweep that cannot go on (too many failed trials, an interrupted trial)."""
+
+
+class TrackingError(MedkitExpError, RuntimeError):
+    """MLflow refused to open a run for good (a bad experiment name or parent run)."""

@@ -137,6 +137,9 @@ class TrackingConfig:
     plots: draw and upload the learning curves.
     system_metrics: MLflow's system metrics (CPU, memory, GPU...).
     tags: extra tags of the run.
+    worker: do the MLflow work in a tracking worker process, off the training's wall time.
+    validate_model: MLflow loads the logged model and predicts its input example (a third load
+        of the weights; the signature is checked either way).
     """
 
     enabled: bool = True
@@ -153,6 +156,8 @@ class TrackingConfig:
     plots: bool = True
     system_metrics: bool = False
     tags: dict[str, str] = field(default_factory=dict)
+    worker: bool = True
+    validate_model: bool = False
 
 
 @dataclass

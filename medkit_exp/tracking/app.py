@@ -49,6 +49,7 @@ def mlflow_callback_from_config(
         parent_run_id=parent_run_id,  # a sweep trial: child of the sweep's run
         log_model=model_logger,
         extra_artifacts=artifact_hooks,
+        worker=tracking.get("worker", True),
     )
 
 
@@ -64,4 +65,5 @@ def ner_hooks_from_config(
     return NERTrackingHooks(
         dev_documents, registered_model_name=tracking.get("register_model_name"),
         model_alias=tracking.get("model_alias"), sample_size=sample_size, trained_component=component,
+        validate_model=tracking.get("validate_model", False),
     )

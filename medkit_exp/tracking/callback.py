@@ -47,22 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from medkit_exp.training.callbacks import TrainerCallback, TrainerState
-from medkit_exp.tracking.datasets import DatasetInfo, entity_dict
-from medkit_exp.tracking.ops import MetricDeduper, create_run, is_permanent_error, now_ms
+from medkit_exp.tracking.datasets import DatasetInfo
+from medkit_exp.tracking.ops import metric_points, now_ms
 from medkit_exp.tracking.params import config_yaml, mlflow_params, redact_config, redact_override
-from medkit_exp.tracking.runs import (
-    RunHandle,
-    checkpoint_kinds,
-    configure_http_env,
-    is_number,
-    logged_max_steps,
-    resolve_tracking_uri,
-    start_system_metrics,
-    stop_system_metrics,
-    trainer_config_dict,
-)
-from medkit_exp.tracking.sink import AsyncRunLogger
-from medkit_exp.tracking.spool import RunSpool, replay, run_spools
+from medkit_exp.tracking.runs import RunHandle, checkpoint_kinds, is_number, trainer_config_dict
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +88,8 @@ class MLflowCallback(TrainerCallback):
     flush_interval: seconds between two sends of the background logger.
     retry_interval: seconds between two tries to reach an unreachable server.
     http_max_retries, http_timeout: MLflow HTTP settings used unless set in the environment.
+    worker: do the MLflow work (imports, store, sends, plots, model logging) in a tracking worker
+        process (:mod:`medkit_exp.tracking.worker`) rather than in this one.
     """
 
     state_key = "MLflowCallback"
@@ -126,6 +116,7 @@ class MLflowCallback(TrainerCallback):
         retry_interval: float = 10.0,
         http_max_retries: int | None = None,
         http_timeout: int | None = None,
+        worker: bool = False,
     ):
         if log_every_n_steps < 1:
             from medkit_exp.errors import ConfigError
@@ -153,19 +144,21 @@ class MLflowCallback(TrainerCallback):
         self._restored: dict[str, Any] = {}
         self._local_id: str | None = None
         self._run_id: str | None = None
-        self._logger: AsyncRunLogger | None = None
-        self._monitor: Any = None
+        self.worker = worker
+        self._session: Any = None  # a RunSession, or a WorkerSession when ``worker``
 
     # ------------------------------------------------------------------ public
     @property
     def run_id(self) -> str | None:
         """The MLflow run id (None while a run that started offline was never created)."""
-        return self._logger.run_id if self._logger is not None else self._run_id
+        return self._session.run_id if self._session is not None else self._run_id
 
     @property
     def run(self) -> RunHandle | None:
         run_id = self.run_id
-        return RunHandle(run_id, self.resolved_tracking_uri) if run_id and self.resolved_tracking_uri else None
+        if not (run_id and self.resolved_tracking_uri):
+            return None
+        return RunHandle(run_id, self.resolved_tracking_uri, session=self._session)
 
     def state_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "local_id": self._local_id}
@@ -175,137 +168,63 @@ class MLflowCallback(TrainerCallback):
 
     # ------------------------------------------------------------------ events
     def on_train_begin(self, config: Any) -> None:
-        from mlflow import MlflowClient
-
-        if self._logger is not None:  # a previous train() with this callback did not end
+        if self._session is not None:  # a previous train() with this callback did not end
             self._finish("KILLED", upload_checkpoints=False)
-        uri = self.resolved_tracking_uri = resolve_tracking_uri(self.tracking_uri)
-        configure_http_env(uri, self.http_max_retries, self.http_timeout)
-        client = MlflowClient(uri)
         output_dir = Path(self.state.output_dir)
-        self._replay_leftovers(output_dir)
         self._local_id = self._restored.get("local_id") or uuid.uuid4().hex[:12]
-        spool = RunSpool.for_run(output_dir, self._local_id)
-        spec = spool.read_spec() or self._new_spec(uri)
-        run_id = self._restored.get("run_id") or spec.get("run_id") or self._launcher_run_id()
-        online, run_id, deduper = self._open_run(client, spool, spec, run_id)
-        self._run_id = run_id
-        self._logger = AsyncRunLogger(
-            client, run_id, spool, online=online, flush_interval=self.flush_interval,
-            retry_interval=self.retry_interval, deduper=deduper,
-        )
-        self._submit_run_description(config, output_dir, reattached=bool(self._restored))
-        if self.system_metrics and online:
-            self._monitor = start_system_metrics(run_id, uri, resume=bool(self._restored))
+        request = self._run_request(config, output_dir)
+        if self.worker:
+            from medkit_exp.tracking.worker import WorkerSession
+
+            session: Any = WorkerSession(request)
+        else:
+            from medkit_exp.tracking.session import RunSession
+
+            session = RunSession(request)
+        opened = session.open()
+        self._session = session
+        self.resolved_tracking_uri = opened["tracking_uri"]
+        self._run_id = opened["run_id"]
+        session.describe()
 
     def on_log(self, logs: dict[str, float], step: int) -> None:
-        if self._logger is not None and step % self.log_every_n_steps == 0:
-            self._logger.log_metrics({f"train/{key}": value for key, value in logs.items() if is_number(value)}, step)
+        if self._session is not None and step % self.log_every_n_steps == 0:
+            metrics = {f"train/{key}": value for key, value in logs.items() if is_number(value)}
+            if metrics:
+                self._session.submit({"op": "metrics", "metrics": metric_points(metrics, step)})
 
     def on_evaluate(self, metrics: dict[str, float], step: int) -> None:
-        if self._logger is None:
+        if self._session is None:
             return
         values = {f"eval/{key}": value for key, value in metrics.items() if is_number(value)}
         train = self.state.history[-1].get("train", {}) if self.state.history else {}
         for key, value in train.items():
             if is_number(value):
                 values["train/loss_avg" if key == "loss" else f"train/{key}"] = value
-        self._logger.log_metrics(values, step)
+        if values:
+            self._session.submit({"op": "metrics", "metrics": metric_points(values, step)})
 
     def on_train_end(self) -> None:
         self._finish("KILLED" if self.state.interrupted else "FINISHED", upload_checkpoints=True)
 
     def on_exception(self, exception: BaseException) -> None:
-        if self._logger is not None:
-            self._logger.submit({"op": "tags", "tags": {"error": f"{type(exception).__name__}: {exception}"[:5000]}})
+        if self._session is not None:
+            self._session.submit({"op": "tags", "tags": {"error": f"{type(exception).__name__}: {exception}"[:5000]}})
         self._finish("KILLED" if isinstance(exception, KeyboardInterrupt) else "FAILED", upload_checkpoints=False)
 
     # ------------------------------------------------------------------ start
-    def _launcher_run_id(self) -> str | None:
-        """``$MLFLOW_RUN_ID``: the run ``mlflow run`` created for this process, which a new training
-        logs into when the store has it (else it starts its own). Sweep children get runs of their own."""
-        return None if self.parent_run_id else os.environ.get("MLFLOW_RUN_ID") or None
+    def _run_request(self, config: Any, output_dir: Path) -> dict[str, Any]:
+        """What the session needs (plain data): run tags, flattened params and the config files
+        made here; git, host and package versions are read where the session runs."""
+        from medkit_exp.tracking.context import dataset_tags, run_tags
+        from medkit_exp.tracking.session import run_request
 
-    def _new_spec(self, uri: str) -> dict[str, Any]:
-        return {
-            "local_id": self._local_id, "tracking_uri": uri, "experiment_name": self.experiment_name,
-            "run_name": self.run_name, "parent_run_id": self.parent_run_id,
-            "artifact_location": self.artifact_location, "start_time": now_ms(), "run_id": None,
-        }
-
-    def _replay_leftovers(self, output_dir: Path) -> None:
-        """Send what earlier trainings in this folder spooled (each to the URI it recorded)."""
-        from mlflow import MlflowClient
-
-        for spool in run_spools(output_dir):
-            spec = spool.read_spec() or {}
-            if not spool.has_pending() and spec.get("run_id"):
-                continue
-            try:
-                replay(spool, MlflowClient(spec.get("tracking_uri") or self.resolved_tracking_uri))
-            except Exception as error:  # noqa: BLE001 - still unreachable: the spool stays
-                logger.warning("Spooled MLflow data in %s not sent yet: %s", spool.directory, str(error)[:200])
-
-    def _open_run(self, client: Any, spool: RunSpool, spec: dict[str, Any], run_id: str | None) -> tuple[bool, str | None, MetricDeduper]:
-        """Reattach to ``run_id`` (or create the run), send what this run spooled earlier, and
-        note the steps the run has (a resumed training redoes the steps after its checkpoint).
-
-        Returns ``(online, run_id, deduper)``; offline when the server does not answer.
-        """
-        deduper = MetricDeduper()
-        try:
-            run_id = self._reattach_or_create(client, spec, run_id)
-            spec["run_id"] = run_id
-            spool.write_spec(spec)
-            if spool.has_pending():  # left by an earlier attempt: it goes first, in order
-                replay(spool, client)
-            if self._restored:
-                deduper.skip_through = logged_max_steps(client, run_id)
-            return True, run_id, deduper
-        except Exception as error:  # noqa: BLE001 - unreachable server: go on offline
-            if is_permanent_error(error):
-                raise  # a bad experiment name or parent run: no retry would fix it
-            spec["run_id"] = run_id
-            spool.write_spec(spec)
-            logger.warning(
-                "MLflow tracking server %s unreachable (%s): training goes on; tracking data is kept in %s",
-                self.resolved_tracking_uri, str(error).splitlines()[0][:200] if str(error) else type(error).__name__,
-                spool.directory,
-            )
-            return False, run_id, deduper
-
-    def _reattach_or_create(self, client: Any, spec: dict[str, Any], run_id: str | None) -> str:
-        if run_id:
-            try:
-                client.get_run(run_id)
-                logger.info("Reattached to MLflow run %s", run_id)
-                return run_id
-            except Exception as error:
-                if not is_permanent_error(error):
-                    raise
-                logger.warning("MLflow run %s not found (%s): starting a new run", run_id, str(error)[:200])
-        run_id = create_run(client, spec)
-        logger.info("MLflow run %s in experiment %r at %s", run_id, self.experiment_name, self.resolved_tracking_uri)
-        return run_id
-
-    def _submit_run_description(self, config: Any, output_dir: Path, reattached: bool) -> None:
-        from medkit_exp.tracking.context import context_tags, dataset_tags, run_tags
-
-        assert self._logger is not None
-        submit = self._logger.submit
-        tags = {**context_tags(), **run_tags(self.experiment_name, self.run_name, self.parent_run_id, output_dir),
+        tags = {**run_tags(self.experiment_name, self.run_name, self.parent_run_id, output_dir),
                 **dataset_tags(self.datasets)}
         tags.update({str(k): str(v) for k, v in redact_config(self.tags).items()})
-        if reattached:
+        if self._restored:
             tags["resumed_at_step"] = str(self.state.global_step)
-        if reattached:
-            submit({"op": "status", "status": "RUNNING", "end_time": None})
-        submit({"op": "tags", "tags": tags})
         params = self.params if self.params is not None else {"trainer": trainer_config_dict(config)}
-        submit({"op": "params", "params": mlflow_params(params)})
-        if self.datasets:
-            datasets = [{"entity": entity_dict(info), "context": info.context} for info in self.datasets]
-            submit({"op": "inputs", "datasets": datasets})
         folder = output_dir / ARTIFACTS_DIR / "config"
         folder.mkdir(parents=True, exist_ok=True)
         text = config_yaml(self.config_yaml, params)
@@ -316,42 +235,39 @@ class MLflowCallback(TrainerCallback):
 
             kept = [o for o in (redact_override(o) for o in self.overrides) if o is not None]
             (folder / "overrides.yaml").write_text(yaml.safe_dump(kept), encoding="utf-8")
-        if any(folder.iterdir()):
-            submit({"op": "artifact", "local_path": str(folder), "artifact_path": "config"})
+        return run_request(self, folder if any(folder.iterdir()) else None, tags, mlflow_params(params))
 
     # ------------------------------------------------------------------ end
     def _finish(self, status: str, upload_checkpoints: bool) -> None:
         """Upload the end-of-run artifacts, run the hooks, flush, set the status and stop."""
-        if self._logger is None:
+        if self._session is None:
             return
-        sink, state = self._logger, self.state
-        if self._monitor is not None:
-            stop_system_metrics(self._monitor)
-            self._monitor = None
+        session, state = self._session, self.state
+        session.stop_monitor()
         self._submit_artifacts(upload_checkpoints)
-        sink.submit({"op": "tags", "tags": self._summary_tags(status)})
-        hooks_first = status != "FAILED" and sink.online and self.run is not None
+        session.submit({"op": "tags", "tags": self._summary_tags(status)})
+        hooks_first = status != "FAILED" and session.online and self.run is not None
         if hooks_first:  # the uploads (file copies) go on while the hooks work
             self._run_hooks(status, state)
-        sink.flush(timeout=300)
+        session.flush(timeout=300)
         if status != "FAILED" and not hooks_first:  # offline so far: the flush may reach MLflow
+            session.state()
             self._run_hooks(status, state)
-        sink.submit({"op": "status", "status": status, "end_time": now_ms()})
-        sink.close(timeout=300)
-        self._run_id = sink.run_id
-        if sink.spool.has_pending():
+        session.submit({"op": "status", "status": status, "end_time": now_ms()})
+        closed = session.close(timeout=300)
+        self._run_id = closed["run_id"]
+        if closed["pending"]:
             logger.warning(
                 "MLflow unreachable: %s tracking operations of run %s are kept in %s; they are sent at the next "
                 "training in this folder or with `python -m medkit_exp.tracking.spool %s`",
-                len(sink.spool.pending()), self._run_id or "(not created yet)", sink.spool.directory,
-                Path(state.output_dir),
+                closed["pending"], self._run_id or "(not created yet)", closed["spool_dir"], Path(state.output_dir),
             )
-        self._logger = None
+        self._session = None
         self._restored = {}
 
     def _submit_artifacts(self, upload_checkpoints: bool) -> None:
-        assert self._logger is not None
-        state, submit = self.state, self._logger.submit
+        assert self._session is not None
+        state, submit = self.state, self._session.submit
         output_dir = Path(state.output_dir)
         history = output_dir / HISTORY_FILE
         if history.exists():
@@ -362,20 +278,11 @@ class MLflowCallback(TrainerCallback):
             if path and Path(path).is_dir() and path not in uploaded:
                 uploaded.add(path)
                 submit({"op": "artifact", "local_path": str(path), "artifact_path": f"checkpoints/{kind}", "link": True})
-        self._logger.wake()  # uploads (I/O) go on while the plot is drawn
+        self._session.wake()  # uploads (I/O) go on while the plot is drawn
         if self.plots and history.exists():
-            png = self._draw_plots(history, output_dir / ARTIFACTS_DIR / "plots" / "learning_curves.png")
-            if png is not None:
-                submit({"op": "artifact", "local_path": str(png), "artifact_path": "plots"})
-
-    def _draw_plots(self, history: Path, png: Path) -> Path | None:
-        try:
-            from medkit_exp.tracking.plots import plot_learning_curves
-
-            return plot_learning_curves(history, png, title=self.run_name)
-        except Exception:  # noqa: BLE001 - a plot is never worth a failed run
-            logger.exception("Could not draw the learning curves")
-            return None
+            png = output_dir / ARTIFACTS_DIR / "plots" / "learning_curves.png"
+            self._session.run_task("medkit_exp.tracking.plots:log_learning_curves",
+                                   {"history": str(history), "png": str(png), "title": self.run_name})
 
     def _summary_tags(self, status: str) -> dict[str, str]:
         state = self.state
@@ -398,7 +305,7 @@ class MLflowCallback(TrainerCallback):
             if checkpoint:
                 hooks.append(("log_model", lambda: self.log_model(checkpoint, run)))
         hooks += [(getattr(h, "__name__", repr(h)), (lambda h=h: h(run, state))) for h in self.extra_artifacts]
-        if hooks and (self._logger is None or not self._logger.online or run is None):
+        if hooks and (self._session is None or not self._session.online or run is None):
             logger.warning("MLflow unreachable: hooks %s not run", ", ".join(name for name, _ in hooks))
             return
         for name, hook in hooks:

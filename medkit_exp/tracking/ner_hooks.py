@@ -43,6 +43,10 @@ class NERTrackingHooks:
     trained_component: the tagger being trained: when its final weights are those of the
         checkpoint reported on (the last checkpoint, saved at the final step), it predicts the dev
         set instead of a copy loaded from the checkpoint folder.
+    validate_model: have MLflow load the logged model and predict its input example.
+
+    When the run's MLflow work is done in a tracking worker (``run.remote``), the model is logged
+    there, at once, while this process predicts the dev set; the report's plots are drawn there too.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class NERTrackingHooks:
         example_texts: Sequence[str] = ("Fever and cough since Monday.",),
         batch_size: int = 32,
         trained_component: Any = None,
+        validate_model: bool = False,
     ):
         if model_alias and not registered_model_name:
             from medkit_exp.errors import ConfigError
@@ -66,6 +71,7 @@ class NERTrackingHooks:
         self.example_texts = list(example_texts)
         self.batch_size = batch_size
         self.trained_component = trained_component
+        self.validate_model = validate_model
         self._loaded: tuple[str, Any] | None = None  # (checkpoint, tagger)
         self._predicted: tuple[str, list[Any]] | None = None  # (checkpoint, dev predictions)
         self._background = False
@@ -87,7 +93,11 @@ class NERTrackingHooks:
         """The callback's ``log_model`` hook: log the checkpoint's tagger as the run's model."""
         if not self._is_tagger(checkpoint_dir, "model"):
             return
-        if self._background:  # started by the report hook once the dev set is predicted
+        if getattr(run, "remote", False):  # another process: it works while this one predicts the dev set
+            run.run_task("medkit_exp.tracking.ner_model:log_model_task", checkpoint_dir=str(checkpoint_dir),
+                         example_texts=self._example_texts(), registered_model_name=self.registered_model_name,
+                         alias=self.model_alias, validate=self.validate_model)
+        elif self._background:  # started by the report hook once the dev set is predicted
             self._pending_model = (checkpoint_dir, run)
         else:
             self._log_model(checkpoint_dir, run)
@@ -115,30 +125,26 @@ class NERTrackingHooks:
             self._pending_model = None
             self._model_thread.start()
 
-    def _log_model(self, checkpoint_dir: str, run: Any) -> None:
-        from medkit_exp.tracking.ner_model import log_tagger_model
+    def _example_texts(self) -> list[str]:
+        return [doc.text for doc in self.dev_documents[:3]] or self.example_texts
 
-        texts = [doc.text for doc in self.dev_documents[:3]] or self.example_texts
-        try:
-            info = log_tagger_model(checkpoint_dir, run, texts, self.registered_model_name, self.model_alias)
-        except Exception:  # noqa: BLE001 - the run's data is safe; report and go on (as for any hook)
-            logger.exception("Could not log the model of %s", checkpoint_dir)
-            return
-        logger.info("Logged the model of %s as %s", Path(checkpoint_dir).name, info.model_uri)
+    def _log_model(self, checkpoint_dir: str, run: Any) -> None:
+        from medkit_exp.tracking.ner_model import log_model_task
+
+        log_model_task(run, checkpoint_dir, self._example_texts(), self.registered_model_name, self.model_alias,
+                       self.validate_model)
 
     def _log_dev_report(self, run: Any, state: Any, checkpoint: str) -> None:
-        from medkit_exp.tracking.ner_report import write_dev_report
+        from medkit_exp.tracking.ner_report import write_report_files
 
         self._use_trained_component(state, checkpoint)
         predictions = self.predictions(checkpoint)
         self._start_model_logging()  # file copies and MLflow calls while the report is drawn
         labels = self.tagger(checkpoint).labels
         output_dir = Path(state.output_dir) / "mlflow_artifacts" / REPORT_DIR
-        folders = write_dev_report(self.dev_documents, predictions, labels, output_dir, self.sample_size,
+        plots = write_report_files(self.dev_documents, predictions, labels, output_dir, self.sample_size,
                                    title=Path(checkpoint).name)
-        client = run.client
-        for folder in folders:
-            client.log_artifacts(run.run_id, str(folder), folder.name)
+        run.run_task("medkit_exp.tracking.ner_report:log_report", plots=plots)
 
     # ------------------------------------------------------------------ cached work
     def _use_trained_component(self, state: Any, checkpoint: str) -> None:

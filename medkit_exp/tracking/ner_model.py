@@ -161,20 +161,42 @@ def tagger_model_files(checkpoint_dir: str | Path, folder: Path) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def serving_input_check(enabled: bool) -> Iterator[None]:
+    """MLflow's check of a logged model's input example, which loads the model (torch, the
+    weights) and predicts the example, on (``enabled``) or off. Off, the example is still checked
+    against the signature."""
+    import mlflow.models.utils as model_utils
+
+    name = "_validate_serving_input"
+    original = getattr(model_utils, name, None)
+    if enabled or original is None:
+        yield
+        return
+    setattr(model_utils, name, lambda *args, **kwargs: None)
+    try:
+        yield
+    finally:
+        setattr(model_utils, name, original)
+
+
 def log_tagger_model(
     checkpoint_dir: str | Path,
     run: Any,
     example_texts: Sequence[str],
     registered_model_name: str | None = None,
     alias: str | None = None,
+    validate: bool = False,
 ) -> Any:
     """Log a checkpoint's tagger as the run's pyfunc model ``model``; optionally register it
     (``registered_model_name``) and point ``alias`` at the new version. Returns MLflow's ModelInfo.
 
-    ``run`` is a :class:`~medkit_exp.tracking.runs.RunHandle`.
+    ``run`` is a :class:`~medkit_exp.tracking.runs.RunHandle`. ``validate``: MLflow loads the
+    logged model and predicts the input example (see :func:`serving_input_check`).
     """
     example = pd.DataFrame({"text": list(example_texts)})
-    with tempfile.TemporaryDirectory(prefix="medkit-exp-model-") as tmp, run.activate(), quiet_model_logging():
+    with (tempfile.TemporaryDirectory(prefix="medkit-exp-model-") as tmp, run.activate(), quiet_model_logging(),
+          serving_input_check(validate)):
         tagger_dir = tagger_model_files(checkpoint_dir, Path(tmp))
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME,
@@ -198,3 +220,17 @@ def log_tagger_model(
     for key, value in tags.items():
         client.set_tag(run.run_id, key, value)
     return info
+
+
+def log_model_task(
+    run: Any, checkpoint_dir: str, example_texts: list[str], registered_model_name: str | None = None,
+    alias: str | None = None, validate: bool = False,
+) -> None:
+    """An MLflow task (see :meth:`~medkit_exp.tracking.runs.RunHandle.run_task`):
+    :func:`log_tagger_model`, its failure logged (the run's other data is safe)."""
+    try:
+        info = log_tagger_model(checkpoint_dir, run, example_texts, registered_model_name, alias, validate)
+    except Exception:  # noqa: BLE001
+        logger.exception("Could not log the model of %s", checkpoint_dir)
+        return
+    logger.info("Logged the model of %s as %s", Path(checkpoint_dir).name, info.model_uri)

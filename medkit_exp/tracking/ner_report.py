@@ -123,11 +123,21 @@ def write_dev_report(
     sample_size: int = 20, title: str | None = None,
 ) -> list[Path]:
     """Write the report files (see the module doc) under ``folder``; returns the subfolders written."""
+    plots = write_report_files(gold_docs, pred_docs, labels, folder, sample_size, title)
+    draw_report_plots(**plots)
+    return report_folders(folder)
+
+
+def write_report_files(
+    gold_docs: Sequence[Any], pred_docs: Sequence[Any], labels: Sequence[str], folder: str | Path,
+    sample_size: int = 20, title: str | None = None,
+) -> dict[str, Any]:
+    """The ``predictions/`` files of the report; returns :func:`draw_report_plots`' arguments
+    (JSON data, so that the plots can be drawn in another process)."""
     from medkit_exp.ner.metrics import evaluate_documents
-    from medkit_exp.tracking.plots import plot_confusion_matrix, plot_label_scores
 
     folder = Path(folder)
-    plots, predictions = folder / "plots", folder / "predictions"
+    predictions = folder / "predictions"
     predictions.mkdir(parents=True, exist_ok=True)
     scores = evaluate_documents(gold_docs, pred_docs)
     (predictions / "dev_scores.json").write_text(json.dumps(scores, indent=2, sort_keys=True), encoding="utf-8")
@@ -135,12 +145,41 @@ def write_dev_report(
         for record in sample_records(gold_docs, pred_docs, sample_size):
             stream.write(json.dumps(record, ensure_ascii=False) + "\n")
     (predictions / "dev_sample.md").write_text(sample_markdown(gold_docs, pred_docs, sample_size), encoding="utf-8")
-    plot_label_scores(label_scores(scores, labels), plots / "label_scores.png",
-                      title=f"{title + ': ' if title else ''}dev scores per label (exact spans)")
     counts = entity_confusion(gold_docs, pred_docs)
     others = {label for pair in counts for label in pair} - set(labels) - {MISSED, SPURIOUS}
     names = list(labels) + sorted(others)
-    plot_confusion_matrix(counts, names + [SPURIOUS], names + [MISSED], plots / "confusion_matrix.png",
-                          title=f"{title + ': ' if title else ''}entity labels on dev (same spans)",
+    return {
+        "folder": str(folder), "label_table": label_scores(scores, labels),
+        "confusion": [[gold, predicted, count] for (gold, predicted), count in counts.items()],
+        "rows": names + [SPURIOUS], "columns": names + [MISSED], "title": title,
+    }
+
+
+def draw_report_plots(
+    folder: str, label_table: dict[str, dict[str, float]], confusion: list[list[Any]], rows: list[str],
+    columns: list[str], title: str | None = None,
+) -> None:
+    """``plots/label_scores.png`` and ``plots/confusion_matrix.png`` of the report in ``folder``."""
+    from medkit_exp.tracking.plots import plot_confusion_matrix, plot_label_scores
+
+    plots = Path(folder) / "plots"
+    prefix = f"{title}: " if title else ""
+    plot_label_scores(label_table, plots / "label_scores.png", title=f"{prefix}dev scores per label (exact spans)")
+    plot_confusion_matrix({(gold, predicted): count for gold, predicted, count in confusion}, rows, columns,
+                          plots / "confusion_matrix.png", title=f"{prefix}entity labels on dev (same spans)",
                           blank=((SPURIOUS, MISSED),))
-    return [path for path in (plots, predictions) if path.is_dir()]
+
+
+def report_folders(folder: str | Path) -> list[Path]:
+    return [path for path in (Path(folder) / "plots", Path(folder) / "predictions") if path.is_dir()]
+
+
+def log_report(run: Any, plots: dict[str, Any]) -> None:
+    """An MLflow task (see :meth:`~medkit_exp.tracking.runs.RunHandle.run_task`): draw the plots
+    of a report whose files :func:`write_report_files` wrote, upload its folders."""
+    try:
+        draw_report_plots(**plots)
+    except Exception:  # noqa: BLE001 - the scores and the sample are still worth uploading
+        logger.exception("Could not draw the dev report's plots")
+    for folder in report_folders(plots["folder"]):
+        run.log_artifacts(folder, folder.name)

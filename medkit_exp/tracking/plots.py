@@ -88,6 +88,19 @@ def plot_learning_curves(history_path: str | Path, output_path: str | Path, titl
     return _save(figure, output_path)
 
 
+def log_learning_curves(run: Any, history: str, png: str, title: str | None = None) -> None:
+    """An MLflow task (see :meth:`~medkit_exp.tracking.runs.RunHandle.run_task`): draw the
+    learning curves of ``history`` to ``png`` and upload it under ``plots/``. A plot is never
+    worth a failed run: a drawing error is logged."""
+    try:
+        drawn = plot_learning_curves(history, png, title=title)
+    except Exception:  # noqa: BLE001
+        logger.exception("Could not draw the learning curves")
+        return
+    if drawn is not None and run is not None:
+        run.log_artifacts(drawn, "plots")
+
+
 def plot_runs(curves: dict[str, dict[str, Series]], metrics: list[str], output_path: str | Path, title: str | None = None) -> Path | None:
     """One panel per metric, one line per run: ``curves[run_label][metric] = [(step, value)]``."""
     metrics = [m for m in metrics if any(run.get(m) for run in curves.values())]

@@ -7,6 +7,7 @@ import logging
 import numbers
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -61,15 +62,43 @@ class RunHandle(str):
     """
 
     tracking_uri: str
+    session: Any  # the callback's session of the run (maybe in a worker process), or None
 
-    def __new__(cls, run_id: str, tracking_uri: str) -> RunHandle:
+    def __new__(cls, run_id: str, tracking_uri: str, session: Any = None) -> RunHandle:
         handle = super().__new__(cls, run_id)
         handle.tracking_uri = tracking_uri
+        handle.session = session
         return handle
 
     @property
     def run_id(self) -> str:
         return str(self)
+
+    @property
+    def remote(self) -> bool:
+        """True when the run's MLflow work happens in a tracking worker process."""
+        return bool(getattr(self.session, "remote", False))
+
+    def run_task(self, function: str, **kwargs: Any) -> None:
+        """Call ``module:function(run=<this run>, **kwargs)`` where the run's MLflow work is done:
+        in the tracking worker, in order with the run's operations (returns at once), else here.
+        The keyword arguments must be JSON data. A failure is logged, not raised."""
+        if self.session is not None:
+            self.session.run_task(function, kwargs)
+            return
+        from medkit_exp.tracking.session import call_task
+
+        call_task(function, self, kwargs)
+
+    def log_artifacts(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload a file or a folder's files: queued with the run's operations when the run has a
+        session (spooled if MLflow is away), else at once."""
+        if self.session is not None:
+            self.session.submit({"op": "artifact", "local_path": str(local_path), "artifact_path": artifact_path})
+        elif Path(local_path).is_dir():
+            self.client.log_artifacts(self.run_id, str(local_path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(local_path), artifact_path)
 
     @property
     def client(self) -> Any:

@@ -20,11 +20,12 @@ def _history(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (output_dir / "history.jsonl").read_text().splitlines()]
 
 
-def test_run_records_params_metrics_datasets_tags_and_artifacts(make_trainer, make_callback, client, tmp_path):
+@pytest.mark.parametrize("worker", [False, True], ids=["inline", "worker"])
+def test_run_records_params_metrics_datasets_tags_and_artifacts(make_trainer, make_callback, client, tmp_path, worker):
     train, dev = make_texts(64, 1), make_texts(24, 2)
     datasets = [describe_dataset("toy-train", train, "toy:train", "train"), describe_dataset("toy-dev", dev, "toy:dev", "eval")]
     callback = make_callback(
-        run_name="first", params={"model": {"dim": 16, "dropout": 0.0}, "trainer": {"lr": 0.01}},
+        worker=worker, run_name="first", params={"model": {"dim": 16, "dropout": 0.0}, "trainer": {"lr": 0.01}},
         config_yaml="model:\n  dim: 16\n  dropout: 0.0\ntrainer:\n  lr: 0.01\n", overrides=["trainer.lr=0.01"],
         datasets=datasets, tags={"team": "nlp"}, log_checkpoints=["best", "last"],
     )
@@ -86,7 +87,8 @@ def test_without_params_the_trainer_config_is_logged(make_trainer, make_callback
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_git_commit_and_dirty_flag_of_the_working_dir(make_trainer, make_callback, client, tmp_path):
+@pytest.mark.parametrize("worker", [False, True], ids=["inline", "worker"])
+def test_git_commit_and_dirty_flag_of_the_working_dir(make_trainer, make_callback, client, tmp_path, worker):
     def git(*args):
         return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
                               check=True, capture_output=True, text=True).stdout.strip()
@@ -96,7 +98,7 @@ def test_git_commit_and_dirty_flag_of_the_working_dir(make_trainer, make_callbac
     git("add", "code.py")
     git("commit", "-q", "-m", "first")
     (tmp_path / "code.py").write_text("x = 2\n")  # uncommitted change: dirty
-    callback = make_callback(plots=False, log_checkpoints=False)
+    callback = make_callback(worker=worker, plots=False, log_checkpoints=False)
     make_trainer(callback=[callback], nb_training_epochs=1).train()
     tags = client.get_run(callback.run_id).data.tags
     assert tags["git.commit"] == git("rev-parse", "HEAD") == tags["mlflow.source.git.commit"]
@@ -147,7 +149,8 @@ def test_metrics_are_sent_in_batches_from_a_background_thread(make_trainer, make
     assert len(calls) == 1 and calls[0][1] == 16 * 6 + 4 * 3  # one batch: everything, flushed at the end
 
 
-def test_hooks_get_the_run_and_can_log_to_it(make_trainer, make_callback, client, tmp_path):
+@pytest.mark.parametrize("worker", [False, True], ids=["inline", "worker"])
+def test_hooks_get_the_run_and_can_log_to_it(make_trainer, make_callback, client, tmp_path, worker):
     import mlflow
 
     seen = {}
@@ -161,7 +164,7 @@ def test_hooks_get_the_run_and_can_log_to_it(make_trainer, make_callback, client
         seen["step"] = state.global_step
         run.client.log_text(run.run_id, "matrix", "plots/confusion.txt")
 
-    callback = make_callback(log_model=model_logger, extra_artifacts=[confusion], plots=False, log_checkpoints=False)
+    callback = make_callback(worker=worker, log_model=model_logger, extra_artifacts=[confusion], plots=False, log_checkpoints=False)
     trainer = make_trainer(callback=[callback])
     trainer.train()
     assert seen == {"checkpoint": trainer.state.best_checkpoint, "step": trainer.state.global_step}
@@ -172,11 +175,12 @@ def test_hooks_get_the_run_and_can_log_to_it(make_trainer, make_callback, client
     assert mlflow.active_run() is None
 
 
-def test_child_run_of_a_sweep(make_trainer, make_callback, client, experiment_name):
+@pytest.mark.parametrize("worker", [False, True], ids=["inline", "worker"])
+def test_child_run_of_a_sweep(make_trainer, make_callback, client, experiment_name, worker):
     from medkit_exp.tracking.ops import get_or_create_experiment
 
     parent = client.create_run(get_or_create_experiment(client, experiment_name), run_name="sweep")
-    callback = make_callback(parent_run_id=parent.info.run_id, plots=False, log_checkpoints=False)
+    callback = make_callback(worker=worker, parent_run_id=parent.info.run_id, plots=False, log_checkpoints=False)
     make_trainer(callback=[callback], nb_training_epochs=1).train()
     assert client.get_run(callback.run_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
 
@@ -190,7 +194,8 @@ def test_default_tracking_uri_is_explicit(monkeypatch, tmp_path):
     assert resolve_tracking_uri() == "http://tracking:5000"
 
 
-def test_system_metrics_from_mlflow_monitor(make_trainer, make_callback, client, monkeypatch, caplog):
+@pytest.mark.parametrize("worker", [False, True], ids=["inline", "worker"])
+def test_system_metrics_from_mlflow_monitor(make_trainer, make_callback, client, monkeypatch, caplog, worker):
     import importlib.util
     import logging
 
@@ -203,7 +208,7 @@ def test_system_metrics_from_mlflow_monitor(make_trainer, make_callback, client,
             time.sleep(0.15)
 
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.05")
-    callback = make_callback(system_metrics=True, plots=False, log_checkpoints=False)
+    callback = make_callback(worker=worker, system_metrics=True, plots=False, log_checkpoints=False)
     with caplog.at_level(logging.WARNING, logger="medkit_exp.tracking"):
         make_trainer(callback=[callback, SlowEvaluations()]).train()
     run = client.get_run(callback.run_id)

@@ -10,8 +10,9 @@ import pytest
 from tests.tracking.helpers import FailingToy, SignalAt, metric_steps
 
 
-def test_an_exception_ends_the_run_failed(make_trainer, make_callback, client, tmp_path):
-    callback = make_callback(log_checkpoints=True)
+@pytest.mark.parametrize("worker", [False, True], ids=["inline", "worker"])
+def test_an_exception_ends_the_run_failed(make_trainer, make_callback, client, tmp_path, worker):
+    callback = make_callback(worker=worker, log_checkpoints=True)
     trainer = make_trainer(component=FailingToy(fail_at=7), callback=[callback])
     with pytest.raises(RuntimeError, match="boom"):
         trainer.train()
@@ -23,8 +24,9 @@ def test_an_exception_ends_the_run_failed(make_trainer, make_callback, client, t
     assert "history" in files and "checkpoints" not in files
 
 
-def test_sigterm_ends_the_run_killed(make_trainer, make_callback, client):
-    callback = make_callback(plots=False)
+@pytest.mark.parametrize("worker", [False, True], ids=["inline", "worker"])
+def test_sigterm_ends_the_run_killed(make_trainer, make_callback, client, worker):
+    callback = make_callback(worker=worker, plots=False)
     trainer = make_trainer(callback=[SignalAt(5, signal.SIGTERM), callback])
     trainer.train()
     assert trainer.state.interrupted and trainer.state.global_step == 5
@@ -41,9 +43,10 @@ def test_a_finished_run_is_finished(make_trainer, make_callback, client):
     assert run.info.status == "FINISHED" and run.info.end_time >= run.info.start_time
 
 
-def test_resume_continues_the_same_run(make_trainer, make_callback, client, caplog):
+@pytest.mark.parametrize("worker", [False, True], ids=["inline", "worker"])
+def test_resume_continues_the_same_run(make_trainer, make_callback, client, caplog, worker):
     params = {"model": {"dim": 16}, "trainer": {"lr": 0.01}}
-    first = make_callback(params=params, plots=False, log_checkpoints=False)
+    first = make_callback(worker=worker, params=params, plots=False, log_checkpoints=False)
     trainer = make_trainer(callback=[SignalAt(6, signal.SIGTERM), first], logging_steps=1)
     trainer.train()
     assert client.get_run(first.run_id).info.status == "KILLED"
@@ -52,7 +55,7 @@ def test_resume_continues_the_same_run(make_trainer, make_callback, client, capl
     # A new process would build everything again: same config, a new callback object.
     # A changed value must not fail the resume (nor stop a new param from being logged).
     changed = {"model": {"dim": 16}, "trainer": {"lr": 0.02, "warmup": 0}}
-    second = make_callback(params=changed, log_checkpoints=False)
+    second = make_callback(worker=worker, params=changed, log_checkpoints=False)
     resumed = make_trainer(callback=[second], logging_steps=1)
     with caplog.at_level(logging.WARNING, logger="medkit_exp.tracking"):
         resumed.train(resume_from_checkpoint="last")

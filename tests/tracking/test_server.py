@@ -89,7 +89,8 @@ class ServerOutage(TrainerCallback):
             self.server.start()
 
 
-def test_server_goes_away_mid_run_and_every_point_arrives_once(make_trainer, make_callback, tmp_path, caplog, monkeypatch):
+@pytest.mark.parametrize("worker", [False, True], ids=["inline", "worker"])
+def test_server_goes_away_mid_run_and_every_point_arrives_once(make_trainer, make_callback, tmp_path, caplog, monkeypatch, worker):
     from mlflow import MlflowClient
 
     for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
@@ -98,7 +99,8 @@ def test_server_goes_away_mid_run_and_every_point_arrives_once(make_trainer, mak
     server = MlflowServer(tmp_path, free_port())
     try:
         server.start()
-        callback = make_callback(tracking_uri=server.uri, flush_interval=0.2, retry_interval=0.5, log_checkpoints=True)
+        callback = make_callback(tracking_uri=server.uri, flush_interval=0.2, retry_interval=0.5, log_checkpoints=True,
+                                 worker=worker)
         trainer = make_trainer(callback=[ServerOutage(server, down_at=10, up_at=30), callback],
                                logging_steps=1, eval_steps=5, nb_training_epochs=6)
         with caplog.at_level(logging.WARNING, logger="medkit_exp.tracking"):

@@ -31,11 +31,12 @@ def _history_steps(output_dir, kind="log"):
     return [record["step"] for record in lines if record["type"] == kind]
 
 
-def test_unreachable_server_training_goes_on_then_replays(make_trainer, make_callback, client, tracking_uri, tmp_path, caplog):
+@pytest.mark.parametrize("worker", [False, True], ids=["inline", "worker"])
+def test_unreachable_server_training_goes_on_then_replays(make_trainer, make_callback, client, tracking_uri, tmp_path, caplog, worker):
     from medkit_exp.tracking import describe_dataset
 
     unreachable = f"http://127.0.0.1:{free_port()}"
-    callback = make_callback(tracking_uri=unreachable, params={"lr": 0.01}, retry_interval=0.1,
+    callback = make_callback(worker=worker, tracking_uri=unreachable, params={"lr": 0.01}, retry_interval=0.1,
                              datasets=[describe_dataset("toy", [1, 2, 3], "toy:src")])
     trainer = make_trainer(callback=[callback])
     started = time.perf_counter()

@@ -1,0 +1,105 @@
+"""The tracking worker: MLflow's work in a process of its own (``MLflowCallback(worker=True)``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from medkit_exp.errors import TrackingError
+from tests.tracking.helpers import metric_steps
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script(tmp_path: Path, tracking_uri: str, experiment: str, body: str) -> subprocess.CompletedProcess:
+    """Run a training with a worker-mode callback in a fresh interpreter (stdout: a JSON line)."""
+    code = textwrap.dedent(f"""
+        import json, os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from medkit_exp.tracking import MLflowCallback
+        from tests.training.toy import toy_trainer_builder
+        callback = MLflowCallback({tracking_uri!r}, {experiment!r}, worker=True, flush_interval=0.2,
+                                  artifact_location={str(tmp_path / 'artifacts')!r})
+        build = toy_trainer_builder({str(tmp_path / 'run')!r}, logging_steps=1, eval_strategy="steps", eval_steps=4,
+                                    nb_training_epochs=2, checkpoint_metric="accuracy", minimize_checkpoint_metric=False)
+    """) + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_the_training_process_never_imports_mlflow(tmp_path, tracking_uri, experiment_name, client):
+    done = _script(tmp_path, tracking_uri, experiment_name, """
+        trainer = build(callback=[callback])
+        trainer.train()
+        print(json.dumps({"run_id": callback.run_id, "mlflow": "mlflow" in sys.modules,
+                          "matplotlib": "matplotlib" in sys.modules, "steps": trainer.state.global_step}))
+    """)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["mlflow"] is False and result["matplotlib"] is False
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert metric_steps(client, result["run_id"], "train/loss") == list(range(1, result["steps"] + 1))
+    assert {a.path for a in client.list_artifacts(result["run_id"])} >= {"history", "plots", "checkpoints"}
+
+
+def test_a_training_process_killed_hard_leaves_its_run_killed_not_running(tmp_path, tracking_uri, experiment_name, client):
+    """SIGKILL gives the training no chance to end its run: the worker sees its stdin close,
+    sends what it has and ends the run KILLED."""
+    done = _script(tmp_path, tracking_uri, experiment_name, """
+        from medkit_exp.training import TrainerCallback
+
+        class DieAt(TrainerCallback):
+            def on_step_end(self, step_idx, nb_batches, phase):
+                if phase == "train" and self.state.global_step == 6:
+                    print(json.dumps({"run_id": callback.run_id}), flush=True)
+                    os.kill(os.getpid(), 9)
+
+        build(callback=[callback, DieAt()]).train()
+    """)
+    assert done.returncode == -9, done.stderr[-3000:]
+    run_id = json.loads(done.stdout.strip().splitlines()[-1])["run_id"]
+    deadline = time.monotonic() + 60
+    while client.get_run(run_id).info.status == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["error"] == "the training process ended without closing the run"
+    assert metric_steps(client, run_id, "train/loss")[:5] == [1, 2, 3, 4, 5]  # what was written before the kill
+
+
+def test_worker_log_records_reach_the_training_process_loggers(make_trainer, make_callback, client, caplog):
+    with caplog.at_level(logging.INFO, logger="medkit_exp.tracking"):
+        callback = make_callback(worker=True, plots=False, log_checkpoints=False)
+        make_trainer(callback=[callback], nb_training_epochs=1).train()
+    created = [r for r in caplog.records if "MLflow run" in r.getMessage() and callback.run_id in r.getMessage()]
+    assert created and created[0].name == "medkit_exp.tracking.callback"  # logged in the worker, handled here
+
+
+def test_a_run_mlflow_refuses_for_good_raises_a_clear_error(make_trainer, make_callback):
+    bad = make_callback(worker=True, experiment_name="x" * 600, plots=False, log_checkpoints=False)
+    trainer = make_trainer(callback=[bad], nb_training_epochs=1)
+    with pytest.raises(TrackingError, match="MLflow could not open the run: .*maximum length of 500"):
+        trainer.train()
+    assert trainer.state.global_step == 0
+
+
+def test_a_worker_serves_the_runs_of_a_process_one_after_the_other(make_trainer, make_callback, client):
+    from medkit_exp.tracking import worker
+
+    first = make_callback(worker=True, plots=False, log_checkpoints=False)
+    make_trainer(callback=[first], nb_training_epochs=1).train()
+    [idle] = [w for w in worker._idle if w.alive]
+    second = make_callback(worker=True, plots=False, log_checkpoints=False)
+    make_trainer(callback=[second], nb_training_epochs=1).train()
+    assert [w for w in worker._idle if w.alive] == [idle]  # the same process, given back again
+    assert first.run_id != second.run_id
+    assert {client.get_run(r).info.status for r in (first.run_id, second.run_id)} == {"FINISHED"}
