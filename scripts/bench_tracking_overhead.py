@@ -183,10 +183,11 @@ def report(times: dict[bool, list[float]], costs: list[float]) -> None:
           f"= {cost / plain:.2%} of the untracked median")
 
 
-def app_run(args: argparse.Namespace, workdir: Path, name: str, tracked: bool) -> tuple[float, float]:
-    """Wall time and CPU time (user + system) of one ``python -m medkit_exp +experiment=ner``
-    process, with or without tracking."""
+def app_run(args: argparse.Namespace, workdir: Path, name: str, tracked: bool) -> tuple[float, float, float]:
+    """Wall time, CPU time (user + system) and the sum of the epoch times the application printed,
+    of one ``python -m medkit_exp +experiment=ner`` process, with or without tracking."""
     import os
+    import re
     import resource
     import subprocess
 
@@ -203,31 +204,50 @@ def app_run(args: argparse.Namespace, workdir: Path, name: str, tracked: bool) -
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    epochs = sum(float(x) for x in re.findall(r"Epoch \d+ ended \(duration: ([0-9.]+)s\)", done.stdout + done.stderr))
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), epochs
 
 
 def run_demo(args: argparse.Namespace, workdir: Path) -> dict[bool, list[float]]:
     """Warm-up pairs, then alternating rounds of the application without and with tracking.
 
     Prints the CPU time of each run too: on a machine shared with other work, the difference of
-    CPU times tells what tracking costs better than wall times do."""
+    CPU times tells what tracking costs better than wall times do. And each run's wall time split
+    into its epochs (the sum of the epoch times the application prints) and the rest (start:
+    imports, data, model; end: what comes after the last epoch): the machine's speed drifts by a
+    few percent between runs, which moves the epoch times of both arms alike, while what tracking
+    adds at the start and the end shows in the rest. Rounds alternate the order of the two arms
+    (without-with, then with-without), so that what a run leaves behind (disk writes still being
+    flushed, a warmer CPU) weighs on both arms alike."""
+    def line(label: str, tracked: bool, seconds: float, cpu: float, epochs: float) -> None:
+        print(f"{label}  {'with MLflow   ' if tracked else 'without MLflow'}  {seconds:7.2f} s  (CPU {cpu:7.2f} s;"
+              f" epochs {epochs:6.2f} s, rest {seconds - epochs:5.2f} s)", flush=True)
+
     for index in range(args.warmup):  # first runs pay for the store's creation, disk caches...
         for tracked in (False, True):
-            seconds, cpu = app_run(args, workdir, f"warmup{index}-{'mlflow' if tracked else 'plain'}", tracked)
-            print(f"warm-up {index + 1}  {'with MLflow   ' if tracked else 'without MLflow'}  {seconds:7.2f} s"
-                  f"  (CPU {cpu:7.2f} s)", flush=True)
+            line(f"warm-up {index + 1}", tracked, *app_run(args, workdir, f"warmup{index}-{'mlflow' if tracked else 'plain'}", tracked))
     times: dict[bool, list[float]] = {False: [], True: []}
     cpu_times: dict[bool, list[float]] = {False: [], True: []}
+    rests: dict[bool, list[float]] = {False: [], True: []}
+    epoch_times: dict[bool, list[float]] = {False: [], True: []}
     for round_index in range(args.rounds):
-        for tracked in (False, True):
-            seconds, cpu = app_run(args, workdir, f"round{round_index}-{'mlflow' if tracked else 'plain'}", tracked)
+        for tracked in ((False, True) if round_index % 2 == 0 else (True, False)):  # ABBA: no order effect
+            seconds, cpu, epochs = app_run(args, workdir, f"round{round_index}-{'mlflow' if tracked else 'plain'}", tracked)
             times[tracked].append(seconds)
             cpu_times[tracked].append(cpu)
-            print(f"round {round_index + 1}  {'with MLflow   ' if tracked else 'without MLflow'}  {seconds:7.2f} s"
-                  f"  (CPU {cpu:7.2f} s)", flush=True)
-    plain, tracked = statistics.median(cpu_times[False]), statistics.median(cpu_times[True])
+            epoch_times[tracked].append(epochs)
+            rests[tracked].append(seconds - epochs)
+            line(f"round {round_index + 1}", tracked, seconds, cpu, epochs)
+    median = statistics.median
+    plain, tracked = median(cpu_times[False]), median(cpu_times[True])
     print(f"CPU time, median without: {plain:.2f} s   with: {tracked:.2f} s   difference: {tracked - plain:.2f} s "
-          f"= {(tracked - plain) / statistics.median(times[False]):.2%} of the untracked wall time")
+          f"= {(tracked - plain) / median(times[False]):.2%} of the untracked wall time")
+    if all(epoch_times[False] + epoch_times[True]):
+        added = median(rests[True]) - median(rests[False])
+        print(f"epochs, median without: {median(epoch_times[False]):.2f} s   with: {median(epoch_times[True]):.2f} s   "
+              f"ratio: {median(epoch_times[True]) / median(epoch_times[False]):.4f}")
+        print(f"rest (start + end), median without: {median(rests[False]):.2f} s   with: {median(rests[True]):.2f} s   "
+              f"added: {added:.2f} s = {added / median(times[False]):.2%} of the untracked wall time")
     return times
 
 

@@ -34,6 +34,14 @@ A resumed training (``trainer.train(resume_from_checkpoint=...)``) reattaches to
 (its id travels in the checkpoint), keeps its params and continues its metric histories.
 When MLflow is unreachable, training goes on and the data waits in ``OUTPUT_DIR/mlflow_spool/``
 (see :mod:`medkit_exp.tracking.spool`).
+
+Where the work happens: the callback turns events into operations and hands them to a
+:class:`~medkit_exp.tracking.session.RunSession`, which sends them from a background thread.
+With ``worker=True`` (the application's default) the session lives in a tracking worker process
+(:mod:`medkit_exp.tracking.worker`): the training process then never imports MLflow, and the
+learning curves, the model logging and the hooks' tasks (``run.run_task``) run beside it. Hooks
+themselves always run in the training process, with a :class:`RunHandle` whose ``client`` works
+in either case.
 """
 
 from __future__ import annotations
@@ -172,15 +180,7 @@ class MLflowCallback(TrainerCallback):
             self._finish("KILLED", upload_checkpoints=False)
         output_dir = Path(self.state.output_dir)
         self._local_id = self._restored.get("local_id") or uuid.uuid4().hex[:12]
-        request = self._run_request(config, output_dir)
-        if self.worker:
-            from medkit_exp.tracking.worker import WorkerSession
-
-            session: Any = WorkerSession(request)
-        else:
-            from medkit_exp.tracking.session import RunSession
-
-            session = RunSession(request)
+        session = self._new_session(self._run_request(config, output_dir))
         opened = session.open()
         self._session = session
         self.resolved_tracking_uri = opened["tracking_uri"]
@@ -213,6 +213,20 @@ class MLflowCallback(TrainerCallback):
         self._finish("KILLED" if isinstance(exception, KeyboardInterrupt) else "FAILED", upload_checkpoints=False)
 
     # ------------------------------------------------------------------ start
+    def _new_session(self, request: dict[str, Any]) -> Any:
+        """A session in a tracking worker (``worker``), else in this process; in this process too
+        when no worker can be started (no ``sys.executable``, no process left...)."""
+        if self.worker:
+            from medkit_exp.tracking.worker import WorkerSession
+
+            try:
+                return WorkerSession(request)
+            except OSError as error:
+                logger.warning("No MLflow tracking worker (%s): tracking runs in the training process", error)
+        from medkit_exp.tracking.session import RunSession
+
+        return RunSession(request)
+
     def _run_request(self, config: Any, output_dir: Path) -> dict[str, Any]:
         """What the session needs (plain data): run tags, flattened params and the config files
         made here; git, host and package versions are read where the session runs."""
@@ -256,6 +270,7 @@ class MLflowCallback(TrainerCallback):
         session.submit({"op": "status", "status": status, "end_time": now_ms()})
         closed = session.close(timeout=300)
         self._run_id = closed["run_id"]
+        logger.info("MLflow run %s ended %s", self._run_id or "(not created yet)", status)
         if closed["pending"]:
             logger.warning(
                 "MLflow unreachable: %s tracking operations of run %s are kept in %s; they are sent at the next "

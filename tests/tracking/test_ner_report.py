@@ -156,3 +156,46 @@ def test_dev_report_predicts_with_the_trained_tagger_when_it_holds_the_checkpoin
     reloaded = HFEntityMatcherTrainable.from_pretrained(trainer.last_checkpoint)
     expected = evaluate_documents(dev, predict(reloaded, [doc.with_entities([]) for doc in dev]))
     assert logged == pytest.approx(json.loads(json.dumps(expected)))
+
+
+def _tiny_tagger_run(tiny_bert_dir, callback_factory, tmp_path, **hook_options):
+    from medkit_exp.ner import demo_corpus_dir, read_brat
+    from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+    from medkit_exp.tracking.ner_hooks import NERTrackingHooks
+    from medkit_exp.training import Trainer, TrainerConfig
+
+    train, dev = (list(read_brat(f"{demo_corpus_dir()}/{split}"))[:8] for split in ("train", "dev"))
+    tagger = HFEntityMatcherTrainable(str(tiny_bert_dir), labels=["problem", "treatment", "test"], tagging_scheme="iob2")
+    hooks = NERTrackingHooks(dev, sample_size=2, trained_component=tagger, **hook_options)
+    model_logger, artifact_hooks = hooks.callback_hooks(log_model=True, dev_report=True)
+    callback = callback_factory(log_model=model_logger, extra_artifacts=artifact_hooks)
+    config = TrainerConfig(output_dir=str(tmp_path / "run"), max_steps=2, batch_size=4, eval_strategy="no", seed=3)
+    Trainer(tagger, config, train, None, callback=[callback]).train()
+    return callback
+
+
+def test_model_and_dev_report_through_the_tracking_worker(tiny_bert_dir, make_callback, client, tmp_path):
+    """The model is logged and the report's plots drawn in the worker; the report's files and the
+    predictions come from this process."""
+    callback = _tiny_tagger_run(tiny_bert_dir, lambda **kw: make_callback(worker=True, **kw), tmp_path)
+    run = client.get_run(callback.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["model.uri"].startswith("models:/")
+    files = {a.path for folder in ("plots", "predictions") for a in client.list_artifacts(callback.run_id, folder)}
+    assert files == {"plots/learning_curves.png", "plots/label_scores.png", "plots/confusion_matrix.png",
+                     "predictions/dev_scores.json", "predictions/dev_sample.jsonl", "predictions/dev_sample.md"}
+
+
+@pytest.mark.parametrize("validate", [False, True])
+def test_model_serving_check_only_when_asked(tiny_bert_dir, make_callback, client, tmp_path, monkeypatch, validate):
+    """MLflow's check that loads the logged model and predicts its input example runs with
+    ``validate_model`` only; the model is logged either way."""
+    import mlflow.models.utils as model_utils
+
+    calls = []
+    original = model_utils._validate_serving_input
+    monkeypatch.setattr(model_utils, "_validate_serving_input", lambda *a, **k: calls.append(1) or original(*a, **k))
+    callback = _tiny_tagger_run(tiny_bert_dir, lambda **kw: make_callback(plots=False, log_checkpoints=False, **kw),
+                                tmp_path, validate_model=validate)
+    assert len(calls) == (1 if validate else 0)
+    assert client.get_run(callback.run_id).data.tags["model.uri"].startswith("models:/")

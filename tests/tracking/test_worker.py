@@ -103,3 +103,18 @@ def test_a_worker_serves_the_runs_of_a_process_one_after_the_other(make_trainer,
     assert [w for w in worker._idle if w.alive] == [idle]  # the same process, given back again
     assert first.run_id != second.run_id
     assert {client.get_run(r).info.status for r in (first.run_id, second.run_id)} == {"FINISHED"}
+
+
+def test_without_a_worker_process_tracking_runs_in_the_training_process(make_trainer, make_callback, client, monkeypatch, caplog):
+    from medkit_exp.tracking import worker
+
+    def cannot_start(self):
+        raise OSError("no process left")
+
+    monkeypatch.setattr(worker, "_idle", [])
+    monkeypatch.setattr(worker.WorkerProcess, "__init__", cannot_start)
+    callback = make_callback(worker=True, plots=False, log_checkpoints=False)
+    with caplog.at_level(logging.WARNING, logger="medkit_exp.tracking"):
+        make_trainer(callback=[callback], nb_training_epochs=1).train()
+    assert "No MLflow tracking worker (no process left): tracking runs in the training process" in caplog.text
+    assert client.get_run(callback.run_id).info.status == "FINISHED"
