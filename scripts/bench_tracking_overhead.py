@@ -10,9 +10,12 @@
 ``--model demo`` times the whole application, ``python -m medkit_exp +experiment=ner`` (what a
 user waits for, imports included), with ``tracking=mlflow`` (a sqlite store in a temporary
 folder; model, dev report, plots and best checkpoint logged, as by default) and with
-``tracking=none``, alternately (one untimed warm-up pair first, ``--warmup``), same seed, each
-run in its own output folder; ``--overrides`` are added to both. The other models time
-``Trainer.train()`` in this process:
+``tracking=none``, alternately in ABBA order (one untimed warm-up pair first, ``--warmup``),
+same seed, each run in its own output folder; ``--overrides`` are added to both (e.g.
+``tracking.worker=false`` for the tracking done in the training process). Besides the wall times
+it prints each run's epoch time (the sum the application prints) and the rest (start and end),
+and the CPU times. The other models time ``Trainer.train()`` in this process (the callback's
+default, ``worker=False``):
 
 Runs alternate (without, with, without, with...) after untimed warm-up pairs (until two
 untracked runs agree within 10%), so both arms see the same warm caches and imports (importing

@@ -95,7 +95,7 @@ class WorkerProcess:
         return reply.get("result")
 
     def _write(self, message: dict[str, Any]) -> None:
-        data = (json.dumps(message) + "\n").encode("utf-8")
+        data = (json.dumps(message, default=str) + "\n").encode("utf-8")  # a stray type: its text, not a crash
         try:
             with self._lock:
                 self.process.stdin.write(data)
