@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -189,9 +190,7 @@ class MLflowCallback(TrainerCallback):
 
     def on_log(self, logs: dict[str, float], step: int) -> None:
         if self._session is not None and step % self.log_every_n_steps == 0:
-            metrics = {f"train/{key}": value for key, value in logs.items() if is_number(value)}
-            if metrics:
-                self._session.submit({"op": "metrics", "metrics": metric_points(metrics, step)})
+            self._log_metrics({f"train/{key}": value for key, value in logs.items() if is_number(value)}, step)
 
     def on_evaluate(self, metrics: dict[str, float], step: int) -> None:
         if self._session is None:
@@ -201,7 +200,10 @@ class MLflowCallback(TrainerCallback):
         for key, value in train.items():
             if is_number(value):
                 values["train/loss_avg" if key == "loss" else f"train/{key}"] = value
-        if values:
+        self._log_metrics(values, step)
+
+    def _log_metrics(self, values: dict[str, Any], step: int) -> None:
+        if values and self._session is not None:
             self._session.submit({"op": "metrics", "metrics": metric_points(values, step)})
 
     def on_train_end(self) -> None:
@@ -230,8 +232,9 @@ class MLflowCallback(TrainerCallback):
     def _run_request(self, config: Any, output_dir: Path) -> dict[str, Any]:
         """What the session needs (plain data): run tags, flattened params and the config files
         made here; git, host and package versions are read where the session runs."""
+        from dataclasses import asdict
+
         from medkit_exp.tracking.context import dataset_tags, run_tags
-        from medkit_exp.tracking.session import run_request
 
         tags = {**run_tags(self.experiment_name, self.run_name, self.parent_run_id, output_dir),
                 **dataset_tags(self.datasets)}
@@ -249,7 +252,22 @@ class MLflowCallback(TrainerCallback):
 
             kept = [o for o in (redact_override(o) for o in self.overrides) if o is not None]
             (folder / "overrides.yaml").write_text(yaml.safe_dump(kept), encoding="utf-8")
-        return run_request(self, folder if any(folder.iterdir()) else None, tags, mlflow_params(params))
+        return {
+            "tracking_uri": self.tracking_uri, "experiment_name": self.experiment_name, "run_name": self.run_name,
+            "parent_run_id": self.parent_run_id, "artifact_location": self.artifact_location,
+            "output_dir": str(output_dir), "local_id": self._local_id, "restored_run_id": self._restored.get("run_id"),
+            "resumed": bool(self._restored), "launcher_run_id": self._launcher_run_id(),
+            "flush_interval": self.flush_interval, "retry_interval": self.retry_interval,
+            "http_max_retries": self.http_max_retries, "http_timeout": self.http_timeout,
+            "system_metrics": self.system_metrics, "argv": list(sys.argv), "tags": tags,
+            "params": mlflow_params(params), "datasets": [asdict(info) for info in self.datasets],
+            "config_folder": str(folder) if any(folder.iterdir()) else None,
+        }
+
+    def _launcher_run_id(self) -> str | None:
+        """``$MLFLOW_RUN_ID``: the run ``mlflow run`` created for this process, which a new training
+        logs into when the store has it (else it starts its own). Sweep children get runs of their own."""
+        return None if self.parent_run_id else os.environ.get("MLFLOW_RUN_ID") or None
 
     # ------------------------------------------------------------------ end
     def _finish(self, status: str, upload_checkpoints: bool) -> None:

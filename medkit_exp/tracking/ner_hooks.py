@@ -6,7 +6,8 @@
 
 Both hooks work on the run's best checkpoint (else its last) when it is a medkit_exp tagger
 folder (it has ``medkit_exp_tagger.json``); for any other component they log nothing and say so.
-The model is logged in a thread while the dev report is written (see :meth:`callback_hooks`).
+The model is logged in a thread while the dev report is written (see :meth:`callback_hooks`),
+or in the tracking worker when the run has one.
 
 - :meth:`NERTrackingHooks.log_model`: the pyfunc model ``model`` (see
   :mod:`medkit_exp.tracking.ner_model`), with a signature and an input example made of the first

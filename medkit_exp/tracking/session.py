@@ -1,9 +1,9 @@
 """One training run's side of MLflow: open the run, describe it, send its operations, close it.
 
 :class:`RunSession` does everything that talks to MLflow for an :class:`MLflowCallback`, from a
-request made of plain data (see :func:`run_request`), so that it can run in the training process
-or in a tracking worker process (:mod:`medkit_exp.tracking.worker`), which keeps MLflow's imports,
-store and sends out of the training process. Both expose the same methods:
+request made of plain data (built by ``MLflowCallback._run_request``), so that it can run in the
+training process or in a tracking worker process (:mod:`medkit_exp.tracking.worker`), which keeps
+MLflow's imports, store and sends out of the training process. Both expose the same methods:
 
 - ``open()``: reattach to the run or create it (replaying what this output folder spooled
   earlier first); ``{"run_id", "online", "tracking_uri"}``. An error MLflow would repeat (a bad
@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
-import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -41,22 +38,6 @@ from medkit_exp.tracking.sink import AsyncRunLogger
 from medkit_exp.tracking.spool import RunSpool, replay, run_spools
 
 logger = logging.getLogger("medkit_exp.tracking.callback")  # the callback's messages, wherever they run
-
-
-def run_request(callback: Any, config_folder: Path | None, tags: dict[str, str], params: dict[str, str]) -> dict[str, Any]:
-    """What a session needs to open and describe ``callback``'s run, as JSON-able data."""
-    return {
-        "tracking_uri": callback.tracking_uri, "experiment_name": callback.experiment_name,
-        "run_name": callback.run_name, "parent_run_id": callback.parent_run_id,
-        "artifact_location": callback.artifact_location, "output_dir": str(callback.state.output_dir),
-        "local_id": callback._local_id, "restored_run_id": callback._restored.get("run_id"),
-        "resumed": bool(callback._restored), "flush_interval": callback.flush_interval,
-        "retry_interval": callback.retry_interval, "http_max_retries": callback.http_max_retries,
-        "http_timeout": callback.http_timeout, "system_metrics": callback.system_metrics,
-        "launcher_run_id": None if callback.parent_run_id else os.environ.get("MLFLOW_RUN_ID") or None,
-        "argv": list(sys.argv), "tags": tags, "params": params, "datasets": [asdict(info) for info in callback.datasets],
-        "config_folder": str(config_folder) if config_folder else None,
-    }
 
 
 class RunSession:
