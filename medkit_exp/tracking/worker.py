@@ -47,11 +47,6 @@ REPLY_TIMEOUT = 600.0  # seconds an answer may take (a close that sends a large 
 class WorkerError(RuntimeError):
     """The worker failed a call, or is gone."""
 
-    def __init__(self, message: str, error_type: str = "", permanent: bool = False):
-        super().__init__(message)
-        self.error_type = error_type
-        self.permanent = permanent
-
 
 # ---------------------------------------------------------------------- training process side
 class WorkerProcess:
@@ -90,8 +85,7 @@ class WorkerProcess:
             raise WorkerError(f"the MLflow tracking worker did not answer {call!r} within {timeout}s")
         reply = self._waiting.pop(message_id)[1]
         if "error" in reply:
-            error = reply["error"]
-            raise WorkerError(error["message"], error.get("type", ""), bool(error.get("permanent")))
+            raise WorkerError(reply["error"]["message"])
         return reply.get("result")
 
     def _write(self, message: dict[str, Any]) -> None:
@@ -322,7 +316,6 @@ def _warm(tracking_uri: str | None, modules: list[str], env: dict[str, str], cwd
 
 def serve() -> None:
     """The worker's main loop (see the module docstring)."""
-    from medkit_exp.tracking.ops import is_permanent_error
     from medkit_exp.tracking.session import RunSession
 
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
@@ -377,8 +370,7 @@ def serve() -> None:
             if call == "open":
                 session = None
             if "id" in message:
-                send({"id": message["id"], "error": {"message": f"{type(error).__name__}: {error}",
-                                                     "type": type(error).__name__, "permanent": is_permanent_error(error)}})
+                send({"id": message["id"], "error": {"message": f"{type(error).__name__}: {error}"}})
             else:
                 logger.exception("MLflow tracking worker: %r failed", call)
     if session is not None:  # the training process is gone without closing its run
