@@ -83,10 +83,10 @@ def train(cfg: DictConfig) -> float | None:
     splits = load_corpus(OmegaConf.to_object(cfg.data) if isinstance(cfg.data, DictConfig) else NERDataConfig())
     component = build_component(cfg.component)
     trainer_config = build_trainer_config(cfg)
-    callbacks = build_callbacks(cfg, splits, component)
+    metrics_computer = component.make_metrics_computer() if hasattr(component, "make_metrics_computer") else None
+    callbacks = build_callbacks(cfg, splits, component, metrics_computer)
     trainer = Trainer(
-        component, trainer_config, splits["train"], splits.get("dev"),
-        metrics_computer=component.make_metrics_computer() if hasattr(component, "make_metrics_computer") else None,
+        component, trainer_config, splits["train"], splits.get("dev"), metrics_computer=metrics_computer,
         lr_scheduler_builder=build_scheduler(cfg.scheduler), callback=callbacks,
     )
     history = trainer.train(resume_from_checkpoint=cfg.resume_from)
@@ -158,7 +158,9 @@ def build_scheduler(scheduler_cfg: DictConfig) -> Any:
     return make_scheduler_builder(name, **{key: scheduler_cfg[key] for key in keys})
 
 
-def build_callbacks(cfg: DictConfig, splits: dict[str, list], component: Any = None) -> list[Any]:
+def build_callbacks(
+    cfg: DictConfig, splits: dict[str, list], component: Any = None, metrics_computer: Any = None
+) -> list[Any]:
     from medkit_exp.training import DefaultPrinterCallback, EarlyStoppingCallback
 
     callbacks: list[Any] = [DefaultPrinterCallback(progress_bar=cfg.callbacks.progress_bar)]
@@ -169,20 +171,18 @@ def build_callbacks(cfg: DictConfig, splits: dict[str, list], component: Any = N
         from hydra.core.hydra_config import HydraConfig
 
         from medkit_exp.ner.data import corpus_root
-        from medkit_exp.tracking.app import mlflow_callback_from_config
+        from medkit_exp.tracking.app import tracking_callbacks_from_config
 
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
         params = OmegaConf.to_container(cfg, resolve=True)
         trial = current_trial()
         if trial is not None and not params["tracking"].get("run_name"):
             params["tracking"]["run_name"] = f"trial-{trial.number}"
-        callbacks.append(
-            mlflow_callback_from_config(
-                params["tracking"], params, OmegaConf.to_yaml(cfg, resolve=True), overrides, splits,
-                data_source=str(corpus_root(OmegaConf.to_object(cfg.data))), data_name=cfg.data.name,
-                parent_run_id=trial.parent_run_id if trial else None, extra_tags=trial.child_tags() if trial else None,
-                component=component,
-            )
+        callbacks += tracking_callbacks_from_config(
+            params["tracking"], params, OmegaConf.to_yaml(cfg, resolve=True), overrides, splits,
+            data_source=str(corpus_root(OmegaConf.to_object(cfg.data))), data_name=cfg.data.name,
+            parent_run_id=trial.parent_run_id if trial else None, extra_tags=trial.child_tags() if trial else None,
+            component=component, metrics_computer=metrics_computer,
         )
     return callbacks + sweep_callbacks(cfg, callbacks)
 

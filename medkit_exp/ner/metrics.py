@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from medkit_exp.errors import ConfigError, DataError
 from medkit_exp.ner.documents import TextDocument
@@ -23,6 +23,15 @@ logger = logging.getLogger(__name__)
 SUMMARY_METRICS = ("precision", "recall", "f1", "macro_precision", "macro_recall", "macro_f1")
 PER_LABEL_METRICS = ("precision", "recall", "f1", "support")
 IGNORE_INDEX = -100
+
+
+class WindowTags(NamedTuple):
+    """What a tagger predicted on one item (window) at its scored positions, in order: the tag
+    ids, the probability of each, and the gold tag ids (see :meth:`EntityMetricsComputer.start_recording`)."""
+
+    predicted: list[int]
+    probabilities: list[float]
+    gold: list[int]
 
 
 def _ratio(numerator: int, denominator: int) -> float:
@@ -118,11 +127,24 @@ class EntityMetricsComputer:
         self.tagging_scheme = tagging_scheme
         self.labels = labels_of_tags(self.id2label.values())
         self._metric_names = _metric_names(self.labels)
+        self._recording: list[WindowTags] | None = None
 
     @property
     def metric_names(self) -> list[str]:
         """Every name :meth:`compute` returns."""
         return list(self._metric_names)
+
+    def start_recording(self) -> None:
+        """Keep what :meth:`prepare_batch` sees from now on (e.g. one evaluation pass): for each
+        item, the predicted tag ids, their probabilities and the gold tag ids at its scored
+        positions, in order; :meth:`take_recording` returns them. It lets a report reuse an
+        evaluation's predictions instead of predicting the same data again."""
+        self._recording = []
+
+    def take_recording(self) -> list[WindowTags] | None:
+        """What was recorded since :meth:`start_recording` (None if not recording); stops recording."""
+        recorded, self._recording = self._recording, None
+        return recorded
 
     def _tag(self, index: int) -> str:
         if index not in self.id2label:
@@ -144,13 +166,20 @@ class EntityMetricsComputer:
         if mask is not None and tuple(mask.shape) != tuple(labels.shape):
             raise ValueError(f"eval_mask {tuple(mask.shape)} does not match labels {tuple(labels.shape)}")
         scored = mask.tolist() if mask is not None else [[g != IGNORE_INDEX for g in row] for row in gold]
+        # Probabilities only while recording: an evaluation pass that is not recorded pays nothing.
+        probabilities = logits.float().softmax(-1).amax(-1).tolist() if self._recording is not None else None
         references, predictions = [], []
-        for gold_row, pred_row, mask_row in zip(gold, predicted, scored):
+        for row, (gold_row, pred_row, mask_row) in enumerate(zip(gold, predicted, scored)):
             positions = [t for t, keep in enumerate(mask_row) if keep]
             if any(gold_row[t] == IGNORE_INDEX for t in positions):
                 raise ValueError("eval_mask selects a position whose label is -100 (no gold tag there)")
             references.append([self._tag(gold_row[t]) for t in positions])
             predictions.append([self._tag(pred_row[t]) for t in positions])
+            if probabilities is not None:
+                self._recording.append(WindowTags(
+                    [pred_row[t] for t in positions], [probabilities[row][t] for t in positions],
+                    [gold_row[t] for t in positions],
+                ))
         return {"references": references, "predictions": predictions}
 
     def compute(self, all_data: Mapping[str, list[list[str]]]) -> dict[str, float]:

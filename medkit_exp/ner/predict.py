@@ -15,8 +15,9 @@ from typing import Any
 import torch
 
 from medkit_exp.ner.documents import Entity, TextDocument
+from medkit_exp.ner.metrics import WindowTags
 from medkit_exp.ner.tagger import HFEntityMatcherTrainable, as_document
-from medkit_exp.ner.tagging import Word, tags_to_chunks, tokenize_words
+from medkit_exp.ner.tagging import Word, spans_to_tags, tags_to_chunks, tokenize_words
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +37,7 @@ def predict(
     Each entity's ``score`` is the mean probability of its words' predicted tags.
     """
     tagger = model_dir if isinstance(model_dir, HFEntityMatcherTrainable) else HFEntityMatcherTrainable.from_pretrained(model_dir, device)
-    docs = [as_document(item) for item in documents]
-    words = [tokenize_words(doc.text) for doc in docs]
-    jobs = []  # (document index, owned words in order, model inputs)
-    for index, doc_words in enumerate(words):
-        for window in tagger.encode_words([w.text for w in doc_words]):
-            inputs = tagger.window_inputs(window)
-            owned = sorted({w for w in window.word_ids if w in window.owned_words})
-            jobs.append((index, owned, inputs))
+    docs, words, jobs = _window_jobs(tagger, documents)
     tag_ids = [[0] * len(doc_words) for doc_words in words]
     probabilities = [[1.0] * len(doc_words) for doc_words in words]
     tagger.model.eval()
@@ -52,6 +46,66 @@ def predict(
         for start in range(0, len(order), batch_size):
             chunk = [jobs[j] for j in order[start : start + batch_size]]
             _predict_batch(tagger, chunk, tag_ids, probabilities)
+    return _documents(docs, words, tag_ids, probabilities, tagger)
+
+
+def documents_from_window_tags(
+    tagger: HFEntityMatcherTrainable, documents: Iterable[Any], rows: Sequence[WindowTags]
+) -> list[TextDocument] | None:
+    """The documents :func:`predict` returns, from tags the tagger already predicted on their
+    windows, e.g. during an evaluation (see :meth:`EntityMetricsComputer.start_recording
+    <medkit_exp.ner.metrics.EntityMetricsComputer.start_recording>`): ``rows[i]`` holds the tag
+    ids, probabilities and gold tag ids at the scored positions (the first sub-token of each word
+    the window owns) of the i-th window, windows in the order the tagger's ``preprocess`` makes
+    them, document after document.
+
+    None when the rows are not those of these documents: another number of windows or of words
+    in a window, gold tags that differ from the documents' entities, or a tagger that scores
+    every sub-token (``tag_subtokens``).
+    """
+    if tagger.tag_subtokens:
+        return None
+    docs, words, jobs = _window_jobs(tagger, documents)
+    if len(rows) != len(jobs):
+        return None
+    gold_ids = [_gold_tag_ids(tagger, doc, doc_words) for doc, doc_words in zip(docs, words)]
+    tag_ids = [[0] * len(doc_words) for doc_words in words]
+    probabilities = [[1.0] * len(doc_words) for doc_words in words]
+    for (doc_index, owned, _), row in zip(jobs, rows):
+        if len(row.predicted) != len(owned) or row.gold != [gold_ids[doc_index][word] for word in owned]:
+            return None
+        for word, tag_id, prob in zip(owned, row.predicted, row.probabilities):
+            tag_ids[doc_index][word] = tag_id
+            probabilities[doc_index][word] = prob
+    return _documents(docs, words, tag_ids, probabilities, tagger)
+
+
+def _window_jobs(
+    tagger: HFEntityMatcherTrainable, documents: Iterable[Any]
+) -> tuple[list[TextDocument], list[list[Word]], list[tuple[int, list[int], dict[str, Any]]]]:
+    """The documents, their words, and their windows as the tagger cuts them: ``(document
+    index, owned words in order, model inputs)``, in document and window order."""
+    docs = [as_document(item) for item in documents]
+    words = [tokenize_words(doc.text) for doc in docs]
+    jobs = []
+    for index, doc_words in enumerate(words):
+        for window in tagger.encode_words([w.text for w in doc_words]):
+            inputs = tagger.window_inputs(window)
+            owned = sorted({w for w in window.word_ids if w in window.owned_words})
+            jobs.append((index, owned, inputs))
+    return docs, words, jobs
+
+
+def _gold_tag_ids(tagger: HFEntityMatcherTrainable, doc: TextDocument, words: Sequence[Word]) -> list[int]:
+    """The tag id of each word for the document's entities of the tagger's labels."""
+    entities = [entity for entity in doc.entities if entity.label in tagger.labels]
+    return [tagger.label_to_id[tag] for tag in spans_to_tags(words, entities, tagger.tagging_scheme)]
+
+
+def _documents(
+    docs: list[TextDocument], words: list[list[Word]], tag_ids: list[list[int]], probabilities: list[list[float]],
+    tagger: HFEntityMatcherTrainable,
+) -> list[TextDocument]:
     return [
         doc.with_entities(_decode(doc, doc_words, ids, probs, tagger))
         for doc, doc_words, ids, probs in zip(docs, words, tag_ids, probabilities)

@@ -10,7 +10,7 @@ from medkit_exp.tracking.datasets import describe_dataset
 from medkit_exp.tracking.ner_hooks import NERTrackingHooks
 
 
-def mlflow_callback_from_config(
+def tracking_callbacks_from_config(
     tracking: Mapping[str, Any],
     params: Mapping[str, Any],
     config_yaml: str,
@@ -21,19 +21,24 @@ def mlflow_callback_from_config(
     parent_run_id: str | None = None,
     extra_tags: Mapping[str, str] | None = None,
     component: Any = None,
-) -> MLflowCallback:
-    """An :class:`MLflowCallback` for one application run: resolved config as params and artifact,
-    command-line overrides, each data split as a dataset input, and (for a tagger) the best
-    checkpoint as a pyfunc model and a report on the dev split. A sweep trial passes its sweep's
+    metrics_computer: Any = None,
+) -> list[Any]:
+    """The callbacks that track one application run: an :class:`MLflowCallback` (resolved config
+    as params and artifact, command-line overrides, each data split as a dataset input, and for
+    a tagger the best checkpoint as a pyfunc model and a report on the dev split) and, given the
+    Trainer's ``metrics_computer`` (which evaluates on the dev split), the recorder of the
+    evaluations' predictions, which the dev report reuses. A sweep trial passes its sweep's
     ``parent_run_id`` and ``extra_tags`` (study name, trial number). ``component``, the one being
-    trained, predicts the dev report when its final weights are the best checkpoint's."""
+    trained, predicts the dev report when its final weights are the best checkpoint's and no
+    evaluation was recorded."""
     datasets = [
         describe_dataset(f"{data_name}-{split}", documents, data_source, context="training" if split == "train" else "eval")
         for split, documents in splits.items()
     ]
-    hooks = ner_hooks_from_config(tracking, splits.get("dev"), component)
-    model_logger, artifact_hooks = hooks.callback_hooks(tracking.get("log_model", True), tracking.get("dev_report", True))
-    return MLflowCallback(
+    dev_report = tracking.get("dev_report", True)
+    hooks = ner_hooks_from_config(tracking, splits.get("dev"), component, metrics_computer if dev_report else None)
+    model_logger, artifact_hooks = hooks.callback_hooks(tracking.get("log_model", True), dev_report)
+    callback = MLflowCallback(
         tracking_uri=tracking.get("tracking_uri"),
         experiment_name=tracking.get("experiment_name"),
         run_name=tracking.get("run_name"),
@@ -51,10 +56,12 @@ def mlflow_callback_from_config(
         extra_artifacts=artifact_hooks,
         worker=tracking.get("worker", True),
     )
+    return [callback] + ([hooks.recorder] if hooks.recorder is not None else [])
 
 
 def ner_hooks_from_config(
-    tracking: Mapping[str, Any], dev_documents: Sequence[Any] | None, component: Any = None
+    tracking: Mapping[str, Any], dev_documents: Sequence[Any] | None, component: Any = None,
+    metrics_computer: Any = None,
 ) -> NERTrackingHooks:
     """The model and dev-report hooks (they act only when the run's checkpoints are taggers)."""
     sample_size = tracking.get("prediction_sample_size", 20)
@@ -65,5 +72,5 @@ def ner_hooks_from_config(
     return NERTrackingHooks(
         dev_documents, registered_model_name=tracking.get("register_model_name"),
         model_alias=tracking.get("model_alias"), sample_size=sample_size, trained_component=component,
-        validate_model=tracking.get("validate_model", False),
+        validate_model=tracking.get("validate_model", False), metrics_computer=metrics_computer,
     )

@@ -155,6 +155,7 @@ class MLflowCallback(TrainerCallback):
         self._run_id: str | None = None
         self.worker = worker
         self._session: Any = None  # a RunSession, or a WorkerSession when ``worker``
+        self._curves_drawn_at: int | None = None  # the step of the learning curves drawn so far
 
     # ------------------------------------------------------------------ public
     @property
@@ -181,6 +182,7 @@ class MLflowCallback(TrainerCallback):
             self._finish("KILLED", upload_checkpoints=False)
         output_dir = Path(self.state.output_dir)
         self._local_id = self._restored.get("local_id") or uuid.uuid4().hex[:12]
+        self._curves_drawn_at = None
         session = self._new_session(self._run_request(config, output_dir))
         opened = session.open()
         self._session = session
@@ -201,6 +203,8 @@ class MLflowCallback(TrainerCallback):
             if is_number(value):
                 values["train/loss_avg" if key == "loss" else f"train/{key}"] = value
         self._log_metrics(values, step)
+        if step >= self.state.max_steps:  # the history is complete: draw while the last checkpoint is written
+            self._draw_learning_curves()
 
     def _log_metrics(self, values: dict[str, Any], step: int) -> None:
         if values and self._session is not None:
@@ -312,10 +316,18 @@ class MLflowCallback(TrainerCallback):
                 uploaded.add(path)
                 submit({"op": "artifact", "local_path": str(path), "artifact_path": f"checkpoints/{kind}", "link": True})
         self._session.wake()  # uploads (I/O) go on while the plot is drawn
-        if self.plots and history.exists():
+        if self._curves_drawn_at != state.global_step:
+            self._draw_learning_curves()
+
+    def _draw_learning_curves(self) -> None:
+        """Have the session draw and upload the learning curves of the history as it is now."""
+        output_dir = Path(self.state.output_dir)
+        history = output_dir / HISTORY_FILE
+        if self.plots and self._session is not None and history.exists():
             png = output_dir / ARTIFACTS_DIR / "plots" / "learning_curves.png"
             self._session.run_task("medkit_exp.tracking.plots:log_learning_curves",
                                    {"history": str(history), "png": str(png), "title": self.run_name})
+            self._curves_drawn_at = self.state.global_step
 
     def _summary_tags(self, status: str) -> dict[str, str]:
         state = self.state

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medkit_exp.training.callbacks import TrainerCallback
+
 logger = logging.getLogger(__name__)
 
 TAGGER_CONFIG = "medkit_exp_tagger.json"  # written by HFEntityMatcherTrainable.save
@@ -45,6 +47,11 @@ class NERTrackingHooks:
         checkpoint reported on (the last checkpoint, saved at the final step), it predicts the dev
         set instead of a copy loaded from the checkpoint folder.
     validate_model: have MLflow load the logged model and predict its input example.
+    metrics_computer: the Trainer's :class:`~medkit_exp.ner.metrics.EntityMetricsComputer`,
+        when the Trainer evaluates on ``dev_documents``: :attr:`recorder` (a callback to give the
+        Trainer) then keeps what each evaluation predicted, and the report takes the predictions
+        of the evaluation at the reported checkpoint's step instead of predicting the dev set
+        again (when they do not fit the dev documents, it predicts).
 
     When the run's MLflow work is done in a tracking worker (``run.remote``), the model is logged
     there, at once, while this process predicts the dev set; the report's plots are drawn there too.
@@ -60,6 +67,7 @@ class NERTrackingHooks:
         batch_size: int = 32,
         trained_component: Any = None,
         validate_model: bool = False,
+        metrics_computer: Any = None,
     ):
         if model_alias and not registered_model_name:
             from medkit_exp.errors import ConfigError
@@ -73,6 +81,10 @@ class NERTrackingHooks:
         self.batch_size = batch_size
         self.trained_component = trained_component
         self.validate_model = validate_model
+        self.recorder = (
+            EvalPredictionRecorder(metrics_computer)
+            if self.dev_documents and callable(getattr(metrics_computer, "start_recording", None)) else None
+        )
         self._loaded: tuple[str, Any] | None = None  # (checkpoint, tagger)
         self._predicted: tuple[str, list[Any]] | None = None  # (checkpoint, dev predictions)
         self._background = False
@@ -141,7 +153,7 @@ class NERTrackingHooks:
         self._use_trained_component(state, checkpoint)
         predictions = self.predictions(checkpoint)
         self._start_model_logging()  # file copies and MLflow calls while the report is drawn
-        labels = self.tagger(checkpoint).labels
+        labels = self._run_tagger(checkpoint).labels
         output_dir = Path(state.output_dir) / "mlflow_artifacts" / REPORT_DIR
         plots = write_report_files(self.dev_documents, predictions, labels, output_dir, self.sample_size,
                                    title=Path(checkpoint).name)
@@ -162,6 +174,15 @@ class NERTrackingHooks:
         ):
             self._loaded = (str(checkpoint), component)
 
+    def _run_tagger(self, checkpoint: str) -> Any:
+        """A tagger of the run, for what its weights do not change (labels, windows, decoding):
+        the one trained, else ``checkpoint``'s."""
+        from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+
+        if isinstance(self.trained_component, HFEntityMatcherTrainable):
+            return self.trained_component
+        return self.tagger(checkpoint)
+
     def tagger(self, checkpoint: str) -> Any:
         """The tagger saved in ``checkpoint`` (loaded once)."""
         if self._loaded is None or self._loaded[0] != str(checkpoint):
@@ -171,12 +192,27 @@ class NERTrackingHooks:
         return self._loaded[1]
 
     def predictions(self, checkpoint: str) -> list[Any]:
-        """The dev documents as ``checkpoint`` predicts them (computed once)."""
+        """The dev documents as ``checkpoint`` predicts them (computed once): from the evaluation
+        at its step when the :attr:`recorder` kept it, else predicted."""
         if self._predicted is None or self._predicted[0] != str(checkpoint):
-            from medkit_exp.ner.predict import predict
-
-            self._predicted = (str(checkpoint), predict(self.tagger(checkpoint), self.dev_documents, self.batch_size))
+            self._predicted = (str(checkpoint), self._recorded_predictions(checkpoint) or self._predict(checkpoint))
         return self._predicted[1]
+
+    def _recorded_predictions(self, checkpoint: str) -> list[Any] | None:
+        rows = self.recorder.rows(checkpoint) if self.recorder is not None else None
+        if rows is None:
+            return None
+        from medkit_exp.ner.predict import documents_from_window_tags
+
+        documents = documents_from_window_tags(self._run_tagger(checkpoint), self.dev_documents, rows)
+        if documents is None:
+            logger.info("The evaluation's predictions do not fit the dev documents: predicting them again")
+        return documents
+
+    def _predict(self, checkpoint: str) -> list[Any]:
+        from medkit_exp.ner.predict import predict
+
+        return predict(self.tagger(checkpoint), self.dev_documents, self.batch_size)
 
     @staticmethod
     def _is_tagger(checkpoint_dir: str | Path, what: str) -> bool:
@@ -184,3 +220,31 @@ class NERTrackingHooks:
             return True
         logger.info("No %s logged: %s is not a medkit_exp tagger folder (no %s)", what, checkpoint_dir, TAGGER_CONFIG)
         return False
+
+
+class EvalPredictionRecorder(TrainerCallback):
+    """Keeps what the evaluations predicted (a recording of the metrics computer, see
+    :meth:`~medkit_exp.ner.metrics.EntityMetricsComputer.start_recording`) for the checkpoints a
+    report may be on: the best and the last. An evaluation runs at a step before its checkpoint is
+    saved, on the same weights."""
+
+    def __init__(self, metrics_computer: Any):
+        self.metrics_computer = metrics_computer
+        self._rows: dict[str, list[Any]] = {}  # checkpoint name -> recorded rows
+
+    def on_step_begin(self, step_idx: int, nb_batches: int, phase: str) -> None:
+        if phase == "eval" and step_idx == 0:
+            self.metrics_computer.start_recording()
+
+    def on_evaluate(self, metrics: dict[str, float], step: int) -> None:
+        from medkit_exp.training.checkpoint import checkpoint_name
+
+        rows = self.metrics_computer.take_recording()
+        kept = {Path(path).name for path in (self.state.best_checkpoint, self.state.last_checkpoint) if path}
+        self._rows = {name: recorded for name, recorded in self._rows.items() if name in kept}
+        if rows:
+            self._rows[checkpoint_name(step)] = rows
+
+    def rows(self, checkpoint: str | Path) -> list[Any] | None:
+        """The rows recorded at the evaluation of ``checkpoint``'s step, if any."""
+        return self._rows.get(Path(checkpoint).name)

@@ -123,6 +123,24 @@ def test_prepare_batch_uses_labels_mask_or_eval_mask():
         computer.prepare_batch({"logits": logits}, {"labels": labels[:, :3]})
 
 
+def test_recording_keeps_predicted_ids_probabilities_and_gold_of_scored_positions():
+    computer = EntityMetricsComputer(["O", "B-X", "I-X"])
+    logits = torch.tensor([[[0.0, 2.0, 0.0], [0.0, 0.0, 9.0], [9.0, 0.0, 0.0]], [[1.0, 0.0, 0.0]] * 3])
+    labels = torch.tensor([[1, -100, 0], [0, 0, -100]])
+    unrecorded = computer.prepare_batch({"logits": logits}, {"labels": labels})
+    assert computer.take_recording() is None
+    computer.start_recording()
+    assert computer.prepare_batch({"logits": logits}, {"labels": labels}) == unrecorded  # what compute sees is unchanged
+    computer.prepare_batch({"logits": logits[:1]}, {"labels": labels[:1]})
+    first, second, third = computer.take_recording()
+    assert (first.predicted, first.gold, second.predicted, second.gold) == ([1, 0], [1, 0], [0, 0], [0, 0])
+    assert first.probabilities == pytest.approx([math.exp(2) / (math.exp(2) + 2), math.exp(9) / (math.exp(9) + 2)])
+    assert third == first
+    assert computer.take_recording() is None  # taking it stops the recording
+    computer.prepare_batch({"logits": logits}, {"labels": labels})
+    assert computer.take_recording() is None
+
+
 def test_prepared_batches_concatenate_into_compute():
     computer = EntityMetricsComputer(["O", "B-X", "I-X"])
     logits = torch.tensor([[[0.0, 9.0, 0.0], [0.0, 0.0, 9.0], [9.0, 0.0, 0.0]]])

@@ -237,3 +237,75 @@ def test_medkit_documents_are_accepted(tiny_bert_dir):
     tagger = lookup_tagger(tiny_bert_dir, "iob2", IOB2_TAGS)
     (document,) = predict(tagger, [MedkitDocument(text="Fever, chest pain.")])
     assert spans(document) == [("problem", "Fever", 0, 5), ("problem", "chest pain", 7, 17)]
+
+
+# ------------------------------------------------------------------ predictions an evaluation made
+def recorded_evaluation(tagger: HFEntityMatcherTrainable, documents: list[TextDocument], tmp_path) -> list:
+    """The rows the tagger's metrics computer records during one Trainer evaluation of ``documents``."""
+    from medkit_exp.training import Trainer, TrainerConfig
+
+    computer = tagger.make_metrics_computer()
+    config = TrainerConfig(output_dir=str(tmp_path / "run"), eval_batch_size=3, batch_size=2)
+    trainer = Trainer(tagger, config, documents, documents, computer, callback=[])
+    computer.start_recording()
+    trainer.evaluate()
+    return computer.take_recording()
+
+
+def gold_documents() -> list[TextDocument]:
+    from medkit_exp.ner.documents import Entity
+
+    text = long_text(9)
+    fever = [m.span() for m in re.finditer("fever", text)]
+    return [
+        TextDocument(text, [Entity("problem", [span]) for span in fever], doc_id="long"),
+        TextDocument("chest pain treated with insulin ; scan normal", [Entity("treatment", [(24, 31)])], doc_id="short"),
+        TextDocument("", doc_id="empty"),
+        TextDocument("fever", doc_id="one word"),
+    ]
+
+
+def random_tagger(model_dir, **options) -> HFEntityMatcherTrainable:
+    tagger = HFEntityMatcherTrainable(model_dir, LABELS, "iob2", tokenizer_max_length=16, **options)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        tagger.model.classifier.weight.normal_(0.0, 1.0)
+    return tagger
+
+
+def test_an_evaluations_predictions_give_the_documents_predict_gives(tiny_bert_dir, tmp_path):
+    """Documents rebuilt from what an evaluation predicted on their windows (long documents cut
+    into several) equal predict()'s: same entities at the same offsets, same scores."""
+    from medkit_exp.ner.predict import documents_from_window_tags
+
+    tagger = random_tagger(tiny_bert_dir)
+    documents = gold_documents()
+    rows = recorded_evaluation(tagger, documents, tmp_path)
+    assert len(rows) > len(documents)  # the long document has several windows
+    rebuilt = documents_from_window_tags(tagger, documents, rows)
+    predicted = predict(tagger, [doc.with_entities([]) for doc in documents])
+    assert rebuilt is not None
+    assert [spans(d) for d in rebuilt] == [spans(d) for d in predicted]
+    assert sum(len(d.entities) for d in rebuilt) > 5, "the test needs a model that finds entities"
+    for a, b in zip(rebuilt, predicted):
+        check_offsets(a)
+        assert [e.score for e in a.entities] == pytest.approx([e.score for e in b.entities], abs=1e-5)
+
+
+def test_predictions_of_other_documents_are_refused(tiny_bert_dir, tmp_path):
+    """Rows that are not those of the documents give None (the caller then predicts): another
+    number of windows, other words, other gold entities, or a tagger that scores sub-tokens."""
+    from medkit_exp.ner.predict import documents_from_window_tags
+
+    tagger = random_tagger(tiny_bert_dir)
+    documents = gold_documents()
+    rows = recorded_evaluation(tagger, documents, tmp_path)
+    assert documents_from_window_tags(tagger, documents, rows) is not None
+    assert documents_from_window_tags(tagger, documents[1:], rows) is None
+    assert documents_from_window_tags(tagger, documents, rows[:-1]) is None
+    other_words = [documents[0], TextDocument("chest pain with insulin ; scan normal"), *documents[2:]]
+    assert documents_from_window_tags(tagger, other_words, rows) is None
+    other_gold = [documents[0], documents[1].with_entities([]), *documents[2:]]
+    assert documents_from_window_tags(tagger, other_gold, rows) is None
+    subtokens = random_tagger(tiny_bert_dir, tag_subtokens=True)
+    assert documents_from_window_tags(subtokens, documents, recorded_evaluation(subtokens, documents, tmp_path)) is None

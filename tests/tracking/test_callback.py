@@ -79,6 +79,35 @@ def test_run_records_params_metrics_datasets_tags_and_artifacts(make_trainer, ma
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_learning_curves_drawn_once_at_the_last_evaluation_before_the_last_checkpoint(
+    make_trainer, make_callback, client, tmp_path, monkeypatch
+):
+    """The curves are drawn when the last evaluation is in the history, while the last checkpoint
+    is still to be written (off the end of the run), and not drawn again at the end."""
+    import medkit_exp.tracking.plots as plots
+    from medkit_exp.training.checkpoint import checkpoint_name
+
+    seen = []
+    original = plots.log_learning_curves
+
+    def drawing(run, history, png, title=None):
+        lines = Path(history).read_text().splitlines()
+        last = Path(trainer.state.output_dir) / "checkpoints" / checkpoint_name(trainer.state.max_steps)
+        seen.append((lines, last.exists()))
+        original(run, history, png, title)
+
+    monkeypatch.setattr(plots, "log_learning_curves", drawing)
+    callback = make_callback(worker=False)
+    trainer = make_trainer(callback=[callback])
+    trainer.train()
+    assert trainer.state.global_step == trainer.state.max_steps
+    assert len(seen) == 1
+    lines, last_checkpoint_written = seen[0]
+    assert lines == (tmp_path / "run" / "history.jsonl").read_text().splitlines()  # the whole history
+    assert not last_checkpoint_written
+    assert [a.path for a in client.list_artifacts(callback.run_id, "plots")] == ["plots/learning_curves.png"]
+
+
 def test_without_params_the_trainer_config_is_logged(make_trainer, make_callback, client):
     callback = make_callback(plots=False, log_checkpoints=False)
     make_trainer(callback=[callback], nb_training_epochs=1).train()

@@ -158,6 +158,42 @@ def test_dev_report_predicts_with_the_trained_tagger_when_it_holds_the_checkpoin
     assert logged == pytest.approx(json.loads(json.dumps(expected)))
 
 
+def test_dev_report_reuses_the_evaluation_at_the_best_checkpoint(tiny_bert_dir, make_callback, client, tmp_path, monkeypatch):
+    """With the Trainer's metrics computer, the report on the best checkpoint (not the last) takes
+    the predictions of the evaluation at its step: no checkpoint is loaded, nothing predicted
+    again, and its scores equal those of the best checkpoint reloaded and predicting the dev set."""
+    import medkit_exp.ner.predict as predict_module
+    from medkit_exp.ner import demo_corpus_dir, read_brat
+    from medkit_exp.ner.metrics import evaluate_documents
+    from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+    from medkit_exp.tracking.ner_hooks import NERTrackingHooks
+    from medkit_exp.training import Trainer, TrainerConfig
+
+    train, dev = (list(read_brat(f"{demo_corpus_dir()}/{split}"))[:8] for split in ("train", "dev"))
+    tagger = HFEntityMatcherTrainable(str(tiny_bert_dir), labels=["problem", "treatment", "test"], tokenizer_max_length=32)
+    computer = tagger.make_metrics_computer()
+    hooks = NERTrackingHooks(dev, sample_size=2, trained_component=tagger, metrics_computer=computer)
+    callback = make_callback(plots=False, log_checkpoints=False, extra_artifacts=[hooks.log_dev_report])
+    # The highest loss ranks first: the best checkpoint is the first one, not the last.
+    config = TrainerConfig(output_dir=str(tmp_path / "run"), max_steps=3, batch_size=4, eval_strategy="steps",
+                           eval_steps=1, seed=3, learning_rate=1e-3, minimize_checkpoint_metric=False, keep_best_k=1)
+    trainer = Trainer(tagger, config, train, dev, computer, callback=[callback, hooks.recorder])
+    monkeypatch.setattr(predict_module, "predict", lambda *args, **kwargs: pytest.fail("the dev set was predicted again"))
+    trainer.train()
+    monkeypatch.undo()
+    assert trainer.best_checkpoint != trainer.last_checkpoint
+    assert hooks._loaded is None  # no checkpoint was loaded
+    assert len(hooks.recorder._rows) <= 3  # the evaluations of the best, the previous last and the last checkpoints
+
+    folder = tmp_path / "downloaded"
+    client.download_artifacts(callback.run_id, "predictions", str(folder))
+    logged = json.loads((folder / "predictions" / "dev_scores.json").read_text())
+    best = HFEntityMatcherTrainable.from_pretrained(trainer.best_checkpoint)
+    expected = evaluate_documents(dev, predict_module.predict(best, [doc.with_entities([]) for doc in dev]))
+    assert logged == pytest.approx(json.loads(json.dumps(expected)))
+    assert sum(1 for line in (folder / "predictions" / "dev_sample.jsonl").open()) == 2
+
+
 def _tiny_tagger_run(tiny_bert_dir, callback_factory, tmp_path, **hook_options):
     from medkit_exp.ner import demo_corpus_dir, read_brat
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable
