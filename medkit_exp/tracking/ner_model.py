@@ -161,6 +161,49 @@ def tagger_model_files(checkpoint_dir: str | Path, folder: Path) -> Path:
     return target
 
 
+class _LinkingShutil:
+    """``shutil`` whose ``copy2`` makes a hard link when the source is one of ``files`` (by inode)."""
+
+    def __init__(self, files: set[tuple[int, int]]):
+        self._files = files
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(shutil, name)
+
+    def copy2(self, src: Any, dst: Any, *, follow_symlinks: bool = True) -> Any:
+        status = os.stat(src)
+        if (status.st_dev, status.st_ino) in self._files:
+            target = os.path.join(dst, os.path.basename(src)) if os.path.isdir(dst) else dst
+            try:
+                os.link(src, target)
+                return target
+            except OSError:  # another file system, or the target exists: copy as MLflow would
+                pass
+        return shutil.copy2(src, dst, follow_symlinks=follow_symlinks)
+
+
+@contextlib.contextmanager
+def checkpoint_files_linked(checkpoint_dir: str | Path) -> Iterator[None]:
+    """While this is open, MLflow's local copies of the checkpoint's files (the weights: ~90 MB
+    for MiniLM, copied twice when a model is logged into a local store: into the model folder,
+    then into the store) are hard links. A checkpoint's files are written once and never changed
+    (a new checkpoint is a new folder), so a link is as good as a copy; any other file MLflow
+    copies meanwhile (from any thread) is still copied."""
+    import mlflow.store.artifact.local_artifact_repo as local_repository
+    import mlflow.utils.file_utils as file_utils
+
+    files = {(status.st_dev, status.st_ino) for path in Path(checkpoint_dir).iterdir() if path.is_file()
+             for status in (path.stat(),)}
+    modules = [module for module in (local_repository, file_utils) if getattr(module, "shutil", None) is shutil]
+    for module in modules:
+        module.shutil = _LinkingShutil(files)
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.shutil = shutil
+
+
 @contextlib.contextmanager
 def serving_input_check(enabled: bool) -> Iterator[None]:
     """MLflow's check of a logged model's input example, which loads the model (torch, the
@@ -196,7 +239,7 @@ def log_tagger_model(
     """
     example = pd.DataFrame({"text": list(example_texts)})
     with (tempfile.TemporaryDirectory(prefix="medkit-exp-model-") as tmp, run.activate(), quiet_model_logging(),
-          serving_input_check(validate)):
+          serving_input_check(validate), checkpoint_files_linked(checkpoint_dir)):
         tagger_dir = tagger_model_files(checkpoint_dir, Path(tmp))
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME,

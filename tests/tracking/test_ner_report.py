@@ -235,3 +235,29 @@ def test_model_serving_check_only_when_asked(tiny_bert_dir, make_callback, clien
                                 tmp_path, validate_model=validate)
     assert len(calls) == (1 if validate else 0)
     assert client.get_run(callback.run_id).data.tags["model.uri"].startswith("models:/")
+
+
+def test_logged_model_links_the_checkpoint_weights_into_a_local_store(tiny_bert_dir, client, experiment_name, tmp_path):
+    """Logging a checkpoint's tagger into a local artifact store links its files (no copy of the
+    weights) and copies the files MLflow writes; the model loads and predicts from the store."""
+    import os
+
+    import mlflow
+    import pandas as pd
+
+    from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+    from medkit_exp.tracking.ner_model import log_tagger_model
+    from medkit_exp.tracking.runs import RunHandle
+
+    checkpoint = tmp_path / "checkpoint-0000001"
+    HFEntityMatcherTrainable(str(tiny_bert_dir), labels=["problem"]).save(checkpoint)
+    (checkpoint / "trainer_state.pt").write_bytes(b"optimizer state")  # training-only: not in the model
+    experiment_id = client.create_experiment(experiment_name, artifact_location=str(tmp_path / "store"))
+    run_id = client.create_run(experiment_id).info.run_id
+    info = log_tagger_model(checkpoint, RunHandle(run_id, client.tracking_uri), ["Fever and cough."])
+    folder = client.get_logged_model(info.model_id).artifact_location.removeprefix("file://")
+    assert os.path.samefile(f"{folder}/artifacts/tagger/model.safetensors", checkpoint / "model.safetensors")
+    assert os.stat(f"{folder}/MLmodel").st_nlink == 1
+    assert not os.path.exists(f"{folder}/artifacts/tagger/trainer_state.pt")
+    model = mlflow.pyfunc.load_model(folder)
+    assert len(model.predict(pd.DataFrame({"text": ["Fever and cough.", "Pain."]}))) == 2
