@@ -2,7 +2,7 @@
 
 >>> hooks = NERTrackingHooks(dev_documents, registered_model_name="ner-demo", model_alias="candidate")  # doctest: +SKIP
 >>> model_logger, artifact_hooks = hooks.callback_hooks(log_model=True, dev_report=True)        # doctest: +SKIP
->>> MLflowCallback(..., log_model=model_logger, extra_artifacts=artifact_hooks)                     # doctest: +SKIP
+>>> callback = MLflowCallback(..., log_model=model_logger, extra_artifacts=artifact_hooks)          # doctest: +SKIP
 
 Both hooks work on the run's best checkpoint (else its last) when it is a medkit_exp tagger
 folder (it has ``medkit_exp_tagger.json``); for any other component they log nothing and say so.
@@ -13,7 +13,9 @@ or in the tracking worker when the run has one.
   :mod:`medkit_exp.tracking.ner_model`), with a signature and an input example made of the first
   dev texts; registered under ``registered_model_name`` (with ``model_alias``) when given.
 - :meth:`NERTrackingHooks.log_dev_report`: per-label bars, confusion matrix and a sample of
-  predictions (see :mod:`medkit_exp.tracking.ner_report`).
+  predictions (see :mod:`medkit_exp.tracking.ner_report`). Given the Trainer's metrics computer,
+  the report reuses what the evaluation at the checkpoint's step predicted (give the Trainer
+  ``hooks.recorder`` among its callbacks); else the checkpoint predicts the dev set.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class NERTrackingHooks:
         again (when they do not fit the dev documents, it predicts).
 
     When the run's MLflow work is done in a tracking worker (``run.remote``), the model is logged
-    there, at once, while this process predicts the dev set; the report's plots are drawn there too.
+    there, at once, while this process writes the dev report; the report's plots are drawn there too.
     """
 
     def __init__(
@@ -231,15 +233,20 @@ class EvalPredictionRecorder(TrainerCallback):
     def __init__(self, metrics_computer: Any):
         self.metrics_computer = metrics_computer
         self._rows: dict[str, list[Any]] = {}  # checkpoint name -> recorded rows
+        self._last_pass: list[Any] | None = None  # the last evaluation pass, until its on_evaluate
 
     def on_step_begin(self, step_idx: int, nb_batches: int, phase: str) -> None:
         if phase == "eval" and step_idx == 0:
             self.metrics_computer.start_recording()
 
+    def on_step_end(self, step_idx: int, nb_batches: int, phase: str) -> None:
+        if phase == "eval" and step_idx == nb_batches - 1:  # training batches are never recorded
+            self._last_pass = self.metrics_computer.take_recording()
+
     def on_evaluate(self, metrics: dict[str, float], step: int) -> None:
         from medkit_exp.training.checkpoint import checkpoint_name
 
-        rows = self.metrics_computer.take_recording()
+        rows, self._last_pass = self._last_pass, None
         kept = {Path(path).name for path in (self.state.best_checkpoint, self.state.last_checkpoint) if path}
         self._rows = {name: recorded for name, recorded in self._rows.items() if name in kept}
         if rows:
