@@ -209,6 +209,8 @@ class NERTrackingHooks:
         documents = documents_from_window_tags(self._run_tagger(checkpoint), self.dev_documents, rows)
         if documents is None:
             logger.info("The evaluation's predictions do not fit the dev documents: predicting them again")
+        else:
+            logger.info("Dev report on %s: the predictions of its evaluation", Path(checkpoint).name)
         return documents
 
     def _predict(self, checkpoint: str) -> list[Any]:

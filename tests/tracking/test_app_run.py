@@ -4,6 +4,7 @@ real MLflow store (sqlite), the logged model loaded back, and the run reproduced
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.tracking.conftest import APP_MODEL_NAME
 from tests.tracking.helpers import metric_steps
@@ -66,6 +67,8 @@ def test_dev_report_sample_and_scores(app_run, client, tmp_path):
             assert record["text"][start:end] == entity["text"]
     scores = json.loads(open(f"{folder}/dev_scores.json", encoding="utf-8").read())
     assert {"precision", "recall", "f1", "problem_f1", "test_support"} <= set(scores)
+    # The application gives the Trainer the recorder: the report reuses the best step's evaluation.
+    assert "Dev report on checkpoint-" in (Path(app_run["run_dir"]) / "cli.log").read_text(encoding="utf-8")
 
 
 def test_logged_model_loads_and_predicts_entities_with_offsets(app_run, client, monkeypatch):
