@@ -14,12 +14,18 @@ class ConfigError(MedkitExpError, ValueError):
 
     >>> str(ConfigError("batch_size", "must be >= 1, got -2"))
     "config key 'batch_size': must be >= 1, got -2"
+    >>> str(ConfigError("checkpoint_metric", "available: loss", lead="Checkpoint metric 'f1' not found"))
+    "Checkpoint metric 'f1' not found (config key 'checkpoint_metric': available: loss)"
     """
 
-    def __init__(self, key: str, message: str):
+    def __init__(self, key: str, message: str, lead: str | None = None):
         self.key = key
         self.message = message
-        super().__init__(f"config key '{key}': {message}")
+        self.lead = lead
+        # ``lead``: medkit's own wording for the same error, kept first so code matching
+        # medkit's messages still matches ours; our key and detail follow it.
+        where = f"config key '{key}': {message}"
+        super().__init__(where if lead is None else f"{lead} ({where})")
 
 
 class DataError(MedkitExpError, ValueError):
