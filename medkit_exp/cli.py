@@ -7,7 +7,6 @@ sweepers can use it. Heavy libraries are imported inside the task, so ``--help``
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
@@ -47,10 +46,25 @@ def _register_sweeper() -> None:
 _register_sweeper()
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def task(cfg: DictConfig) -> float | None:
     """Train as configured; return the best value of ``optimized_metric``."""
     return report_errors(lambda: train(cfg))
+
+
+hydra_main = hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")(task)
+
+
+def main() -> float | None:
+    """``python -m medkit_exp``: the command line's config keys are checked (one line, exit code 2,
+    for an unknown one) before Hydra composes, whose own message for them is a multi-line one."""
+    from medkit_exp.config_check import check_command_line
+    from medkit_exp.schema import MedkitExpConfig
+
+    report_errors(lambda: check_command_line(MedkitExpConfig))
+    return hydra_main()
+
+
+main.__wrapped__ = task  # type: ignore[attr-defined]  # the task function, as for a @hydra.main function
 
 
 def report_errors(task: Any) -> Any:
@@ -60,15 +74,22 @@ def report_errors(task: Any) -> Any:
     except MedkitExpError as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or current_trial() is not None:
             raise  # a sweep trial: the sweeper records the failure and goes on
-        logger.error("%s", error)
+        if logger.hasHandlers():  # Hydra's log file; before Hydra sets logging up, stderr would get it twice
+            logger.error("%s", error)
         print(f"Error: {error}\n(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
         sys.exit(2)
 
 
 def train(cfg: DictConfig) -> float | None:
+    from medkit_exp.config_check import check_config
+    from medkit_exp.schema import MedkitExpConfig
+
+    check_config(cfg, MedkitExpConfig)  # unknown keys and misused options: before any work
     from medkit_exp.ner.data import NERDataConfig, load_corpus
     from medkit_exp.training import Trainer, seed_everything
 
+    trainer_config = build_trainer_config(cfg)  # its values checked before the corpus and model load
+    scheduler_builder = build_scheduler(cfg.scheduler)
     print_config(cfg)
     if cfg.tracking.enabled and cfg.tracking.get("worker", True):  # imports MLflow while we import torch
         from medkit_exp.tracking.worker import prestart
@@ -82,12 +103,11 @@ def train(cfg: DictConfig) -> float | None:
         seed_everything(cfg.seed)  # before anything seeded (the tagger's new head) is built
     splits = load_corpus(OmegaConf.to_object(cfg.data) if isinstance(cfg.data, DictConfig) else NERDataConfig())
     component = build_component(cfg.component)
-    trainer_config = build_trainer_config(cfg)
     metrics_computer = component.make_metrics_computer() if hasattr(component, "make_metrics_computer") else None
     callbacks = build_callbacks(cfg, splits, component, metrics_computer)
     trainer = Trainer(
         component, trainer_config, splits["train"], splits.get("dev"), metrics_computer=metrics_computer,
-        lr_scheduler_builder=build_scheduler(cfg.scheduler), callback=callbacks,
+        lr_scheduler_builder=scheduler_builder, callback=callbacks,
     )
     history = trainer.train(resume_from_checkpoint=cfg.resume_from)
     objective = best_value(history, cfg.optimized_metric, trainer_config.minimize_checkpoint_metric)
@@ -97,20 +117,12 @@ def train(cfg: DictConfig) -> float | None:
 
 def build_component(component_cfg: DictConfig) -> Any:
     """Instantiate the component; unknown keys name the valid parameters of its class."""
-    from hydra.utils import get_class, instantiate
+    from hydra.utils import instantiate
 
+    from medkit_exp.config_check import check_component_keys
+
+    check_component_keys(component_cfg)  # also done by check_config: for callers that build directly
     settings = OmegaConf.to_container(component_cfg, resolve=True)
-    target = settings.get("_target_")
-    if not target:
-        raise ConfigError("component._target_", "name the component class to build")
-    try:
-        cls = get_class(target)
-    except Exception as error:  # hydra wraps import errors in its own types
-        raise ConfigError("component._target_", f"cannot import {target!r}: {error}") from error
-    parameters = inspect.signature(cls).parameters
-    unknown = [key for key in settings if not key.startswith("_") and key not in parameters]
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        raise ConfigError(f"component.{unknown[0]}", f"not a parameter of {target}; valid: {', '.join(parameters)}")
     if "model_name_or_path" in settings:
         settings["model_name_or_path"] = resolve_model(settings["model_name_or_path"])
     return instantiate(settings, _convert_="all")
@@ -135,10 +147,9 @@ def resolve_model(name: str | None) -> str:
 def build_trainer_config(cfg: DictConfig) -> Any:
     from medkit_exp.training import TrainerConfig
 
+    # learning_rate, weight_decay and max_grad_norm are the optimizer group's (interpolated in
+    # conf/trainer/*.yaml; check_config refuses other values): what is printed and logged is used.
     settings = OmegaConf.to_container(cfg.trainer, resolve=True)
-    settings.update(
-        learning_rate=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay, max_grad_norm=cfg.optimizer.max_grad_norm
-    )
     try:
         return TrainerConfig(**settings)
     except ConfigError as error:
@@ -146,15 +157,11 @@ def build_trainer_config(cfg: DictConfig) -> Any:
 
 
 def build_scheduler(scheduler_cfg: DictConfig) -> Any:
+    from medkit_exp.config_check import SCHEDULER_KEYS
     from medkit_exp.training import make_scheduler_builder
 
     name = scheduler_cfg.name
-    if name in ("linear", "cosine", "constant"):
-        keys = ("warmup_ratio", "warmup_steps", "min_lr_ratio")
-    elif name == "plateau":
-        keys = ("mode", "factor", "patience")
-    else:
-        keys = ()
+    keys = SCHEDULER_KEYS.get(name, ())
     return make_scheduler_builder(name, **{key: scheduler_cfg[key] for key in keys})
 
 
@@ -174,7 +181,7 @@ def build_callbacks(
         from medkit_exp.tracking.app import tracking_callbacks_from_config
 
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-        params = OmegaConf.to_container(cfg, resolve=True)
+        params = run_params(OmegaConf.to_container(cfg, resolve=True))
         trial = current_trial()
         if trial is not None and not params["tracking"].get("run_name"):
             params["tracking"]["run_name"] = f"trial-{trial.number}"
@@ -185,6 +192,17 @@ def build_callbacks(
             component=component, metrics_computer=metrics_computer,
         )
     return callbacks + sweep_callbacks(cfg, callbacks)
+
+
+def run_params(config: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config as MLflow params: the values the run uses. Left out: the run's own
+    folders (different for every run; the ``output_dir`` tag holds it) and the scheduler keys its
+    schedule does not use (check_config made sure they kept their defaults)."""
+    from medkit_exp.config_check import unused_scheduler_keys
+    from medkit_exp.tracking.params import RUN_SPECIFIC_KEYS, without_keys
+
+    unused = [f"scheduler.{key}" for key in unused_scheduler_keys(config.get("scheduler") or {})]
+    return without_keys(config, (*RUN_SPECIFIC_KEYS, *unused))
 
 
 def sweep_callbacks(cfg: DictConfig, callbacks: list[Any]) -> list[Any]:

@@ -72,11 +72,11 @@ def test_debug_fast_end_to_end(tmp_path):
     ("args", "message"),
     [
         (["+experiment=nope"], "Could not find 'experiment/nope'"),
-        (["+experiment=ner", "trainer.batch_sise=3"], "Key 'batch_sise' not in 'TrainerConfig'"),
+        (["+experiment=ner", "trainer.batch_sise=3"], "config key 'trainer.batch_sise': unknown config key; did you mean trainer.batch_size"),
         (["+experiment=ner", "trainer.batch_size=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
         (["+experiment=ner", "scheduler=triangle"], "Could not find 'scheduler/triangle'"),
         (["+experiment=ner", "trainer.batch_size=-1", "tracking=none"], "config key 'trainer.batch_size': must be >= 1"),
-        (["+experiment=ner", "component.dropout=0.1"], "Key 'dropout' is not in struct"),
+        (["+experiment=ner", "component.dropout=0.1"], "config key 'component.dropout': not in conf/component"),
         (["+experiment=ner", "+component.dropout=0.1", "tracking=none"], "config key 'component.dropout': not a parameter"),
         (["+experiment=ner_ncbi", "tracking=none"], "paths.data_dir"),
         (["+experiment=ner", "component.model_name_or_path=./no/such/model", "tracking=none"], "model folder not found"),

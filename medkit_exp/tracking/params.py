@@ -28,6 +28,10 @@ MAX_PARAM_VAL_LENGTH = 6000
 MAX_PARAMS_PER_BATCH = 100
 MAX_KEY_LENGTH = 250
 
+#: Values that differ for every run by construction (its folders): tags, not params, so that
+#: params compare runs. The run's folder is the ``output_dir`` tag.
+RUN_SPECIFIC_KEYS = ("paths.output_dir", "trainer.output_dir")
+
 _SECRET_ANYWHERE = re.compile(
     r"passw(or)?d|passphrase|secret|credential|api_?key|apikey|access_key|private_key|auth_header|bearer"
 )
@@ -123,6 +127,21 @@ def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
         else:
             flat[dotted] = _param_value(value)
     return flat
+
+
+def without_keys(config: Mapping[str, Any], dotted_keys: Sequence[str]) -> dict[str, Any]:
+    """A copy of a nested config without the given dotted keys (absent ones are ignored).
+
+    >>> without_keys({"paths": {"output_dir": "o", "data_dir": "d"}, "seed": 1}, ["paths.output_dir"])
+    {'paths': {'data_dir': 'd'}, 'seed': 1}
+    """
+    kept: dict[str, Any] = {}
+    for key, value in config.items():
+        inner = [k.split(".", 1)[1] for k in dotted_keys if k.startswith(f"{key}.")]
+        if key in dotted_keys:
+            continue
+        kept[key] = without_keys(value, inner) if inner and _is_mapping(value) else value
+    return kept
 
 
 def _param_value(value: Any) -> str:

@@ -1,0 +1,238 @@
+"""Config keys checked against the schemas before any work starts.
+
+Hydra's structured schema (:mod:`medkit_exp.schema`) rejects an unknown key given without ``+``
+with a multi-line message (exit code 1), and accepts any key given with ``+``: ``+trainer.batch_sise=8``
+used to load the corpus and the model, then die in ``TrainerConfig(**settings)``. Here both fail
+with one line naming the key and the nearest valid ones, through :class:`ConfigError` (exit code 2):
+
+- :func:`check_command_line`: the command line's overrides, before Hydra composes (an unknown
+  key without ``+`` would otherwise stop Hydra's composition with its own message);
+- :func:`check_config`: the composed config, at the start of the task (keys added with ``+``,
+  the component's keys against its class's signature, keys derived from another key).
+
+The applications call both (``python -m medkit_exp``; evaluate and predict share the groups)::
+
+    check_command_line(EvaluateConfig)        # before the Hydra main runs
+    check_config(cfg, EvaluateConfig)         # first thing in the task
+
+>>> from medkit_exp.schema import MedkitExpConfig
+>>> check_key("trainer.batch_sise", MedkitExpConfig)
+Traceback (most recent call last):
+...
+medkit_exp.errors.ConfigError: config key 'trainer.batch_sise': unknown config key; did you mean trainer.batch_size?
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import logging
+import sys
+import typing
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from medkit_exp.app import config_dir
+from medkit_exp.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: Keys whose value is another key's (one key per value): the trainer's optimisation settings are
+#: the optimizer group's, interpolated in ``conf/trainer/*.yaml``.
+DERIVED_KEYS = {
+    "trainer.learning_rate": "optimizer.lr",
+    "trainer.weight_decay": "optimizer.weight_decay",
+    "trainer.max_grad_norm": "optimizer.max_grad_norm",
+}
+#: The optimizers the application builds: the component's ``configure_optimizer`` makes AdamW.
+OPTIMIZERS = ("adamw",)
+#: The keys of the ``scheduler`` group each schedule uses (the others must keep their defaults).
+SCHEDULER_KEYS = {
+    "none": (),
+    "linear": ("warmup_ratio", "warmup_steps", "min_lr_ratio"),
+    "cosine": ("warmup_ratio", "warmup_steps", "min_lr_ratio"),
+    "constant": ("warmup_ratio", "warmup_steps", "min_lr_ratio"),
+    "plateau": ("mode", "factor", "patience"),
+}
+_HYDRA_FLAGS_WITH_OTHER_CONFIGS = ("config_name", "config_path", "config_dir", "experimental_rerun")
+_HYDRA_FLAGS_WITHOUT_RUN = ("help", "hydra_help", "shell_completion", "info")
+
+
+# ----------------------------------------------------------------------------- messages
+def unknown_key(prefix: str, key: str, valid: Iterable[str], what: str = "unknown config key") -> ConfigError:
+    """``ConfigError`` naming ``prefix + key`` and the nearest of ``valid`` (else all of them)."""
+    valid = sorted(str(name) for name in valid)
+    near = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    if near:
+        hint = f"did you mean {' or '.join(prefix + name for name in near)}?"
+    else:
+        hint = f"valid keys: {', '.join(prefix + name for name in valid)}"
+    return ConfigError(f"{prefix}{key}", f"{what}; {hint}")
+
+
+# ----------------------------------------------------------------------------- schemas
+@lru_cache(maxsize=None)
+def schema_fields(schema: type) -> dict[str, Any]:
+    """A dataclass's fields and their (resolved) types."""
+    hints = typing.get_type_hints(schema)
+    return {spec.name: hints[spec.name] for spec in dataclasses.fields(schema)}
+
+
+def check_key(key: str, schema: type, added: bool = False) -> None:
+    """A dotted key (of a command-line override) exists in ``schema``; the component's keys are
+    checked here when set without ``+`` (they must be in its config file), else by
+    :func:`check_config` against the class."""
+    if key in DERIVED_KEYS:
+        raise derived_key_error(key)
+    parts, cls, prefix = key.split("."), schema, ""
+    for position, part in enumerate(parts):
+        fields = schema_fields(cls)
+        if part not in fields:
+            raise unknown_key(prefix, part, fields)
+        kind, prefix = fields[part], f"{prefix}{part}."
+        if prefix == "component." and len(parts) > position + 1 and not added:
+            _check_component_file_key(parts[position + 1])
+            return
+        if not dataclasses.is_dataclass(kind):
+            return  # a value, or an open mapping: Hydra checks the rest
+        cls = kind
+
+
+def _check_component_file_key(key: str) -> None:
+    """Without ``+``, Hydra sets only the keys a ``conf/component`` file has."""
+    known = component_file_keys()
+    if key not in known and not key.startswith("_"):
+        raise unknown_key("component.", key, [k for k in known if not k.startswith("_")],
+                          what="not in conf/component (a parameter of the class not set there: +component.KEY=VALUE)")
+
+
+@lru_cache(maxsize=1)
+def component_file_keys() -> frozenset[str]:
+    """The keys of every ``conf/component/*.yaml`` file."""
+    from omegaconf import OmegaConf
+
+    keys: set[str] = set()
+    for path in sorted(Path(config_dir(), "component").glob("*.yaml")):
+        keys.update(str(k) for k in OmegaConf.load(path).keys() if k != "defaults")
+    return frozenset(keys)
+
+
+def derived_key_error(key: str) -> ConfigError:
+    source = DERIVED_KEYS[key]
+    return ConfigError(key, f"takes its value from {source} (one key per value): set {source} instead")
+
+
+# ----------------------------------------------------------------------------- command line
+def command_line_overrides(argv: Sequence[str]) -> list[Any] | None:
+    """Hydra's overrides of a command line; None when it runs no task of this config (``--help``,
+    another ``--config-name``...) or when Hydra will reject it itself (a syntax error)."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        args = get_args_parser().parse_intermixed_args(list(argv))
+    except (SystemExit, TypeError):  # argparse's own error, which Hydra reports again
+        return None
+    if any(getattr(args, flag, None) for flag in (*_HYDRA_FLAGS_WITH_OTHER_CONFIGS, *_HYDRA_FLAGS_WITHOUT_RUN)):
+        return None
+    try:
+        return OverridesParser.create().parse_overrides(args.overrides)
+    except Exception:  # noqa: BLE001 - Hydra reports its own syntax errors
+        return None
+
+
+def check_command_line(schema: type, argv: Sequence[str] | None = None) -> None:
+    """Every key a command-line override sets or adds exists in ``schema`` (groups, ``hydra.*``,
+    deletions and sweeps are Hydra's and the sweeper's to check). Raises :class:`ConfigError`."""
+    overrides = command_line_overrides(sys.argv[1:] if argv is None else argv)
+    for override in overrides or ():
+        key = str(override.key_or_group)
+        if (override.is_delete() or override.is_sweep_override() or override.package is not None
+                or key.split(".")[0].split("/")[0] == "hydra" or "/" in key or is_config_group(key)):
+            continue
+        check_key(key, schema, added=override.is_add() or override.is_force_add())
+
+
+def is_config_group(key: str) -> bool:
+    return "." not in key and Path(config_dir(), key).is_dir()
+
+
+# ----------------------------------------------------------------------------- composed config
+def check_config(cfg: Any, schema: type) -> None:
+    """The composed config holds only keys ``schema`` (and the component's class) accepts, derived
+    keys keep their source's value, and the optimizer and scheduler use what they are given."""
+    _check_node(cfg, schema, "")
+    if "component" in cfg:
+        check_component_keys(cfg.component)
+    for key, source in DERIVED_KEYS.items():
+        group, name = key.split(".")
+        if group in cfg and not _is_interpolation_of(cfg[group], name, source):
+            raise derived_key_error(key)
+    if "optimizer" in cfg and cfg.optimizer.name not in OPTIMIZERS:
+        raise ConfigError("optimizer.name", f"must be one of {', '.join(OPTIMIZERS)} (the component's "
+                          f"configure_optimizer builds AdamW); got {cfg.optimizer.name!r}")
+    if "scheduler" in cfg:
+        check_scheduler(cfg.scheduler, schema_fields(schema)["scheduler"])
+
+
+def _check_node(node: Any, schema: type, prefix: str) -> None:
+    from omegaconf import DictConfig
+
+    fields = schema_fields(schema)
+    for key in node.keys():
+        if not prefix and key == "hydra":
+            continue
+        if key not in fields:
+            raise unknown_key(prefix, str(key), fields)
+        child = node._get_node(key)
+        if dataclasses.is_dataclass(fields[key]) and isinstance(child, DictConfig):
+            _check_node(child, fields[key], f"{prefix}{key}.")
+
+
+def _is_interpolation_of(node: Any, name: str, source: str) -> bool:
+    child = node._get_node(name) if name in node else None
+    return child is None or str(child._value()).replace(" ", "") == "${" + source + "}"
+
+
+def check_component_keys(component: Any) -> type:
+    """The component's class (imported, nothing built); every key is a parameter of it."""
+    from hydra.utils import get_class
+
+    target = component.get("_target_") if component is not None else None
+    if not target:
+        raise ConfigError("component._target_", "name the component class to build")
+    try:
+        cls = get_class(str(target))
+    except Exception as error:  # hydra wraps import errors in its own types
+        raise ConfigError("component._target_", f"cannot import {target!r}: {error}") from error
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return cls
+    for key in component.keys():
+        if not str(key).startswith("_") and key not in parameters:
+            raise unknown_key("component.", str(key), parameters, what=f"not a parameter of {target}")
+    return cls
+
+
+def check_scheduler(scheduler: Any, schema: type) -> None:
+    """A known schedule; a key the schedule does not use keeps its default (it would be ignored)."""
+    name = scheduler.get("name")
+    if name not in SCHEDULER_KEYS:
+        raise ConfigError("scheduler.name", f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULER_KEYS)}")
+    defaults = schema()
+    for key in scheduler.keys():
+        if key == "name" or key in SCHEDULER_KEYS[name]:
+            continue
+        if scheduler[key] != getattr(defaults, key):
+            used = ", ".join(SCHEDULER_KEYS[name]) or "none"
+            raise ConfigError(f"scheduler.{key}", f"not used by scheduler {name!r} (it uses: {used}); "
+                              f"got {scheduler[key]!r}")
+
+
+def unused_scheduler_keys(scheduler: dict[str, Any]) -> list[str]:
+    """The keys of a resolved ``scheduler`` group that its schedule does not use."""
+    used = SCHEDULER_KEYS.get(scheduler.get("name"), ())
+    return [key for key in scheduler if key != "name" and key not in used]
