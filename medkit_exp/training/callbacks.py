@@ -1,11 +1,14 @@
 """Callbacks: named events of a run, the state they see and the control they steer it with.
 
-Events keep medkit's names and argument names (``on_train_begin(config)``, ``on_train_end()``,
-``on_epoch_begin(epoch)``, ``on_epoch_end(metrics, epoch, epoch_duration)``,
-``on_step_begin(step_idx, nb_batches, phase)``, ``on_step_end(step_idx, nb_batches, phase)``,
-``on_save(checkpoint_dir)``) and add ``on_log``, ``on_evaluate`` and ``on_exception``.
-A callback written for medkit (any object with some of these methods) works as it is: the
-Trainer only calls the methods a callback has.
+Events keep medkit's names, argument names, calling convention and order:
+``on_train_begin(config=)``, then per epoch ``on_epoch_begin(epoch=)``, the training steps
+``on_step_begin(step, nb_batches=, phase="train")`` / ``on_step_end(...)`` (the step index is
+positional, as medkit passes it), the evaluation steps (``phase="eval"``),
+``on_epoch_end(metrics=, epoch=, epoch_duration=)``, then ``on_save(checkpoint_dir=)`` for the
+epoch's checkpoint; ``on_train_end()`` last. Our own events, ``on_log``, ``on_evaluate`` and
+``on_exception``, are called with keywords only. A callback written for medkit (any object
+with some of these methods) works as it is: the Trainer only calls the methods a callback has.
+Unlike medkit's, ``on_save`` comes once the checkpoint is written, so it can be read there.
 
 Callbacks derived from :class:`TrainerCallback` also get ``self.state`` (a read-only view of
 the run: global step, epoch, best checkpoint...) and ``self.control``, through which they ask
@@ -28,6 +31,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+__all__ = ["DefaultPrinterCallback", "EarlyStoppingCallback", "TrainerCallback", "TrainerControl", "TrainerState"]
 
 logger = logging.getLogger(__name__)
 
@@ -149,9 +154,12 @@ class CallbackList:
             if callable(getattr(cb, "setup", None)):
                 cb.setup(state, control)
 
-    def call(self, event: str, **kwargs: Any) -> None:
+    def call(self, event: str, *args: Any, **kwargs: Any) -> None:
+        """Call ``event`` on every callback that has it, with medkit's convention: the step
+        events get the step positionally (``on_step_begin(step, nb_batches=..., phase=...)``),
+        every other argument by keyword."""
         for handler in self._handlers[event]:
-            handler(**kwargs)
+            handler(*args, **kwargs)
 
     def has(self, event: str) -> bool:
         return bool(self._handlers[event])

@@ -3,9 +3,17 @@
 Layout of ``<output_dir>/checkpoints/``::
 
     checkpoint-0000120/          the component's own save() files (e.g. a Hugging Face
-        trainer_state.pt         model folder) + optimizer, scheduler, scaler, RNG states,
-        trainer_config.yml       counters, history, callback states; the TrainerConfig
+        optimizer.pt             model folder); the optimizer state (medkit's file name),
+        scheduler.pt             the scheduler state when there is a scheduler (medkit's),
+        trainer_config.yml       the TrainerConfig (medkit's),
+        trainer_state.pt         and the rest of the run: counters, history, RNG states,
+                                 grad scaler, callback states
     state.json                   {"last": ..., "best": ..., "checkpoints": [...]}
+
+medkit names its checkpoints ``checkpoint_<epoch>_<timestamp>`` directly in ``output_dir``;
+ours are named after the optimizer step (unique when saving mid-epoch) and kept in
+``checkpoints/`` beside the run's history. Every checkpoint folder loads with the component's
+own ``load(folder)``, as medkit's do.
 
 A checkpoint is written into ``.tmp-<name>`` and renamed when complete, so a run killed
 while saving never leaves a partial checkpoint under its final name.
@@ -28,8 +36,14 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 TRAINER_STATE = "trainer_state.pt"
-TRAINER_CONFIG = "trainer_config.yml"
-FORMAT_VERSION = 1
+# medkit's names (``medkit.training.trainer``), for the files medkit also writes
+CONFIG_NAME = "trainer_config.yml"
+OPTIMIZER_NAME = "optimizer.pt"
+SCHEDULER_NAME = "scheduler.pt"
+TRAINER_CONFIG = CONFIG_NAME
+# 2: optimizer and scheduler states in medkit's files; 1 kept them in trainer_state.pt
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 
 
 @dataclass
@@ -140,18 +154,53 @@ def resolve_checkpoint(output_dir: Path, which: str | os.PathLike) -> Path | Non
 
 def load_trainer_state(checkpoint_dir: Path) -> dict[str, Any]:
     """Read ``trainer_state.pt``, failing clearly on a missing, partial or corrupt file."""
-    import torch
-
     path = Path(checkpoint_dir) / TRAINER_STATE
     if not path.is_file():
         raise CheckpointError(f"missing {TRAINER_STATE}: not a medkit_exp checkpoint, or a partial one", path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for truncated/corrupt files
-        raise CheckpointError(f"corrupt or truncated checkpoint file ({type(error).__name__}: {error})", path) from error
-    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+    state = _torch_load(path)
+    if not isinstance(state, dict) or state.get("format_version") not in READABLE_FORMATS:
         raise CheckpointError("unknown checkpoint format (written by another program or version?)", path)
     return state
+
+
+def write_checkpoint(
+    folder: Path, trainer_state: dict[str, Any], config: dict[str, Any], optimizer: Any, lr_scheduler: Any | None
+) -> None:
+    """Write the Trainer's files into ``folder`` (the component has written its own)."""
+    import torch
+    import yaml
+
+    torch.save(optimizer.state_dict(), folder / OPTIMIZER_NAME)
+    if lr_scheduler is not None:
+        torch.save(lr_scheduler.state_dict(), folder / SCHEDULER_NAME)
+    saved = {"format_version": FORMAT_VERSION, "has_lr_scheduler": lr_scheduler is not None, **trainer_state}
+    torch.save(saved, folder / TRAINER_STATE)
+    with open(folder / CONFIG_NAME, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config, handle, sort_keys=False, allow_unicode=True)
+
+
+def read_checkpoint(folder: Path) -> dict[str, Any]:
+    """Everything ``write_checkpoint`` wrote: the trainer state with ``optimizer`` and ``lr_scheduler``."""
+    payload = load_trainer_state(folder)
+    if payload["format_version"] == 1:
+        return payload  # optimizer and scheduler states are inside
+    optimizer_path, scheduler_path = Path(folder) / OPTIMIZER_NAME, Path(folder) / SCHEDULER_NAME
+    if not optimizer_path.is_file():
+        raise CheckpointError(f"missing {OPTIMIZER_NAME}: a partial checkpoint", optimizer_path)
+    payload["optimizer"] = _torch_load(optimizer_path)
+    if payload["has_lr_scheduler"] and not scheduler_path.is_file():
+        raise CheckpointError(f"missing {SCHEDULER_NAME}: a partial checkpoint", scheduler_path)
+    payload["lr_scheduler"] = _torch_load(scheduler_path) if payload["has_lr_scheduler"] else None
+    return payload
+
+
+def _torch_load(path: Path) -> Any:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for truncated/corrupt files
+        raise CheckpointError(f"corrupt or truncated checkpoint file ({type(error).__name__}: {error})", path) from error
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -26,6 +26,11 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def set_seed(seed: int = 0) -> None:
+    """medkit's ``set_seed``: seed python, numpy and torch (no determinism switch)."""
+    seed_everything(seed)
+
+
 def rng_states() -> dict[str, Any]:
     """Every random state a training step can consume."""
     states: dict[str, Any] = {

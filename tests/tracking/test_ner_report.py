@@ -251,13 +251,15 @@ def test_logged_model_links_the_checkpoint_weights_into_a_local_store(tiny_bert_
 
     checkpoint = tmp_path / "checkpoint-0000001"
     HFEntityMatcherTrainable(str(tiny_bert_dir), labels=["problem"]).save(checkpoint)
-    (checkpoint / "trainer_state.pt").write_bytes(b"optimizer state")  # training-only: not in the model
+    for name in ("trainer_state.pt", "optimizer.pt", "scheduler.pt", "trainer_config.yml"):  # training-only
+        (checkpoint / name).write_bytes(b"training state")
     experiment_id = client.create_experiment(experiment_name, artifact_location=str(tmp_path / "store"))
     run_id = client.create_run(experiment_id).info.run_id
     info = log_tagger_model(checkpoint, RunHandle(run_id, client.tracking_uri), ["Fever and cough."])
     folder = client.get_logged_model(info.model_id).artifact_location.removeprefix("file://")
     assert os.path.samefile(f"{folder}/artifacts/tagger/model.safetensors", checkpoint / "model.safetensors")
     assert os.stat(f"{folder}/MLmodel").st_nlink == 1
-    assert not os.path.exists(f"{folder}/artifacts/tagger/trainer_state.pt")
+    for name in ("trainer_state.pt", "optimizer.pt", "scheduler.pt", "trainer_config.yml"):
+        assert not os.path.exists(f"{folder}/artifacts/tagger/{name}")
     model = mlflow.pyfunc.load_model(folder)
     assert len(model.predict(pd.DataFrame({"text": ["Fever and cough.", "Pain."]}))) == 2
