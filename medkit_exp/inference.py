@@ -8,7 +8,9 @@ predict with visible progress.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -29,15 +31,19 @@ PREDICT_CHUNK = 256  # documents per call of predict(): progress is reported bet
 
 
 def find_model_folder(path: str | None, key: str, which: str = "best") -> Path:
-    """The tagger folder that ``path`` names: a checkpoint folder itself, or the ``which``
-    ("best" or "last") checkpoint of a training run folder or of its ``checkpoints/`` folder.
+    """The tagger folder that ``path`` names: a checkpoint folder itself, the ``which`` ("best"
+    or "last") checkpoint of a training run folder or of its ``checkpoints/`` folder, or any
+    Hugging Face token-classification folder (its labels and scheme read from its ``id2label``).
 
     Anything else is a :class:`ConfigError` naming ``key`` and saying what was found.
     """
     if which not in CHECKPOINT_CHOICES:
         raise ConfigError("which", f"must be one of {', '.join(CHECKPOINT_CHOICES)}, got {which!r}")
     if not path:
-        raise ConfigError(key, f"give the tagger: {key}=PATH (a checkpoint folder or a training run folder)")
+        raise ConfigError(
+            key, f"give the tagger: {key}=PATH (a checkpoint folder, a training run folder or a Hugging Face "
+            "token-classification folder)"
+        )
     folder = Path(path).expanduser()
     if not folder.exists():
         raise ConfigError(key, f"no such folder: {folder}")
@@ -49,14 +55,28 @@ def find_model_folder(path: str | None, key: str, which: str = "best") -> Path:
         if (checkpoints / STATE_FILE).is_file():
             return _run_checkpoint(checkpoints, key, which)
     if (folder / "config.json").is_file():
-        raise ConfigError(
-            key, f"{folder} is a model folder but not a medkit_exp tagger (no {TAGGER_FILE}): give a checkpoint "
-            "of a training run, or train on this model with component.model_name_or_path"
-        )
+        _check_token_classifier(folder, key)
+        return folder
     raise ConfigError(
-        key, f"{folder} is neither a tagger checkpoint (no {TAGGER_FILE}) nor a training run folder "
-        f"(no checkpoints/{STATE_FILE})"
+        key, f"{folder} is neither a tagger checkpoint (no {TAGGER_FILE}), a training run folder "
+        f"(no checkpoints/{STATE_FILE}) nor a Hugging Face model folder (no config.json)"
     )
+
+
+def _check_token_classifier(folder: Path, key: str) -> None:
+    """A model folder without TAGGER_FILE must name its tags in config.json's id2label (read as
+    plain JSON: no torch import before the input is checked); the loader infers labels and scheme."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(key, f"{folder / 'config.json'} is not readable JSON: {error}") from None
+    id2label = config.get("id2label") if isinstance(config, dict) else None
+    if not isinstance(id2label, dict) or all(re.fullmatch(r"LABEL_\d+", str(v)) for v in id2label.values()):
+        raise ConfigError(
+            key, f"{folder} is a model folder without tags (no {TAGGER_FILE}, and no named labels in its "
+            "config.json's id2label): give a tagger checkpoint, a training run folder or a Hugging Face "
+            "token-classification model; to train on this model use component.model_name_or_path"
+        )
 
 
 def _run_checkpoint(checkpoints: Path, key: str, which: str) -> Path:
@@ -75,7 +95,8 @@ def _run_checkpoint(checkpoints: Path, key: str, which: str) -> Path:
 
 
 def load_tagger(folder: Path, key: str, device: int = -1) -> Any:
-    """The tagger saved in ``folder``; any failure is a ConfigError naming ``key`` and the folder."""
+    """The tagger saved in ``folder`` (or any token-classification folder: labels and scheme
+    inferred, with a warning); any failure is a ConfigError naming ``key`` and the folder."""
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable
 
     started = time.perf_counter()

@@ -1,6 +1,7 @@
 """``python -m medkit_exp.predict model=PATH input=PATH [output=PATH] [output_format=jsonl|brat]``
 
-Runs a saved tagger (a checkpoint folder, or the best checkpoint of a training run folder) over
+Runs a saved tagger (a checkpoint folder, the best checkpoint of a training run folder, or any
+Hugging Face token-classification folder, its labels read from its ``id2label``) over
 BRAT, CoNLL or JSON-lines documents and writes the predicted entities as JSON lines (with their
 scores) or BRAT. Configured by ``conf/predict.yaml`` (the same ``conf/`` tree as training). The
 input's own entities and relations, if any, are not carried over: the output holds predictions.

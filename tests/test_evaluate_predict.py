@@ -179,7 +179,7 @@ def test_bad_input_is_one_clear_line(trained_run, tmp_path, module, args, messag
         (["split=test"], ConfigError, "config key 'data.test': the demo data config has no 'test' split"),
         (["which=worst"], ConfigError, "config key 'which'"),
         (["batch_size=0"], ConfigError, "config key 'batch_size': must be an integer >= 1"),
-        (["checkpoint={tmp}/hf"], ConfigError, "is a model folder but not a medkit_exp tagger"),
+        (["checkpoint={tmp}/hf"], ConfigError, "is a model folder without tags"),
         (["checkpoint={tmp}/state_only"], CheckpointError, "unreadable checkpoint state file"),
         (["data.path={tmp}/no_corpus"], DataError, "corpus folder of demo not found"),
     ],

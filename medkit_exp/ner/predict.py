@@ -30,7 +30,9 @@ def predict(
 ) -> list[TextDocument]:
     """New documents holding the entities the tagger finds in ``documents``.
 
-    ``model_dir`` is a folder saved by the tagger (any checkpoint of a run), or a tagger. Each
+    ``model_dir`` is a folder saved by the tagger (any checkpoint of a run), any Hugging Face
+    token-classification folder (labels and scheme read from its ``id2label``, with a warning;
+    a medkit-trained tagger, a hub NER model saved locally), or a tagger. Each
     document is split into words once; documents longer than the model's limit go through
     overlapping windows whose predictions are merged (each word predicted by the window where it
     is most central). Windows are batched by length; the model runs under ``torch.inference_mode``.

@@ -8,7 +8,10 @@ sub-tokens (BILOU stays valid); long documents go through sliding windows, never
 truncation; labels outside ``labels`` are an error (or dropped and counted); documents are
 tokenised once (the Trainer caches ``preprocess``); batches are padded to a multiple of 8.
 The saved folder is a standard Hugging Face token-classification model (``id2label`` in its
-config) that ``transformers.pipeline("token-classification", model=DIR)`` loads.
+config) that ``transformers.pipeline("token-classification", model=DIR)`` loads. A model that
+already tags (trained by medkit, a NER model of the hub) keeps the rows of its tags
+(:mod:`medkit_exp.ner.label_map`), and :meth:`HFEntityMatcherTrainable.from_pretrained` loads any
+such folder.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ import torch
 from medkit_exp.errors import ConfigError, DataError
 from medkit_exp.ner.documents import Entity, TextDocument
 from medkit_exp.ner.encoding import IGNORE_INDEX, Window, assign_owners, split_windows, subtoken_tags
+from medkit_exp.ner.label_map import (
+    LabelMap, apply_label_map, as_bilou_names, head_tags, head_was_loaded, labels_of_model_folder, new_label_map,
+    plan_label_map, resolve_scheme,
+)
 from medkit_exp.ner.tagging import TaggingReport, make_tag_labels, spans_to_tags, tokenize_words
 from medkit_exp.training.batch import BatchData
 from medkit_exp.training.optim import make_adamw, param_groups_with_weight_decay
@@ -46,18 +53,23 @@ class HFEntityMatcherTrainable:
     """A token-classification model trained on word-level entity tags.
 
     Parameters are medkit's (``model_name_or_path``: a Hugging Face model id or a local folder;
-    ``labels``: the entity labels; ``tagging_scheme``: "iob2" or "bilou"; ``tag_subtokens``:
+    ``labels``: the entity labels; ``tagging_scheme``: "iob2" or "bilou", None for the scheme of
+    the model's tags when it already tags, else iob2; ``tag_subtokens``:
     tag every sub-token instead of the first of each word; ``tokenizer_max_length``: sub-tokens
     per window, special tokens included (default: the model's limit); ``hf_auth_token``;
     ``device``: -1 for CPU, N for cuda:N), plus ``stride`` (sub-tokens shared by consecutive
     windows), ``unknown_labels`` ("error" or "drop") and ``pad_to_multiple_of``.
+
+    When the model already has a token-classification head with named tags, each requested tag
+    it knows keeps its row (weights and bias), the others get new rows, its tags not requested
+    are dropped (a warning lists them); :attr:`label_map` records the final map.
     """
 
     def __init__(
         self,
         model_name_or_path: str | Path,
         labels: list[str],
-        tagging_scheme: str = "iob2",
+        tagging_scheme: str | None = None,
         tag_subtokens: bool = False,
         tokenizer_max_length: int | None = None,
         hf_auth_token: str | None = None,
@@ -66,22 +78,19 @@ class HFEntityMatcherTrainable:
         unknown_labels: str = "error",
         pad_to_multiple_of: int | None = 8,
     ):
-        if tagging_scheme not in SCHEMES:
+        if tagging_scheme is not None and tagging_scheme not in SCHEMES:
             raise ConfigError("tagging_scheme", f"must be one of {', '.join(SCHEMES)}; got {tagging_scheme!r}")
         if unknown_labels not in UNKNOWN_LABEL_POLICIES:
             raise ConfigError("unknown_labels", f"must be 'error' or 'drop'; got {unknown_labels!r}")
         if not labels:
             raise ConfigError("labels", "give at least one entity label")
         self.labels = list(dict.fromkeys(labels))
-        self.tagging_scheme = tagging_scheme
+        self.tagging_scheme: str = tagging_scheme  # type: ignore[assignment] - None: decided by _load
         self.tag_subtokens = tag_subtokens
         self.unknown_labels = unknown_labels
         self.pad_to_multiple_of = pad_to_multiple_of
         self._hf_auth_token = hf_auth_token  # never saved, never logged
         self._device = torch.device("cpu" if device < 0 else f"cuda:{device}")
-        self.tag_list = make_tag_labels(self.labels, tagging_scheme)
-        self.label_to_id = {tag: index for index, tag in enumerate(self.tag_list)}
-        self.id_to_label = dict(enumerate(self.tag_list))
         self.report = TaggingReport()
         self.dropped_labels: Counter[str] = Counter()
         self._load(model_name_or_path, tokenizer_max_length, stride, new_head=True)
@@ -241,18 +250,14 @@ class HFEntityMatcherTrainable:
         token = self._hf_auth_token
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), token=token)
-            config = transformers.AutoConfig.from_pretrained(
-                str(source), num_labels=len(self.tag_list), id2label=self.id_to_label,
-                label2id=self.label_to_id, token=token,
-            )
-            self.model = transformers.AutoModelForTokenClassification.from_pretrained(
-                str(source), config=config, token=token, ignore_mismatched_sizes=new_head
-            )
+            pretrained = transformers.AutoConfig.from_pretrained(str(source), token=token)
+            self.model = self._load_model(source, pretrained, new_head)
         except OSError as error:
             raise ConfigError("model_name_or_path", f"cannot load a model from {str(source)!r}: {error}") from error
         if not getattr(self.tokenizer, "is_fast", False):
             raise ConfigError("model_name_or_path", f"{source!r} has no fast tokenizer (needed for word alignment)")
         self.model.to(self._device)
+        config = self.model.config
         limits = [getattr(config, "max_position_embeddings", None), self.tokenizer.model_max_length]
         model_limit = min(limit for limit in limits if isinstance(limit, int) and 0 < limit < 100_000)
         self.max_length = min(max_length or model_limit, model_limit)
@@ -265,21 +270,86 @@ class HFEntityMatcherTrainable:
         if not 0 <= self.stride < budget:
             raise ConfigError("stride", f"must be in [0, {budget}) for windows of {budget} sub-tokens; got {self.stride}")
 
+    def _load_model(self, source: str | Path, pretrained: Any, new_head: bool) -> Any:
+        """The model of ``source`` with the head of this tagger's tags. A head whose tags are
+        named keeps their rows (never relabelled in another order); any other head is new."""
+        from transformers import AutoModelForTokenClassification
+
+        tags = head_tags(pretrained)
+        if tags is None:
+            return self._fresh_model(source, pretrained)
+        self.tagging_scheme = resolve_scheme(self.tagging_scheme, tags, source)
+        if self.tagging_scheme == "bilou":
+            tags = as_bilou_names(tags, source)
+        plan = plan_label_map(tags, make_tag_labels(self.labels, self.tagging_scheme), str(source))
+        model, info = AutoModelForTokenClassification.from_pretrained(
+            str(source), config=pretrained, token=self._hf_auth_token, output_loading_info=True
+        )
+        if not head_was_loaded(model, info):
+            logger.warning("%s names its tags but holds no weights for its head: the head is new", source)
+            plan = LabelMap(plan.tags, [None] * len(plan.tags))
+        if not new_head and (plan.new_tags or plan.dropped):  # a checkpoint of another tagger
+            raise DataError(
+                f"the checkpoint's tags differ from the tagger's: missing {plan.new_tags}, extra {plan.dropped}",
+                path=source,
+            )
+        if plan.dropped:
+            logger.warning("Tags of the pretrained head in %s dropped (not in the labels): %s", source, plan.dropped)
+        apply_label_map(model, plan)
+        self._set_label_map(plan, log=new_head)
+        return model
+
+    def _fresh_model(self, source: str | Path, pretrained: Any) -> Any:
+        """The encoder of ``source`` under a new head (freshly initialised, as Hugging Face does)."""
+        from transformers import AutoConfig, AutoModelForTokenClassification
+
+        self.tagging_scheme = self.tagging_scheme or "iob2"
+        plan = new_label_map(make_tag_labels(self.labels, self.tagging_scheme))
+        id2label = plan.id2label
+        config = AutoConfig.from_pretrained(
+            str(source), num_labels=len(id2label), id2label=id2label,
+            label2id={tag: row for row, tag in id2label.items()}, token=self._hf_auth_token,
+        )
+        model, info = AutoModelForTokenClassification.from_pretrained(
+            str(source), config=config, token=self._hf_auth_token, ignore_mismatched_sizes=True,
+            output_loading_info=True,
+        )
+        if head_was_loaded(model, info):  # rows of unnamed labels (LABEL_0...) of the same number
+            logger.warning("The head of %s has unnamed labels (LABEL_0...): its rows are replaced by new ones", source)
+            apply_label_map(model, plan)
+        self._set_label_map(plan, log=True)
+        return model
+
+    def _set_label_map(self, plan: LabelMap, log: bool) -> None:
+        self.label_map = plan
+        self.tag_list = list(plan.tags)
+        self.label_to_id = {tag: index for index, tag in enumerate(self.tag_list)}
+        self.id_to_label = dict(enumerate(self.tag_list))
+        if log:
+            logger.info("Label map (%s): %s", plan.describe(), self.id_to_label)
+
     @classmethod
     def from_pretrained(cls, path: str | Path, device: int = -1) -> HFEntityMatcherTrainable:
-        """A tagger saved by :meth:`save` (its labels and scheme read from the folder)."""
+        """A tagger saved by :meth:`save` (its labels and scheme read from the folder), or any
+        Hugging Face token-classification folder (labels and scheme read from its ``id2label``,
+        with a warning). The model must hold a row for every tag it is to predict."""
         settings_path = Path(path) / TAGGER_CONFIG
-        if not settings_path.is_file():
-            raise DataError(f"not a medkit_exp tagger folder (no {TAGGER_CONFIG})", path=path)
-        settings = json.loads(settings_path.read_text())
-        return cls(path, settings["labels"], settings["tagging_scheme"], settings["tag_subtokens"],
-                   settings["tokenizer_max_length"], device=device, stride=settings["stride"])
+        if settings_path.is_file():
+            settings = json.loads(settings_path.read_text())
+            tagger = cls(path, settings["labels"], settings["tagging_scheme"], settings["tag_subtokens"],
+                         settings["tokenizer_max_length"], device=device, stride=settings["stride"])
+        else:
+            labels, scheme = labels_of_model_folder(path, TAGGER_CONFIG)
+            tagger = cls(path, labels, scheme, device=device)
+        if tagger.label_map.new_tags:  # untrained rows would predict at random
+            raise DataError(f"the model has no trained row for the tags {tagger.label_map.new_tags}", path=path)
+        return tagger
 
 
 def make_trainable(
     model_name_or_path: str | Path,
     labels: list[str],
-    tagging_scheme: str = "iob2",
+    tagging_scheme: str | None = None,
     tag_subtokens: bool = False,
     tokenizer_max_length: int | None = None,
     hf_auth_token: str | None = None,

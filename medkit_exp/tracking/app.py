@@ -30,7 +30,7 @@ def tracking_callbacks_from_config(
     evaluations' predictions, which the dev report reuses. A sweep trial passes its sweep's
     ``parent_run_id`` and ``extra_tags`` (study name, trial number). ``component``, the one being
     trained, predicts the dev report when its final weights are the best checkpoint's and no
-    evaluation was recorded."""
+    evaluation was recorded; a tagger's label map is recorded as run tags (:func:`component_tags`)."""
     datasets = [
         describe_dataset(f"{data_name}-{split}", documents, data_source, context="training" if split == "train" else "eval")
         for split, documents in splits.items()
@@ -50,7 +50,7 @@ def tracking_callbacks_from_config(
         config_yaml=config_yaml,
         overrides=list(overrides),
         datasets=datasets,
-        tags={**(tracking.get("tags") or {}), **(extra_tags or {})},
+        tags={**(tracking.get("tags") or {}), **component_tags(component), **(extra_tags or {})},
         parent_run_id=parent_run_id,  # a sweep trial: child of the sweep's run
         log_model=model_logger,
         extra_artifacts=artifact_hooks,
@@ -74,3 +74,11 @@ def ner_hooks_from_config(
         model_alias=tracking.get("model_alias"), sample_size=sample_size, trained_component=component,
         validate_model=tracking.get("validate_model", False), metrics_computer=metrics_computer,
     )
+
+
+def component_tags(component: Any) -> dict[str, str]:
+    """Run tags describing the component: a tagger's head, ``tagger.label_map`` (its tags in row
+    order) and ``tagger.label_map_origin`` (new head, or the rows kept from a pretrained one)."""
+    label_map = getattr(component, "label_map", None)
+    mlflow_tags = getattr(label_map, "mlflow_tags", None)
+    return dict(mlflow_tags()) if callable(mlflow_tags) else {}
