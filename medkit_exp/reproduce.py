@@ -109,28 +109,51 @@ def load_run(client: Any, run_id: str, tracking_uri: str) -> tuple[Any, list[str
 
 
 def provenance_warnings(tags: dict[str, str], params: dict[str, str], cwd: str | Path | None = None) -> list[str]:
-    """What may make a re-run here differ from the recorded run: code version, packages, seed."""
-    from medkit_exp.tracking.context import git_info, package_versions
+    """What may make a re-run here differ from the recorded run: code version, configs, packages, seed.
 
-    warnings = []
-    now = git_info(cwd)
-    recorded_commit = tags.get("git.commit")
-    if not recorded_commit:
-        warnings.append("the run recorded no git commit (it ran outside a git repository): its code version is unknown")
-    elif not now:
-        warnings.append(f"the run was recorded at git commit {recorded_commit}; here is no git repository to compare")
-    elif now["commit"] != recorded_commit:
-        warnings.append(f"the code's git commit differs: recorded {recorded_commit}, now {now['commit']}")
-    if tags.get("git.dirty") == "true":
-        warnings.append("the recorded run had uncommitted changes: its exact code is unknown")
-    if now.get("dirty") == "true":
-        warnings.append("the working tree has uncommitted changes")
+    The code is medkit_exp's source (tags ``medkit_exp.git.*``; runs recorded before those tags
+    existed have the working directory's ``git.*``); the configs are the working directory's
+    repository (``workdir.git.*``), compared with ``cwd``'s."""
+    from medkit_exp.tracking.context import code_version_tags, git_info, package_versions
+
+    here = git_info(cwd)
+    if "medkit_exp.version" in tags:
+        now = code_version_tags(cwd=cwd)
+        recorded = tags.get("medkit_exp.git.commit")
+        warnings = _commit_warnings("medkit_exp", recorded, tags.get("medkit_exp.git.dirty"),
+                                    now.get("medkit_exp.git.commit"), now.get("medkit_exp.git.dirty"))
+        if not recorded:  # an installed medkit_exp: its version is compared below
+            warnings[0] = f"the run used medkit_exp {tags['medkit_exp.version']} from {tags.get('medkit_exp.source')}"
+        recorded_workdir = tags.get("workdir.git.commit")
+        if recorded_workdir and here.get("commit") != recorded_workdir:
+            warnings.append(f"the working directory's git commit (its configs) differs: recorded {recorded_workdir}, "
+                            f"now {here.get('commit', 'no git repository')}")
+    else:  # recorded before medkit_exp.* tags: git.* were the working directory's
+        warnings = _commit_warnings("the code", tags.get("git.commit"), tags.get("git.dirty"), here.get("commit"),
+                                    here.get("dirty"))
     for name, version in package_versions().items():
         recorded = tags.get(f"versions.{name}")
         if recorded and recorded != version:
             warnings.append(f"{name} {version} is installed, the run used {recorded}")
     if params.get("seed") in (None, "None", "null"):
         warnings.append("the run had no seed (seed=null): its metrics are not expected to repeat")
+    return warnings
+
+
+def _commit_warnings(what: str, recorded: str | None, recorded_dirty: str | None, now: str | None,
+                     now_dirty: str | None) -> list[str]:
+    """Warnings comparing a recorded git commit and dirty flag with the current ones."""
+    warnings = []
+    if not recorded:
+        warnings.append(f"the run recorded no git commit of {what}: its code version is unknown")
+    elif not now:
+        warnings.append(f"the run was recorded at git commit {recorded}; here is no git repository to compare")
+    elif now != recorded:
+        warnings.append(f"{what}'s git commit differs: recorded {recorded}, now {now}")
+    if recorded_dirty == "true":
+        warnings.append("the recorded run had uncommitted changes: its exact code is unknown")
+    if now_dirty == "true":
+        warnings.append("the working tree has uncommitted changes")
     return warnings
 
 

@@ -18,8 +18,10 @@ What a run records
   ``log_every_n_steps`` steps; ``eval/<metric>`` at each evaluation; ``train/loss_avg`` (mean
   training loss since the previous evaluation) and ``train/<metric>`` (training metrics, when
   computed) at each evaluation.
-- tags: ``git.commit``, ``git.dirty``, ``git.branch`` (and ``mlflow.source.git.commit``),
-  ``command``, ``host``, ``versions.{python,torch,transformers,medkit_exp,mlflow}``,
+- tags: the code's version: ``medkit_exp.version``, ``medkit_exp.source``, ``medkit_exp.path`` and
+  ``medkit_exp.git.{commit,dirty,branch}`` (the package's own checkout, wherever the run starts;
+  also ``mlflow.source.git.commit``), ``workdir.git.{commit,dirty,branch}`` (the working
+  directory's repository), ``command``, ``host``, ``versions.{python,torch,transformers,medkit_exp,mlflow}``,
   ``experiment_name``, ``run_name``, ``output_dir``, ``data.<name>.{digest,count,source}``,
   ``mlflow.parentRunId`` (child runs of a sweep), ``stop_reason``, ``global_step``,
   ``best_metric`` and the user's ``tags``.

@@ -4,10 +4,18 @@ real MLflow store (sqlite), the logged model loaded back, and the run reproduced
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
+from tests.test_cli import ROOT
 from tests.tracking.conftest import APP_MODEL_NAME
 from tests.tracking.helpers import metric_steps
+
+
+def _recent_commits() -> list[str]:
+    """Commits made while the session's run ran (others commit in this checkout too)."""
+    done = subprocess.run(["git", "log", "-20", "--format=%H"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.split()
 
 
 def artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
@@ -47,6 +55,15 @@ def test_cli_run_records_params_metrics_datasets_artifacts_model_and_tags(app_ru
     # tags
     assert tags["experiment_name"] == "app-run-test" and tags["status"] == "FINISHED" and tags["global_step"] == "4"
     assert tags["versions.medkit_exp"] and tags["versions.torch"] and "+experiment=ner" in tags["command"]
+    # started outside any git repository: the package's own commit is recorded, the working directory's is none
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert tags["medkit_exp.git.commit"] == tags["mlflow.source.git.commit"] and len(tags["medkit_exp.git.commit"]) == 40
+    assert tags["medkit_exp.git.commit"] in (head, *_recent_commits()) and tags["medkit_exp.source"] == f"git checkout {ROOT}"
+    assert not any(key.startswith(("workdir.", "git.")) for key in tags)
+    # the run's folder is a tag; params are the values used, not the run's folders
+    assert tags["output_dir"] == str(Path(app_run["run_dir"]).resolve())
+    assert not {"paths.output_dir", "trainer.output_dir"} & set(params)
+    assert params["trainer.learning_rate"] == params["optimizer.lr"] and params["optimizer.name"] == "adamw"
     assert tags["data.demo-train.digest"] and tags["checkpoint.best"].startswith("checkpoint-")
     assert tags["tagger.label_map"] == "O B-problem I-problem B-test I-test B-treatment I-treatment"
     assert tags["tagger.label_map_origin"] == "new head of 7 tags"  # tiny-random: an encoder without a head
@@ -113,7 +130,7 @@ def test_reproduce_repeats_every_metric_exactly(app_run, client, capfd, caplog, 
     out, err = capfd.readouterr()
     assert code == 0, (out[-3000:], err[-3000:])
     assert "All metrics match." in out and "MISMATCH" not in out
-    assert "no git commit" in caplog.text  # the run was made outside a git repository
+    assert "no git commit" not in caplog.text  # made outside a git repository, the run recorded the package's commit
     assert "param " not in caplog.text  # no param differs but the run's own folder
     recorded = client.get_run(app_run["run_id"])
     new = client.search_runs([recorded.info.experiment_id], f"tags.reproduces = '{app_run['run_id']}'")[0]

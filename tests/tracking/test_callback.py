@@ -15,6 +15,8 @@ from medkit_exp.tracking import describe_dataset
 from tests.tracking.helpers import metric_steps
 from tests.training.toy import make_texts
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def _history(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (output_dir / "history.jsonl").read_text().splitlines()]
@@ -117,7 +119,8 @@ def test_without_params_the_trainer_config_is_logged(make_trainer, make_callback
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 @pytest.mark.parametrize("worker", [False, True], ids=["inline", "worker"])
-def test_git_commit_and_dirty_flag_of_the_working_dir(make_trainer, make_callback, client, tmp_path, worker):
+def test_git_commit_and_dirty_flag_of_the_package_and_of_the_working_dir(make_trainer, make_callback, client, tmp_path,
+                                                                         worker):
     def git(*args):
         return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
                               check=True, capture_output=True, text=True).stdout.strip()
@@ -130,14 +133,20 @@ def test_git_commit_and_dirty_flag_of_the_working_dir(make_trainer, make_callbac
     callback = make_callback(worker=worker, plots=False, log_checkpoints=False)
     make_trainer(callback=[callback], nb_training_epochs=1).train()
     tags = client.get_run(callback.run_id).data.tags
-    assert tags["git.commit"] == git("rev-parse", "HEAD") == tags["mlflow.source.git.commit"]
-    assert tags["git.dirty"] == "true"
+    assert tags["workdir.git.commit"] == git("rev-parse", "HEAD") and tags["workdir.git.dirty"] == "true"
+    # the code that ran is the package's checkout, not the working directory's repository
+    package_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert tags["medkit_exp.git.commit"] == package_head == tags["mlflow.source.git.commit"]
 
 
-def test_no_git_repository_no_git_tags(make_trainer, make_callback, client):
+def test_outside_any_repository_the_package_version_is_still_recorded(make_trainer, make_callback, client):
     callback = make_callback(plots=False, log_checkpoints=False)  # the working dir is a bare tmp folder
     make_trainer(callback=[callback], nb_training_epochs=1).train()
-    assert not any(key.startswith("git.") for key in client.get_run(callback.run_id).data.tags)
+    tags = client.get_run(callback.run_id).data.tags
+    assert not any(key.startswith(("git.", "workdir.git.")) for key in tags)
+    package_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert tags["medkit_exp.git.commit"] == package_head and tags["medkit_exp.version"] == "0.1.0"
+    assert tags["medkit_exp.source"] == f"git checkout {ROOT}" and tags["medkit_exp.git.dirty"] in ("true", "false")
 
 
 def test_many_and_long_params_within_mlflow_limits(make_trainer, make_callback, client, tmp_path):
