@@ -19,7 +19,7 @@ The applications call both (``python -m medkit_exp``; evaluate and predict share
 >>> check_key("trainer.batch_sise", MedkitExpConfig)
 Traceback (most recent call last):
 ...
-medkit_exp.errors.ConfigError: config key 'trainer.batch_sise': unknown config key; did you mean trainer.batch_size?
+medkit_exp.errors.ConfigError: config key 'trainer.batch_sise': unknown config key; did you mean trainer.batch_size or trainer.eval_batch_size?
 """
 
 from __future__ import annotations

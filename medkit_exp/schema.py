@@ -1,8 +1,9 @@
 """Structured schemas of the config groups (plain dataclasses; registered with Hydra by the CLI).
 
-A misspelt key or a wrong type in any group fails at composition, before any work starts,
-naming the key. The component group is open (any ``_target_`` class); its keys are checked
-against the class's signature when it is built.
+A misspelt key or a wrong type in any group fails before any work starts, naming the key:
+Hydra checks the types while composing, :mod:`medkit_exp.config_check` the keys (also those added
+with ``+``). The component group is open (any ``_target_`` class); its keys are checked against
+the class's signature, importing the class only.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ class OptimizerConfig:
 
     Parameters
     ----------
-    name: the optimizer; "adamw" (the component's ``configure_optimizer``).
-    lr: initial learning rate (``TrainerConfig.learning_rate``).
-    weight_decay: AdamW weight decay (``TrainerConfig.weight_decay``).
-    max_grad_norm: clip the gradient norm to this value; null: no clipping.
+    name: the optimizer: "adamw" only (built by the component's ``configure_optimizer``; another name is refused).
+    lr: initial learning rate (``trainer.learning_rate`` is this value).
+    weight_decay: AdamW weight decay (``trainer.weight_decay`` is this value).
+    max_grad_norm: clip the gradient norm to this value; null: no clipping (``trainer.max_grad_norm`` is this value).
     """
 
     name: str = "adamw"
@@ -48,7 +49,8 @@ class OptimizerConfig:
 
 @dataclass
 class SchedulerConfig:
-    """Group ``scheduler``: the learning-rate schedule (``make_scheduler_builder``).
+    """Group ``scheduler``: the learning-rate schedule (``make_scheduler_builder``). A key the
+    schedule does not use must keep its default (it would be ignored) and is not logged.
 
     Parameters
     ----------

@@ -30,9 +30,9 @@ APPLICATIONS = (
 )
 # What the application does with a key beyond its schema description.
 NOTES = {
-    "trainer.learning_rate": "The application sets it from `optimizer.lr`.",
-    "trainer.weight_decay": "The application sets it from `optimizer.weight_decay`.",
-    "trainer.max_grad_norm": "The application sets it from `optimizer.max_grad_norm`.",
+    "trainer.learning_rate": "Always `${optimizer.lr}` (conf/trainer): set `optimizer.lr`; another value is refused.",
+    "trainer.weight_decay": "Always `${optimizer.weight_decay}` (conf/trainer): set `optimizer.weight_decay`; another value is refused.",
+    "trainer.max_grad_norm": "Always `${optimizer.max_grad_norm}` (conf/trainer): set `optimizer.max_grad_norm`; another value is refused.",
 }
 
 
