@@ -350,3 +350,21 @@ def test_a_medkit_trained_tagger_predicts_as_medkit_does(medkit_tagger):
     tagger = HFEntityMatcherTrainable(medkit_tagger, labels=["problem", "test", "treatment"])
     assert our_entities(predict(tagger, [TextDocument(text) for text in texts])) == expected
     assert assert_rows_kept(tagger, medkit_tagger) == 7
+
+
+def test_training_from_a_medkit_tagger_keeps_its_map(medkit_tagger, tmp_path):
+    """``python -m medkit_exp component.model_name_or_path=<medkit folder>``: the demo's labels are
+    the model's (in another order), so every row is kept and the model's map is the run's."""
+    from tests.test_cli import run_cli
+
+    result = run_cli(
+        tmp_path, "+experiment=ner", "debug=fast", "tracking=none", "hydra.run.dir=run",
+        f"component.model_name_or_path={medkit_tagger}", "component.tagging_scheme=null",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = next((tmp_path / "run").glob("*.log")).read_text()
+    assert f"Label map (pretrained head of {medkit_tagger}: 7 tags kept with their rows, new: none, dropped: none)" in log
+    checkpoint = sorted(path.parent for path in (tmp_path / "run" / "checkpoints").glob("*/config.json"))[-1]
+    saved = json.loads((checkpoint / "config.json").read_text())["id2label"]
+    assert list(saved.values()) == list(json.loads((medkit_tagger / "config.json").read_text())["id2label"].values())
+    assert json.loads((checkpoint / "medkit_exp_tagger.json").read_text())["tagging_scheme"] == "iob2"
