@@ -368,3 +368,16 @@ def test_training_from_a_medkit_tagger_keeps_its_map(medkit_tagger, tmp_path):
     saved = json.loads((checkpoint / "config.json").read_text())["id2label"]
     assert list(saved.values()) == list(json.loads((medkit_tagger / "config.json").read_text())["id2label"].values())
     assert json.loads((checkpoint / "medkit_exp_tagger.json").read_text())["tagging_scheme"] == "iob2"
+
+
+def test_evaluate_scores_a_hugging_face_folder(problem_model, tmp_path):
+    from medkit_exp.evaluate import evaluate
+    from tests.test_evaluate_predict import composed
+
+    cfg = composed("evaluate", "+experiment=ner", f"checkpoint={problem_model}", f"paths.output_dir={tmp_path}")
+    evaluate(cfg)
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["checkpoint"] == str(problem_model.resolve()) and report["documents"] > 0
+    # Every word is predicted as a one-word problem: no test or treatment entity, some problems right.
+    assert report["spans"]["test_precision"] == report["spans"]["treatment_precision"] == 0.0
+    assert 0.0 < report["spans"]["problem_recall"] < 1.0 and 0.0 < report["words"]["problem_recall"] < 1.0
