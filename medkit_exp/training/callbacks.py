@@ -25,6 +25,7 @@ its state is stored in every checkpoint under its ``state_key`` (default: its cl
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import sys
@@ -145,7 +146,7 @@ class CallbackList:
         self.callbacks = list(callbacks)
         # Resolve methods once: the step events run on every batch.
         self._handlers = {
-            event: [getattr(cb, event) for cb in self.callbacks if callable(getattr(cb, event, None))]
+            event: [_adapted(event, getattr(cb, event)) for cb in self.callbacks if callable(getattr(cb, event, None))]
             for event in EVENTS
         }
 
@@ -174,6 +175,24 @@ class CallbackList:
             key = _state_key(cb)
             if key in states and callable(getattr(cb, "load_state_dict", None)):
                 cb.load_state_dict(states[key])
+
+
+def _adapted(event: str, handler: Any) -> Any:
+    """The handler, called with ``epoch_time=`` where it names on_epoch_end's duration so.
+
+    medkit's base ``TrainerCallback.on_epoch_end`` names it ``epoch_time`` while medkit's
+    Trainer passes ``epoch_duration=``: a medkit callback that inherits that method fails under
+    medkit with a TypeError; here it runs.
+    """
+    if event != "on_epoch_end":
+        return handler
+    try:
+        parameters = inspect.signature(handler).parameters
+    except (TypeError, ValueError):
+        return handler
+    if "epoch_duration" in parameters or "epoch_time" not in parameters:
+        return handler
+    return lambda metrics, epoch, epoch_duration: handler(metrics=metrics, epoch=epoch, epoch_time=epoch_duration)
 
 
 def _state_key(callback: Any) -> str:

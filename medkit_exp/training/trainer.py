@@ -109,6 +109,7 @@ class Trainer:
         self.signals = StopSignals(config.handle_signals)
         self.history_file = HistoryFile(self.output_dir)
         self._reset_windows()
+        self.callbacks.setup(self.state, self.control)  # the objects stay the same on resume
 
     # ------------------------------------------------------------------ data
     def _build_dataloaders(self, train_data: Any, eval_data: Any) -> None:
@@ -160,7 +161,6 @@ class Trainer:
         """
         if resume_from_checkpoint is None or not self._resume(resume_from_checkpoint):
             self.history_file.truncate(0)  # a new run starts a new history file
-        self.callbacks.setup(self.state, self.control)
         if self.config.retain_freed_memory:
             retain_freed_memory()
         with self.signals.installed():
@@ -176,10 +176,7 @@ class Trainer:
     def _train_epochs(self) -> None:
         state = self.state
         while not self._finished():
-            if state.batch_in_epoch >= state.nb_batches_per_epoch:  # the previous epoch is complete
-                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-            if state.epoch == 0:
-                state.epoch = 1
+            self._start_epoch_unless_started()
             self.callbacks.call("on_epoch_begin", epoch=state.epoch)
             epoch_timer = Timer()
             train_metrics = self.training_epoch()
@@ -191,6 +188,17 @@ class Trainer:
         epochs_done = state.epoch >= self.config.nb_training_epochs and state.batch_in_epoch >= state.nb_batches_per_epoch
         return self.control.should_stop or state.global_step >= state.max_steps or epochs_done
 
+    def _start_epoch_unless_started(self) -> None:
+        """Move to the next epoch unless the current one has batches left (a resumed run's)."""
+        state = self.state
+        if state.epoch == 0 or state.batch_in_epoch >= state.nb_batches_per_epoch:
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+            if self.config.eval_strategy == "epoch":
+                # Training metrics are per epoch, as medkit's, also in a loop written by hand
+                # around training_epoch() (train() has already recorded them at the epoch's end).
+                self._eval_window = self._new_window()
+                self._train_metric_data = defaultdict(list)
+
     # ------------------------------------------------------------------ one epoch
     def training_epoch(self) -> dict[str, float]:
         """medkit's: train on the (rest of the) current epoch and return its training metrics.
@@ -201,6 +209,7 @@ class Trainer:
         that triggers them; the epoch's own end is left to the caller.
         """
         config, state = self.config, self.state
+        self._start_epoch_unless_started()  # called on its own, as medkit allows, it trains the next epoch
         self.sampler.set_epoch(state.epoch, start_batch=state.batch_in_epoch)
         batch_sizes = [len(batch) for batch in self.sampler.batches()]
         nb_batches, accumulation = state.nb_batches_per_epoch, config.gradient_accumulation_steps
