@@ -57,10 +57,10 @@ hydra_main = hydra.main(version_base="1.3", config_path=config_dir(), config_nam
 def main() -> float | None:
     """``python -m medkit_exp``: the command line's config keys are checked (one line, exit code 2,
     for an unknown one) before Hydra composes, whose own message for them is a multi-line one."""
-    from medkit_exp.config_check import check_command_line
+    from medkit_exp.config_check import check_command_line_or_exit
     from medkit_exp.schema import MedkitExpConfig
 
-    report_errors(lambda: check_command_line(MedkitExpConfig))
+    check_command_line_or_exit(MedkitExpConfig)
     return hydra_main()
 
 
@@ -74,8 +74,7 @@ def report_errors(task: Any) -> Any:
     except MedkitExpError as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or current_trial() is not None:
             raise  # a sweep trial: the sweeper records the failure and goes on
-        if logger.hasHandlers():  # Hydra's log file; before Hydra sets logging up, stderr would get it twice
-            logger.error("%s", error)
+        logger.error("%s", error)
         print(f"Error: {error}\n(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
         sys.exit(2)
 

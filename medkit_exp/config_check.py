@@ -12,8 +12,8 @@ with one line naming the key and the nearest valid ones, through :class:`ConfigE
 
 The applications call both (``python -m medkit_exp``; evaluate and predict share the groups)::
 
-    check_command_line(EvaluateConfig)        # before the Hydra main runs
-    check_config(cfg, EvaluateConfig)         # first thing in the task
+    check_command_line_or_exit(EvaluateConfig)   # before the @hydra.main function runs
+    check_config(cfg, EvaluateConfig)            # first thing in the task (a ConfigError)
 
 >>> from medkit_exp.schema import MedkitExpConfig
 >>> check_key("trainer.batch_sise", MedkitExpConfig)
@@ -154,6 +154,21 @@ def check_command_line(schema: type, argv: Sequence[str] | None = None) -> None:
                 or key.split(".")[0].split("/")[0] == "hydra" or "/" in key or is_config_group(key)):
             continue
         check_key(key, schema, added=override.is_add() or override.is_force_add())
+
+
+def check_command_line_or_exit(schema: type, argv: Sequence[str] | None = None) -> None:
+    """:func:`check_command_line`; an unknown key ends the process with one line on stderr and exit
+    code 2 (``HYDRA_FULL_ERROR=1``: the traceback), as the applications report their errors. Call it
+    before the ``@hydra.main`` function (Hydra would stop at such a key with its own message)."""
+    import os
+
+    try:
+        check_command_line(schema, argv)
+    except ConfigError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"Error: {error}\n(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
+        sys.exit(2)
 
 
 def is_config_group(key: str) -> bool:
