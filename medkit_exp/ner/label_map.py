@@ -10,7 +10,8 @@ must keep each shared tag's row: relabelling the head in another order (what loa
 - :func:`plan_label_map` decides, for each requested tag, the pretrained row it comes from;
 - :func:`apply_label_map` builds the new head by copying those rows (weights and bias).
 
->>> plan = plan_label_map(["O", "B-test", "I-test", "B-drug", "I-drug"], ["O", "B-problem", "I-problem", "B-test", "I-test"])
+>>> pretrained = ["O", "B-test", "I-test", "B-drug", "I-drug"]
+>>> plan = plan_label_map(pretrained, ["O", "B-problem", "I-problem", "B-test", "I-test"])
 >>> plan.tags, plan.source_rows, plan.dropped
 (['O', 'B-test', 'I-test', 'B-problem', 'I-problem'], [0, 1, 2, None, None], ['B-drug', 'I-drug'])
 """

@@ -321,6 +321,9 @@ class HFEntityMatcherTrainable:
         return model
 
     def _set_label_map(self, plan: LabelMap, log: bool) -> None:
+        previous: LabelMap | None = getattr(self, "label_map", None)
+        if not log and previous is not None and previous.tags == plan.tags:
+            plan = previous  # a reload of the tagger's own checkpoint: the map's origin stays the first load's
         self.label_map = plan
         self.tag_list = list(plan.tags)
         self.label_to_id = {tag: index for index, tag in enumerate(self.tag_list)}

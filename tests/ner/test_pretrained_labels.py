@@ -164,6 +164,9 @@ def test_a_fine_tuned_tagger_saves_and_reloads_its_map(tiny_bert_dir, tmp_path):
     assert torch.equal(reloaded.model.classifier.weight, tagger.model.classifier.weight)
     tagger.load(tmp_path / "saved")  # what the Trainer does with its best checkpoint
     assert assert_rows_kept(tagger, tmp_path / "saved") == 5
+    assert tagger.label_map.source == str(folder)  # still says where the rows came from
+    with pytest.raises(DataError, match=r"the checkpoint's tags differ from the tagger's: missing \['B-drug', 'I-d"):
+        HFEntityMatcherTrainable(folder, labels=["test", "problem", "drug"]).load(tmp_path / "saved")
 
 
 @pytest.mark.parametrize(
@@ -291,7 +294,8 @@ MEDKIT_SENTENCES = [
      [("problem", "chest pain"), ("problem", "cough"), ("test", "scan"), ("treatment", "metformin")]),
     ("history of diabetes and hypertension treated with metformin",
      [("problem", "diabetes"), ("problem", "hypertension"), ("treatment", "metformin")]),
-    ("x-ray shows acute pain , insulin 10 mg", [("test", "x-ray"), ("problem", "acute pain"), ("treatment", "insulin")]),
+    ("x-ray shows acute pain , insulin 10 mg",
+     [("test", "x-ray"), ("problem", "acute pain"), ("treatment", "insulin")]),
 ]
 HELD_OUT = ["fever and cough , insulin daily , scan normal", "blood pressure test shows hypertension"]
 
@@ -363,7 +367,8 @@ def test_training_from_a_medkit_tagger_keeps_its_map(medkit_tagger, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     log = next((tmp_path / "run").glob("*.log")).read_text()
-    assert f"Label map (pretrained head of {medkit_tagger}: 7 tags kept with their rows, new: none, dropped: none)" in log
+    expected = f"Label map (pretrained head of {medkit_tagger}: 7 tags kept with their rows, new: none, dropped: none)"
+    assert expected in log
     checkpoint = sorted(path.parent for path in (tmp_path / "run" / "checkpoints").glob("*/config.json"))[-1]
     saved = json.loads((checkpoint / "config.json").read_text())["id2label"]
     assert list(saved.values()) == list(json.loads((medkit_tagger / "config.json").read_text())["id2label"].values())
