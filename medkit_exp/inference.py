@@ -119,11 +119,11 @@ def check_batch_size(value: Any, key: str = "batch_size") -> int:
 
 
 def predict_documents(tagger: Any, documents: Sequence[TextDocument], batch_size: int) -> list[TextDocument]:
-    """``medkit_exp.ner.predict.predict`` over ``documents`` in chunks, with a progress bar on a
+    """``medkit_exp.ner.prediction.predict`` over ``documents`` in chunks, with a progress bar on a
     terminal and a progress line in the log after each chunk."""
     from tqdm.auto import tqdm
 
-    from medkit_exp.ner.predict import predict
+    from medkit_exp.ner.prediction import predict
 
     started = time.perf_counter()
     results: list[TextDocument] = []

@@ -140,7 +140,7 @@ def first_subtoken_labels(tokenizer: Any, document: Any, max_length: int) -> dic
 
 # ------------------------------------------------------------------ systems
 def run_ours(corpora: dict[str, list[Any]], seed: int, settings: Settings) -> RunResult:
-    from medkit_exp.ner.predict import predict
+    from medkit_exp.ner.prediction import predict
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable, default_encoder
     from medkit_exp.training import Trainer, TrainerCallback, TrainerConfig, WarmupDecaySchedulerBuilder, seed_everything
 
@@ -286,7 +286,7 @@ def bench_inference(model_dir: str, test: list[Any], rounds: int) -> dict[str, A
     import transformers
 
     from medkit_exp.ner.documents import TextDocument
-    from medkit_exp.ner.predict import predict
+    from medkit_exp.ner.prediction import predict
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable
 
     texts = [d.text for d in test]

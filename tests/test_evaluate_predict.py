@@ -99,7 +99,7 @@ def test_evaluate_in_process_last_checkpoint_on_train_without_predictions(traine
 
 # ----------------------------------------------------------------------------------------- predict
 def test_predict_brat_folder_to_brat_matches_the_library(trained_run, tmp_path):
-    from medkit_exp.ner.predict import predict
+    from medkit_exp.ner.prediction import predict
 
     best = checkpoint_of(trained_run)
     result = run_cli(

@@ -19,7 +19,7 @@ _LAZY = {
     "default_encoder": "medkit_exp.ner.tagger",
     "EntityMetricsComputer": "medkit_exp.ner.metrics",
     "evaluate_documents": "medkit_exp.ner.metrics",
-    "predict": "medkit_exp.ner.predict",
+    "predict": "medkit_exp.ner.prediction",
 }
 
 __all__ = [

@@ -204,7 +204,7 @@ class NERTrackingHooks:
         rows = self.recorder.rows(checkpoint) if self.recorder is not None else None
         if rows is None:
             return None
-        from medkit_exp.ner.predict import documents_from_window_tags
+        from medkit_exp.ner.prediction import documents_from_window_tags
 
         documents = documents_from_window_tags(self._run_tagger(checkpoint), self.dev_documents, rows)
         if documents is None:
@@ -214,7 +214,7 @@ class NERTrackingHooks:
         return documents
 
     def _predict(self, checkpoint: str) -> list[Any]:
-        from medkit_exp.ner.predict import predict
+        from medkit_exp.ner.prediction import predict
 
         return predict(self.tagger(checkpoint), self.dev_documents, self.batch_size)
 

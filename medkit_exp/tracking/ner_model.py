@@ -8,7 +8,7 @@
 
 The model holds the tagger folder a run saved (Hugging Face model, tokenizer and
 ``medkit_exp_tagger.json``, without the optimizer state) as its ``tagger`` artifact and predicts
-through :func:`medkit_exp.ner.predict.predict`; loading it needs medkit_exp installed. Input: a
+through :func:`medkit_exp.ner.prediction.predict`; loading it needs medkit_exp installed. Input: a
 DataFrame with a ``text`` column of strings (MLflow checks it against the logged signature; the
 serving JSON is ``{"dataframe_records": [{"text": "..."}]}``). Output: one list of entities per
 text, each ``{start, end, label, text, score}`` (character offsets into the text, ``end``
@@ -94,7 +94,7 @@ class EntityTaggerModel(mlflow.pyfunc.PythonModel):
     # The DataFrame hint tells MLflow to check inputs against the logged signature.
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[list[dict[str, Any]]]:
         from medkit_exp.ner.documents import TextDocument
-        from medkit_exp.ner.predict import predict
+        from medkit_exp.ner.prediction import predict
 
         documents = [TextDocument(text) for text in input_texts(model_input)]
         return entity_records(predict(self.tagger, documents, batch_size=self.batch_size))

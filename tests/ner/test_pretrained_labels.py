@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from medkit_exp.errors import ConfigError, DataError
 from medkit_exp.ner.documents import TextDocument
 from medkit_exp.ner.label_map import apply_label_map, plan_label_map
-from medkit_exp.ner.predict import predict
+from medkit_exp.ner.prediction import predict
 from medkit_exp.ner.tagger import HFEntityMatcherTrainable
 from medkit_exp.ner.tagging import make_tag_labels, tokenize_words
 

@@ -371,7 +371,7 @@ def make_sentences(count: int, seed: int) -> list[TextDocument]:
 
 def test_short_training_run_learns(make_tagger, tmp_path):
     from medkit_exp.ner.metrics import evaluate_documents
-    from medkit_exp.ner.predict import predict
+    from medkit_exp.ner.prediction import predict
 
     torch.manual_seed(0)
     tagger = make_tagger(tagging_scheme="bilou")

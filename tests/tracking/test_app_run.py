@@ -95,7 +95,7 @@ def test_logged_model_loads_and_predicts_entities_with_offsets(app_run, client, 
     import pandas as pd
 
     from medkit_exp.ner.documents import TextDocument
-    from medkit_exp.ner.predict import predict
+    from medkit_exp.ner.prediction import predict
     from medkit_exp.tracking.ner_model import entity_records
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", app_run["tracking_uri"])  # the registry's URI too

@@ -135,7 +135,7 @@ def test_dev_report_predicts_with_the_trained_tagger_when_it_holds_the_checkpoin
     not from a copy loaded from disk, and its scores equal those of the checkpoint reloaded."""
     from medkit_exp.ner import demo_corpus_dir, read_brat
     from medkit_exp.ner.metrics import evaluate_documents
-    from medkit_exp.ner.predict import predict
+    from medkit_exp.ner.prediction import predict
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable
     from medkit_exp.tracking.ner_hooks import NERTrackingHooks
     from medkit_exp.training import Trainer, TrainerConfig
@@ -162,7 +162,7 @@ def test_dev_report_reuses_the_evaluation_at_the_best_checkpoint(tiny_bert_dir, 
     """With the Trainer's metrics computer, the report on the best checkpoint (not the last) takes
     the predictions of the evaluation at its step: no checkpoint is loaded, nothing predicted
     again, and its scores equal those of the best checkpoint reloaded and predicting the dev set."""
-    import medkit_exp.ner.predict as predict_module
+    import medkit_exp.ner.prediction as predict_module
     from medkit_exp.ner import demo_corpus_dir, read_brat
     from medkit_exp.ner.metrics import evaluate_documents
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from medkit_exp.ner.documents import TextDocument
-from medkit_exp.ner.predict import predict
+from medkit_exp.ner.prediction import predict
 from medkit_exp.ner.tagger import HFEntityMatcherTrainable
 from medkit_exp.ner.tagging import tokenize_words
 
@@ -276,7 +276,7 @@ def random_tagger(model_dir, **options) -> HFEntityMatcherTrainable:
 def test_an_evaluations_predictions_give_the_documents_predict_gives(tiny_bert_dir, tmp_path):
     """Documents rebuilt from what an evaluation predicted on their windows (long documents cut
     into several) equal predict()'s: same entities at the same offsets, same scores."""
-    from medkit_exp.ner.predict import documents_from_window_tags
+    from medkit_exp.ner.prediction import documents_from_window_tags
 
     tagger = random_tagger(tiny_bert_dir)
     documents = gold_documents()
@@ -295,7 +295,7 @@ def test_an_evaluations_predictions_give_the_documents_predict_gives(tiny_bert_d
 def test_predictions_of_other_documents_are_refused(tiny_bert_dir, tmp_path):
     """Rows that are not those of the documents give None (the caller then predicts): another
     number of windows, other words, other gold entities, or a tagger that scores sub-tokens."""
-    from medkit_exp.ner.predict import documents_from_window_tags
+    from medkit_exp.ner.prediction import documents_from_window_tags
 
     tagger = random_tagger(tiny_bert_dir)
     documents = gold_documents()
