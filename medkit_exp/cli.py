@@ -116,6 +116,7 @@ def train(cfg: DictConfig) -> float | None:
 
 def build_component(component_cfg: DictConfig) -> Any:
     """Instantiate the component; unknown keys name the valid parameters of its class."""
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     from medkit_exp.config_check import check_component_keys
@@ -124,7 +125,12 @@ def build_component(component_cfg: DictConfig) -> Any:
     settings = OmegaConf.to_container(component_cfg, resolve=True)
     if "model_name_or_path" in settings:
         settings["model_name_or_path"] = resolve_model(settings["model_name_or_path"])
-    return instantiate(settings, _convert_="all")
+    try:
+        return instantiate(settings, _convert_="all")
+    except InstantiationException as error:
+        if isinstance(error.__cause__, MedkitExpError):  # Hydra wraps the constructor's own errors
+            raise error.__cause__ from None
+        raise
 
 
 def resolve_model(name: str | None) -> str:
@@ -152,7 +158,7 @@ def build_trainer_config(cfg: DictConfig) -> Any:
     try:
         return TrainerConfig(**settings)
     except ConfigError as error:
-        raise ConfigError(f"trainer.{error.key}", error.message) from error
+        raise ConfigError(f"trainer.{error.key}", error.message, lead=error.lead) from error
 
 
 def build_scheduler(scheduler_cfg: DictConfig) -> Any:
@@ -181,6 +187,7 @@ def build_callbacks(
 
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
         params = run_params(OmegaConf.to_container(cfg, resolve=True))
+        params["component"] = resolved_component_params(params.get("component") or {}, component)
         trial = current_trial()
         if trial is not None and not params["tracking"].get("run_name"):
             params["tracking"]["run_name"] = f"trial-{trial.number}"
@@ -202,6 +209,21 @@ def run_params(config: dict[str, Any]) -> dict[str, Any]:
 
     unused = [f"scheduler.{key}" for key in unused_scheduler_keys(config.get("scheduler") or {})]
     return without_keys(config, (*RUN_SPECIFIC_KEYS, *unused))
+
+
+def resolved_component_params(settings: dict[str, Any], component: Any) -> dict[str, Any]:
+    """The component's keys as MLflow params, each a value the run used: a null that the
+    component resolved is logged as what it took (the tagging scheme read from the model's
+    tags, the stride of its windows, the packaged encoder's folder)."""
+    resolved = dict(settings)
+    for key, value in settings.items():
+        if value is not None or key.startswith("_") or any(word in key for word in ("token", "password", "secret")):
+            continue  # a secret stays out of the record even when the component found one
+        if key == "model_name_or_path":
+            resolved[key] = resolve_model(None)
+        elif isinstance(getattr(component, key, None), (str, int, float, bool)):
+            resolved[key] = getattr(component, key)
+    return resolved
 
 
 def sweep_callbacks(cfg: DictConfig, callbacks: list[Any]) -> list[Any]:

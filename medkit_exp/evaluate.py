@@ -49,6 +49,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def evaluate(cfg: DictConfig) -> float | None:
+    from medkit_exp.config_check import check_config
+
+    check_config(cfg, EvaluateConfig)  # unknown keys (with +) and misused options, before any work
     from medkit_exp.inference import check_batch_size, find_model_folder, load_tagger, predict_documents
     from medkit_exp.ner.data import load_corpus
 
@@ -198,4 +201,7 @@ def log_to_mlflow(tracking: dict[str, Any], report: dict[str, Any], files: list[
 
 
 if __name__ == "__main__":
+    from medkit_exp.config_check import check_command_line_or_exit
+
+    check_command_line_or_exit(EvaluateConfig)  # one line and exit code 2 for an unknown key, before Hydra
     main()

@@ -40,6 +40,9 @@ def main(cfg: DictConfig) -> str:
 
 
 def predict(cfg: DictConfig) -> str:
+    from medkit_exp.config_check import check_config
+
+    check_config(cfg, PredictConfig)  # unknown keys (with +) and misused options, before any work
     from medkit_exp.inference import check_batch_size, find_model_folder, load_tagger, predict_documents
 
     choices = {"input_format": INPUT_FORMATS, "output_format": OUTPUT_FORMATS, "input_errors": INPUT_ERRORS}
@@ -115,4 +118,7 @@ def write_output(documents: list[Any], output: Path, output_format: str) -> None
 
 
 if __name__ == "__main__":
+    from medkit_exp.config_check import check_command_line_or_exit
+
+    check_command_line_or_exit(PredictConfig)  # one line and exit code 2 for an unknown key, before Hydra
     main()

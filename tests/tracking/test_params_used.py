@@ -75,3 +75,8 @@ def test_logged_optimisation_params_are_what_the_run_used(tracking_uri, client, 
     assert not {"paths.output_dir", "trainer.output_dir"} & set(params)
     assert tags["output_dir"] == str(run_dir.resolve())
     assert params["trainer.batch_size"] == "4" and params["trainer.max_steps"] == "4"
+
+    # nulls the component resolved are logged as the values it took
+    assert params["component.tagging_scheme"] == trainer.component.tagging_scheme == "iob2"
+    assert params["component.stride"] == str(trainer.component.stride) and trainer.component.stride > 0
+    assert params["component.tokenizer_max_length"] != "None"
