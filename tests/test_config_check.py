@@ -174,3 +174,16 @@ def test_check_key_types_resolve_for_every_schema():
         assert typing.get_type_hints(schema) and schema_fields(schema)["trainer"].__name__ == "TrainerConfig"
     with pytest.raises(ConfigError, match="did you mean checkpoint"):
         check_key("checkpont", EvaluateConfig)
+
+
+@pytest.mark.parametrize("module", ["medkit_exp.evaluate", "medkit_exp.predict"])
+@pytest.mark.parametrize("plus", ["+", ""], ids=["added", "set"])
+def test_evaluate_and_predict_refuse_unknown_keys_in_one_line_before_any_work(tmp_path, module, plus):
+    target = "checkpoint" if module.endswith("evaluate") else "model"
+    result = run_cli(tmp_path, "+experiment=ner", f"{target}={tmp_path / 'no-such-run'}", f"{plus}batch_sise=3",
+                     "hydra.run.dir=run", module=module)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [errors[0]] and errors[0].startswith("Error: config key 'batch_sise': ") and "batch_size" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert left_in(tmp_path) <= {"run", *(f"run/{name}" for name in HYDRA_FILES)}, left_in(tmp_path)
