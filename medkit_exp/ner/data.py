@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medkit_exp.errors import ConfigError, DataError
-from medkit_exp.ner.documents import TextDocument
-from medkit_exp.ner.formats import find_split, read_documents
-from medkit_exp.ner.policies import apply_policies
+from medkit_exp.ner.documents import ERROR_MODES, TextDocument
+from medkit_exp.ner.formats import FORMATS, find_split, read_documents
+from medkit_exp.ner.policies import DISCONTINUOUS_POLICIES, OVERLAP_POLICIES, apply_policies
 from medkit_exp.ner.splitting import split_documents
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,46 @@ class NERDataConfig:
     discontinuous: str = "fill"
     errors: str = "raise"
     max_documents: int | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid key (``data.*``) and what is allowed."""
+        from medkit_exp.training.config import check_choice, check_number
+
+        for key in ("name", "train"):
+            _text(f"data.{key}", getattr(self, key))
+        for key in ("path", "dev", "test"):
+            if getattr(self, key) is not None:
+                _text(f"data.{key}", getattr(self, key))
+        check_choice("data.format", self.format, FORMATS)
+        check_choice("data.split", self.split, SPLIT_MODES)
+        check_choice("data.nested", self.nested, OVERLAP_POLICIES)
+        check_choice("data.discontinuous", self.discontinuous, DISCONTINUOUS_POLICIES)
+        check_choice("data.errors", self.errors, ERROR_MODES)
+        if self.max_documents is not None:
+            check_number("data.max_documents", self.max_documents, 1, integer=True)
+        _labels("data.labels", self.labels)
+        for source, target in dict(self.label_map).items():
+            _text(f"data.label_map.{source}", target)
+
+
+def _text(key: str, value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, f"must be a non-empty text, got {value!r}")
+
+
+def _labels(key: str, labels: object) -> None:
+    """A non-empty list of distinct labels, each a word (BRAT labels hold no whitespace)."""
+    if isinstance(labels, str) or not isinstance(labels, Sequence) or not labels:
+        raise ConfigError(key, f"must be a non-empty list of labels, got {labels!r}")
+    for label in labels:
+        if not isinstance(label, str) or not label or any(c.isspace() for c in label):
+            raise ConfigError(key, f"a label must be a non-empty word without spaces, got {label!r}")
+    duplicates = sorted({label for label in labels if list(labels).count(label) > 1})
+    if duplicates:
+        raise ConfigError(key, f"each label once: {', '.join(duplicates)} repeated")
 
 
 def corpus_root(config: NERDataConfig) -> Path:
