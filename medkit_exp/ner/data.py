@@ -47,7 +47,8 @@ class NERDataConfig:
     split: "sentences": documents are cut into sentences (offsets kept); "none": whole documents.
     nested: nested or overlapping entities: "keep_longest", "keep_first", "keep_all" or "error".
     discontinuous: discontinuous entities: "fill" (one span over the gaps), "drop" or "keep".
-    errors: "raise" stops at bad input naming file and line; "skip" leaves it out and logs it.
+    errors: "raise" stops at bad input naming file and line; "skip" leaves it out and logs it;
+        "strict" also stops at files not read (backups, a .txt without .ann: else WARNINGs with counts).
     max_documents: keep only the first N documents of each split (smoke tests).
     """
 

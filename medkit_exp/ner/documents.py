@@ -13,6 +13,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+# read_text_file is re-exported: it lived here before the text-file helpers had their own module.
+from medkit_exp.ner.textfiles import check_readable, clip_message, read_text_file  # noqa: F401
+
+
 logger = logging.getLogger(__name__)
 
 CharSpan = tuple[int, int]
@@ -49,7 +53,11 @@ class Entity:
     score: float | None = None
 
     def __post_init__(self) -> None:
-        spans = sorted((int(start), int(end)) for start, end in self.spans)
+        if len(self.spans) == 1:  # the usual case, kept cheap: corpora make millions of entities
+            ((start, end),) = self.spans
+            spans = [(int(start), int(end))]
+        else:
+            spans = sorted((int(start), int(end)) for start, end in self.spans)
         if not spans:
             raise ValueError(f"entity {self.id or self.label!r} has no span")
         for start, end in spans:
@@ -152,8 +160,10 @@ class ReadReport:
     """What a reader did: files and documents read, what it skipped, ignored or noticed.
 
     ``skipped`` lists bad input left out under ``errors="skip"``; ``ignored`` counts what an
-    explicit option told the reader to leave out (e.g. ``{"relation": 12}``); ``notes`` are
-    facts worth knowing (e.g. a ``.txt`` without ``.ann``).
+    explicit option told the reader to leave out (e.g. ``{"relation": 12}``); ``warnings`` counts
+    what the input holds that the reader did not read, by kind (e.g. ``{"editor backups not
+    read": 52}``, logged at WARNING with a first example; ``errors="strict"`` makes each an
+    error); ``notes`` are facts worth knowing (e.g. the tagging scheme detected).
 
     >>> report = ReadReport(source="corpus/")
     >>> report.ignored["relation"] += 2
@@ -168,6 +178,18 @@ class ReadReport:
     skipped: list[SkippedItem] = field(default_factory=list)
     ignored: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
+    warnings: Counter[str] = field(default_factory=Counter)
+    warning_examples: dict[str, str] = field(default_factory=dict)
+
+    def warn(self, kind: str, path: object, errors: str = "raise") -> None:
+        """Count one ``kind`` of input not read (the first path kept as an example); under
+        ``errors="strict"`` raise a DataError naming the path instead."""
+        if errors == "strict":
+            from medkit_exp.errors import DataError
+
+            raise DataError(f"not allowed with errors='strict': {kind}", path=str(path))
+        self.warnings[kind] += 1
+        self.warning_examples.setdefault(kind, str(path))
 
     def skip(self, reason: str, path: str | None = None, line: int | None = None) -> None:
         """Record one skipped item (and log it at WARNING, so nothing is left out silently)."""
@@ -181,12 +203,20 @@ class ReadReport:
             text += f"; skipped {len(self.skipped)} bad items"
         if self.ignored:
             text += "; ignored " + ", ".join(f"{key}={value}" for key, value in sorted(self.ignored.items()))
+        if self.warnings:
+            text += "; warnings: " + ", ".join(f"{key}={value}" for key, value in sorted(self.warnings.items()))
         if self.notes:
             text += f"; {len(self.notes)} notes"
         return text
 
     def log(self, level: int = logging.INFO) -> None:
+        """Log the summary at ``level``, and one WARNING per kind of input not read, with its count."""
         logger.log(level, "read %s", self.summary())
+        for kind, count in sorted(self.warnings.items()):
+            logger.warning(
+                "%s: %d %s, e.g. %s (errors='strict' makes this an error)",
+                self.source, count, kind, self.warning_examples[kind],
+            )
 
 
 class Corpus(list):
@@ -205,7 +235,10 @@ class Corpus(list):
 # Helpers shared by the readers of ``medkit_exp.ner.formats`` (kept here to avoid a module
 # the formats would import in a cycle through the package ``__init__``).
 
-ERROR_MODES = ("raise", "skip")
+# "raise": bad input stops the reading (a DataError naming file and line); "skip": it is left out
+# and listed; "strict": like "raise", and what a reader would only warn about (a .txt without
+# .ann, an editor backup or stray file, a dangling link) is an error too.
+ERROR_MODES = ("raise", "skip", "strict")
 
 
 def check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -220,36 +253,14 @@ def check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def fail(report: ReadReport, errors: str, message: str, path: Any = None, line: int | None = None) -> None:
-    """Raise a DataError (``errors="raise"``) or record the item as skipped (``"skip"``)."""
-    if errors == "raise":
+    """Raise a DataError (``errors="raise"``/``"strict"``) or record the item as skipped (``"skip"``);
+    the message is cut to one line of bounded length."""
+    message = clip_message(message)
+    if errors != "skip":
         from medkit_exp.errors import DataError
 
         raise DataError(message, path=path, line=line)
     report.skip(message, None if path is None else str(path), line)
-
-
-def read_text_file(path: Any, encoding: str = "utf-8") -> str:
-    """The exact content of a text file (no newline translation, so offsets match the bytes'
-    characters), or a DataError naming the file and the line of the first undecodable byte.
-    """
-    from pathlib import Path
-
-    from medkit_exp.errors import DataError
-
-    path = Path(path)
-    if not path.exists():
-        raise DataError("no such file or directory", path=path)
-    raw = path.read_bytes()
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        raise DataError(
-            f"not valid {encoding} (byte {raw[error.start]:#04x} at offset {error.start}); "
-            "convert the file or pass the right encoding",
-            path=path,
-            line=line,
-        ) from None
 
 
 def read_corpus_file(path: Any, kind: str, encoding: str = "utf-8") -> tuple[Any, str, ReadReport]:
@@ -260,8 +271,7 @@ def read_corpus_file(path: Any, kind: str, encoding: str = "utf-8") -> tuple[Any
     from medkit_exp.errors import DataError
 
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"expected a {kind} file, got a folder", path=path)
+    check_readable(path, f"{kind} file")
     content = read_text_file(path, encoding)
     if not content.strip():
         raise DataError("empty file", path=path)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from medkit_exp.errors import DataError
 from medkit_exp.ner.documents import Entity, TextDocument, check_choice
+from medkit_exp.ner.textfiles import clip, shorten
 
 logger = logging.getLogger(__name__)
 
@@ -87,30 +88,37 @@ def resolve_overlaps(doc: TextDocument, policy: str, report: PolicyReport) -> li
     """
     if policy == "keep_all":
         return list(doc.entities)
-    order = range(len(doc.entities))
+    entities = doc.entities
     if policy == "keep_longest":
-        length = [sum(end - start for start, end in e.spans) for e in doc.entities]
-        order = sorted(order, key=lambda i: (-length[i], doc.entities[i].start, i))
+        length = [sum(end - start for start, end in e.spans) for e in entities]
+        order = sorted(range(len(entities)), key=lambda i: (-length[i], entities[i].start, i))
     else:
-        order = sorted(order, key=lambda i: (doc.entities[i].start, i))
+        order = sorted(range(len(entities)), key=lambda i: (entities[i].start, i))
+    # One byte per character, set where a kept entity lies: a clash is a set byte under a new
+    # entity's fragments (memchr-fast), so the whole pass is linear in the text and the entities,
+    # not quadratic in the entities as comparing each with every kept one was.
+    taken = bytearray(max((e.end for e in entities), default=0))
     kept: list[int] = []
     for index in order:
-        entity = doc.entities[index]
-        clash = next((k for k in kept if _overlap(doc.entities[k], entity)), None)
-        if clash is None:
+        entity = entities[index]
+        if not any(taken.find(1, start, end) >= 0 for start, end in entity.spans):
+            for start, end in entity.spans:
+                taken[start:end] = b"\x01" * (end - start)
             kept.append(index)
             continue
-        other = doc.entities[clash]
+        if policy == "error" or len(report.overlap_examples) < 3:  # name the other one: rare
+            other = entities[next(k for k in kept if _overlap(entities[k], entity))]
         if policy == "error":
             raise DataError(
-                f"document {doc.doc_id!r}: entities {other.describe()} and {entity.describe()} overlap "
-                "(choose overlaps='keep_longest' or 'keep_first' to resolve them)",
+                f"document {clip(doc.doc_id)}: entities {shorten(other.describe())} and {shorten(entity.describe())} "
+                "overlap (choose overlaps='keep_longest' or 'keep_first' to resolve them)",
                 **_where(doc),
             )
         report.overlaps_dropped += 1
         if len(report.overlap_examples) < 3:
-            report.overlap_examples.append(f"{doc.doc_id}: {entity.describe()} under {other.describe()}")
-    return [doc.entities[i] for i in sorted(kept)]
+            example = f"{doc.doc_id}: {shorten(entity.describe())} under {shorten(other.describe())}"
+            report.overlap_examples.append(example)
+    return [entities[i] for i in sorted(kept)]
 
 
 def _map_labels(
@@ -188,9 +196,11 @@ def apply_policies(
         unknown.update(doc_unknown)
         mapped.append((doc, entities))
     if unknown and unknown_labels == "error":
-        listing = ", ".join(f"{label!r} ({count})" for label, count in sorted(unknown.items()))
+        shown = sorted(unknown.items())[:20]  # a corpus of thousands of labels must not give a huge line
+        listing = ", ".join(f"{clip(label)} ({count})" for label, count in shown)
+        listing += f" and {len(unknown) - len(shown)} more" if len(unknown) > len(shown) else ""
         raise DataError(
-            f"unknown entity labels: {listing}; expected {sorted(labels or [])} "
+            f"unknown entity labels: {listing}; expected {clip(sorted(labels or []), 300)} "
             "(map them with label_map, list them in drop_labels, or set unknown_labels='drop')"
         )
     report.unknown_labels.update(unknown)

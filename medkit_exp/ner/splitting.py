@@ -164,6 +164,24 @@ def _windows(
     return out
 
 
+def _entities_by_piece(entities: Sequence[Entity], pieces: list[tuple[int, int]]) -> list[list[int]]:
+    """For each piece (sorted, disjoint), the indices of the entities lying wholly inside it, in
+    document order: one sweep over the entities sorted by start (not pieces x entities)."""
+    order = sorted(range(len(entities)), key=lambda i: (entities[i].start, i))
+    found: list[list[int]] = []
+    position = 0
+    for start, end in pieces:
+        while position < len(order) and entities[order[position]].start < start:
+            position += 1  # starts before this piece (in a gap, or cut): in no piece
+        inside = []
+        while position < len(order) and entities[order[position]].start < end:
+            if entities[order[position]].end <= end:
+                inside.append(order[position])
+            position += 1
+        found.append(sorted(inside))
+    return found
+
+
 def split_document(
     doc: TextDocument,
     *,
@@ -189,10 +207,9 @@ def split_document(
     if max_chars is not None:
         pieces = [window for piece in pieces for window in _windows(doc.text, piece, max_chars, extents, report)]
     subs, placed = [], set()
-    for number, (start, end) in enumerate(pieces):
-        inside = [(i, e) for i, e in enumerate(doc.entities) if start <= e.start and e.end <= end]
-        placed.update(i for i, _ in inside)
-        entities = [shift_entity(entity, -start) for _, entity in inside]
+    for number, ((start, end), inside) in enumerate(zip(pieces, _entities_by_piece(doc.entities, pieces))):
+        placed.update(inside)
+        entities = [shift_entity(doc.entities[i], -start) for i in inside]
         base = doc.doc_id if doc.doc_id is not None else str(parent_index)
         metadata = {key: doc.metadata[key] for key in ("path",) if key in doc.metadata}
         subs.append(

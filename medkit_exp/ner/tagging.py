@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from medkit_exp.ner.documents import Entity
+from medkit_exp.ner.textfiles import clip
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,15 @@ def split_tag(tag: str, scheme: str = "iob2") -> tuple[str, str | None]:
     if tag == "O":
         return "O", None
     prefix, sep, label = tag.partition("-")
-    if not sep or not label or prefix not in _PREFIXES[scheme]:
-        raise ValueError(f"unknown tag {tag!r} for the {scheme} scheme")
+    # The prefix is exactly one letter of the scheme: "-X", "BI-X" or "b-X" are not tags (a
+    # substring test would take "" and "BI" for prefixes of "BI").
+    if not sep or len(prefix) != 1 or prefix not in _PREFIXES[scheme]:
+        allowed = "/".join(f"{letter}-" for letter in _PREFIXES[scheme])
+        raise ValueError(f"unknown tag {clip(tag)} for the {scheme} scheme (expected O or {allowed}LABEL)")
+    if not label or any(char.isspace() for char in label):
+        raise ValueError(
+            f"unknown tag {clip(tag)} for the {scheme} scheme: the label after {prefix}- is empty or holds spaces"
+        )
     return prefix, label
 
 

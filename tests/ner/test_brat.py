@@ -94,13 +94,23 @@ def test_crlf_line_ends_in_the_ann_file(tmp_path):
     assert [(e.text, e.attrs) for e in doc.entities] == [("Fièvre", {}), ("toux", {"note": "C1"})]
 
 
-def test_backups_and_other_files_are_never_read_and_txt_without_ann_is_logged(corpus_dir, caplog):
+def test_backups_and_txt_without_ann_are_warnings_with_counts_and_strict_makes_them_errors(corpus_dir, caplog):
     with caplog.at_level(logging.INFO, logger="medkit_exp.ner"):
         corpus = read_brat(corpus_dir)
-    assert corpus.report.ignored["non-BRAT file (not read)"] == 2  # doc1.ann~, annotation.conf
+    assert corpus.report.ignored == {"BRAT configuration or hidden file (not read)": 1}  # annotation.conf
+    assert corpus.report.warnings == {
+        "editor backups not read": 1,  # doc1.ann~
+        "texts without .ann (read as documents without entities)": 1,
+    }
     assert corpus[1].entities == [] and corpus[1].text == "Texte sans annotation.\n"
-    assert any("noann.txt: no .ann file" in note for note in corpus.report.notes)
-    assert "noann.txt has no .ann file" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("1 editor backups not read, e.g. " in w and "doc1.ann~" in w for w in warnings)
+    assert any("1 texts without .ann" in w and "noann.txt" in w for w in warnings)
+    with pytest.raises(DataError, match=r"doc1\.ann~: not allowed with errors='strict': editor backups"):
+        read_brat(corpus_dir, errors="strict")
+    (corpus_dir / "sub" / "doc1.ann~").unlink()
+    with pytest.raises(DataError, match=r"noann\.txt: not allowed with errors='strict': texts without \.ann"):
+        read_brat(corpus_dir, errors="strict")
 
 
 def test_relations_and_attributes_can_be_ignored_explicitly_and_are_counted(corpus_dir):
@@ -251,5 +261,8 @@ def test_real_quaero_counts():
         entities = [e for doc in corpus for e in doc.entities]
         assert any(e.is_discontinuous for e in entities)
         assert all(e.attrs.get("note", "").startswith("C") for e in entities[:50])  # CUIs in notes
-    # dev/MEDLINE holds 52 editor backups (*.ann~); with the 6 annotation.conf, 58 files not read.
-    assert read_brat(root / "dev").report.ignored["non-BRAT file (not read)"] == 58
+    # dev/MEDLINE holds 52 editor backups (*.ann~): warned about with their count; the 6 BRAT
+    # configuration files (annotation/visual/tools.conf of MEDLINE and EMEA) are counted at INFO.
+    report = read_brat(root / "dev").report
+    assert report.warnings == {"editor backups not read": 52}
+    assert report.ignored == {"BRAT configuration or hidden file (not read)": 6}

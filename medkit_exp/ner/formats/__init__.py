@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from medkit_exp.ner.documents import Corpus, ReadReport
 from medkit_exp.ner.formats.brat import read_brat, write_brat
 from medkit_exp.ner.formats.conll import read_conll
 from medkit_exp.ner.formats.jsonl import read_jsonl, write_jsonl
+from medkit_exp.ner.textfiles import check_readable
 
 __all__ = [
     "FORMATS",
@@ -47,10 +49,10 @@ def __getattr__(name: str) -> Any:
 
 
 def _guess_format(path: Path) -> str:
+    if path.suffix in _SUFFIXES:  # first: a folder named "x.tsv" is a CoNLL file that is a folder
+        return _SUFFIXES[path.suffix]
     if path.is_dir() or path.suffix in (".ann", ".txt"):
         return "brat"
-    if path.suffix in _SUFFIXES:
-        return _SUFFIXES[path.suffix]
     raise DataError(f"cannot tell the format from the name; pass format= one of {', '.join(FORMATS[1:])}", path=path)
 
 
@@ -62,7 +64,7 @@ def read_documents(path: str | Path, format: str = "auto", **options: Any) -> Co
     """
     path = Path(path)
     if not path.exists():
-        raise DataError("no such file or directory", path=path)
+        check_readable(path)  # names a symlink loop or a dangling link as what it is
     if format == "auto":
         format = _guess_format(path)
     if format == "brat":
@@ -93,6 +95,8 @@ def find_split(root: str | Path, split: str) -> Path:
     for candidate in candidates:
         if candidate.exists():
             return candidate
+        if os.path.lexists(candidate):  # a link: a loop or a dangling one, not "not found"
+            check_readable(candidate)
     present = sorted(p.name for p in root.iterdir())[:20]
     raise DataError(f"split {split!r} not found (looked for {split}/ and {split}.<ext>); present: {present}", path=root)
 

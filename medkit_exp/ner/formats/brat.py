@@ -30,6 +30,8 @@ from medkit_exp.ner.documents import (
     fail,
     read_text_file,
 )
+from medkit_exp.ner.formats.brat_files import find_brat_documents
+from medkit_exp.ner.textfiles import clip, split_lines
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class _AnnState:
     link_lines: dict[str, int] = field(default_factory=dict)
     links: dict[str, Relation] = field(default_factory=dict)
     bad_ids: set[str] = field(default_factory=set)
+    seen_ids: set[str] = field(default_factory=set)
 
     def fail(self, message: str, line: int, ann_id: str | None = None) -> None:
         if ann_id:
@@ -73,7 +76,7 @@ def _parse_spans(field_text: str, state: _AnnState, number: int, ann_id: str) ->
     for fragment in field_text.split(";"):
         match = _SPAN_RE.match(fragment.strip())
         if match is None:
-            state.fail(f"{ann_id}: bad offsets {fragment!r} (expected 'start end' integers)", number, ann_id)
+            state.fail(f"{clip(ann_id)}: bad offsets {clip(fragment)} (expected 'start end' integers)", number, ann_id)
             return None
         start, end = int(match.group(1)), int(match.group(2))
         if start >= end:
@@ -87,7 +90,7 @@ def _parse_spans(field_text: str, state: _AnnState, number: int, ann_id: str) ->
         spans.append((start, end))
     ordered = sorted(spans)
     if any(a_end > b_start for (_, a_end), (b_start, _) in zip(ordered, ordered[1:])):
-        state.fail(f"{ann_id}: overlapping fragments {field_text!r}", number, ann_id)
+        state.fail(f"{ann_id}: overlapping or duplicate fragments {clip(field_text)}", number, ann_id)
         return None
     return spans
 
@@ -104,7 +107,7 @@ def _parse_textbound(fields: list[str], state: _AnnState, number: int) -> None:
     # BRAT stores the fragments' text in the order the fragments are written (not always sorted).
     stored, actual = "\t".join(fields[2:]), covered_text(state.text, spans)
     if state.check_text and not _same_text(stored, actual):
-        state.fail(f"{ann_id}: span text {stored!r} does not match the .txt {actual!r}", number, ann_id)
+        state.fail(f"{ann_id}: span text {clip(stored)} does not match the .txt {clip(actual)}", number, ann_id)
         return
     spans.sort()
     state.entities[ann_id] = Entity(label, spans, text=covered_text(state.text, spans), id=ann_id)
@@ -125,7 +128,7 @@ def _parse_link(fields: list[str], state: _AnnState, number: int) -> None:
     else:
         label, args = (parts[0] if parts else ""), [tuple(p.split(":", 1)) for p in parts[1:]]
     if not label or len(args) < (1 if kind == "event" else 2) or any(len(arg) != 2 for arg in args):
-        state.fail(f"{ann_id}: malformed {kind} line {fields[1:]!r}", number, ann_id)
+        state.fail(f"{ann_id}: malformed {kind} line {clip(fields[1:])}", number, ann_id)
         return
     if kind == "equiv":
         # Equivalences all have the id '*'; number them in file order to keep them apart.
@@ -146,7 +149,7 @@ def _target(state: _AnnState, target: str, ann_id: str, number: int) -> dict[str
         else:
             state.report.skip(f"{ann_id} refers to the skipped annotation {target}", str(state.path), number)
         return None
-    state.fail(f"{ann_id} refers to an unknown annotation {target!r}", number, ann_id)
+    state.fail(f"{ann_id} refers to an unknown annotation {clip(target)}", number, ann_id)
     return None
 
 
@@ -156,7 +159,7 @@ def _parse_reference(fields: list[str], state: _AnnState, number: int) -> None:
     parts = fields[1].split() if len(fields) >= 2 else []
     expected = {"#": (2, 2), "N": (3, 3), "A": (2, 3), "M": (2, 3)}[kind]
     if not expected[0] <= len(parts) <= expected[1]:
-        state.fail(f"{ann_id}: malformed line {fields[1:]!r}", number, ann_id)
+        state.fail(f"{ann_id}: malformed line {clip(fields[1:])}", number, ann_id)
         return
     if kind in "AM" and state.attributes == "ignore":
         state.report.ignored["attribute"] += 1
@@ -172,14 +175,14 @@ def _parse_reference(fields: list[str], state: _AnnState, number: int) -> None:
         if extra:
             attrs.setdefault("norm_text", {})[parts[2]] = extra
     elif parts[0] in RESERVED_ATTRS:
-        state.fail(f"{ann_id}: attribute name {parts[0]!r} is reserved for notes/normalisations", number, ann_id)
+        state.fail(f"{ann_id}: attribute name {clip(parts[0])} is reserved for notes/normalisations", number, ann_id)
     else:
         attrs[parts[0]] = parts[2] if len(parts) == 3 else True
 
 
 def _parse_ann(content: str, state: _AnnState) -> None:
-    # Split on "\n" only (str.splitlines also breaks on \x1c, \u2028... which BRAT does not).
-    lines = [(number, line.rstrip("\r")) for number, line in enumerate(content.split("\n"), 1)]
+    # \n, \r\n and \r only (str.splitlines also breaks on \x1c, \u2028... which BRAT does not).
+    lines = list(enumerate(split_lines(content), 1))
     later = []
     # Text-bound and relation lines first, so that notes/attributes may precede their target.
     for number, line in lines:
@@ -187,10 +190,13 @@ def _parse_ann(content: str, state: _AnnState) -> None:
             continue
         fields = line.split("\t")
         ann_id = fields[0]
+        duplicate = ann_id in state.seen_ids
+        state.seen_ids.add(ann_id)
         if not ann_id or ann_id[0] not in "TRE*#NAM":
-            state.fail(f"unknown line type {ann_id[:1]!r} in {line[:40]!r}", number)
-        elif ann_id in state.entities or ann_id in state.links or (ann_id in state.bad_ids and ann_id != "*"):
-            state.fail(f"duplicate annotation id {ann_id!r}", number)
+            state.fail(f"unknown line type {ann_id[:1]!r} in {clip(line, 40)}", number)
+        elif ann_id != "*" and (ann_id in state.entities or ann_id in state.links or duplicate):
+            # Every id is unique in a BRAT file: a repeated #1 or N1 would double a note silently.
+            state.fail(f"duplicate annotation id {clip(ann_id)}", number)
         elif ann_id[0] == "T":
             _parse_textbound(fields, state, number)
         elif ann_id[0] in _RELATION_KINDS:
@@ -214,34 +220,7 @@ def _check_link_targets(state: _AnnState) -> None:
                     state.link_lines[link_id],
                 )
             else:
-                state.fail(f"{link_id} refers to an unknown annotation {missing[0]!r}", state.link_lines[link_id])
-
-
-def _find_documents(path: Path, report: ReadReport) -> list[tuple[str, Path, Path | None]]:
-    """``(doc_id, txt, ann or None)`` for a folder (recursive) or one ``.txt``/``.ann`` path."""
-    if not path.exists():
-        raise DataError("no such file or directory (expected a BRAT folder or a .txt/.ann file)", path=path)
-    if path.is_file():
-        if path.suffix not in (".txt", ".ann"):
-            raise DataError("not a BRAT file (expected .txt or .ann)", path=path)
-        if not path.with_suffix(".txt").exists():
-            raise DataError("the .ann file has no .txt beside it", path=path)
-        ann = path.with_suffix(".ann")
-        return [(path.stem, path.with_suffix(".txt"), ann if ann.exists() else None)]
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    others = [p for p in files if p.suffix not in (".txt", ".ann")]
-    if others:
-        report.ignored["non-BRAT file (not read)"] += len(others)
-    stems = {p.with_suffix("") for p in files if p.suffix in (".txt", ".ann")}
-    found = []
-    for stem in sorted(stems):
-        txt, ann = stem.with_suffix(stem.suffix + ".txt"), stem.with_suffix(stem.suffix + ".ann")
-        if not txt.exists():
-            raise DataError("the .ann file has no .txt beside it", path=ann)
-        found.append((stem.relative_to(path).as_posix(), txt, ann if ann.exists() else None))
-    if not found:
-        raise DataError("no BRAT document (.txt/.ann) found in this folder", path=path)
-    return found
+                state.fail(f"{link_id} refers to an unknown annotation {clip(missing[0])}", state.link_lines[link_id])
 
 
 def read_brat(
@@ -272,23 +251,21 @@ def read_brat(
     path = Path(path)
     report = ReadReport(source=str(path))
     corpus = Corpus(report=report)
-    for doc_id, txt, ann in _find_documents(path, report):
+    for doc_id, txt, ann in find_brat_documents(path, report, errors):
         try:
-            text = read_text_file(txt, encoding)
+            # A BOM counts as a character in BRAT's offsets: read as a space, offsets still match.
+            text = read_text_file(txt, encoding, bom="space")
             if not text:
                 raise DataError("empty text file", path=txt)
             content = None if ann is None else read_text_file(ann, encoding)
         except DataError as error:
-            if errors == "raise":
+            if errors != "skip":
                 raise
             report.skip(f"document left out: {error.message}", error.path, error.line)
             continue
         report.files += 1 if ann is None else 2
         state = _AnnState(ann or txt, text, report, errors, relations, attributes, check_text)
-        if content is None:
-            report.notes.append(f"{txt}: no .ann file, read as a document without entities")
-            logger.info("%s has no .ann file: read as a document without entities", txt)
-        else:
+        if content is not None:
             _parse_ann(content, state)
         entities = list(state.entities.values())
         metadata = {"path": str(ann or txt)}

@@ -24,6 +24,7 @@ from medkit_exp.ner.documents import (
     read_corpus_file,
 )
 from medkit_exp.ner.tagging import find_tag_errors, tags_to_chunks
+from medkit_exp.ner.textfiles import clip, split_lines
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ def _parse_lines(content: str, path: Path, report: ReadReport, errors: str) -> l
             documents[-1].append(sentence)
         sentence = _Sentence()
 
-    for number, line in enumerate(content.split("\n"), 1):
-        line = line.rstrip("\r")
+    # \n, \r\n and \r all end a line (a file with \r only is not one line); the BOM is gone.
+    for number, line in enumerate(split_lines(content), 1):
         if not line.strip():
             close()
             continue
@@ -62,7 +63,7 @@ def _parse_lines(content: str, path: Path, report: ReadReport, errors: str) -> l
             documents.append([])
             continue
         if len(fields) < 2 or not fields[0] or not fields[-1]:
-            fail(report, errors, f"expected a token and a tag column, got {line!r}", path, number)
+            fail(report, errors, f"expected a token and a tag column, got {clip(line)}", path, number)
             sentence.bad = True
             continue
         sentence.tokens.append(fields[0].strip())
@@ -72,26 +73,40 @@ def _parse_lines(content: str, path: Path, report: ReadReport, errors: str) -> l
     return documents
 
 
-def _detect_scheme(sentences: list[_Sentence]) -> str:
-    prefixes = {tag[0] for sentence in sentences for tag in sentence.tags if tag != "O"}
-    if prefixes & set("LU"):
-        return "bilou"
-    if prefixes & set("ES"):
-        return "bioes"
+def _scheme_errors(sentences: list[_Sentence], scheme: str) -> int:
+    """How many tags of ``sentences`` break ``scheme`` (BIOES/BILOU: either letter set)."""
+    table = _LETTERS.get(scheme)
+    count = 0
     for sentence in sentences:
-        problems = [p for p in find_tag_errors(sentence.tags, "iob2") if "after" in p[1]]
-        if problems:
-            logger.info("detected IOB1 tags (line %d: %s)", sentence.lines[problems[0][0]], problems[0][1])
-            return "iob1"
-    return "iob2"
+        tags = sentence.tags if table is None else [t.translate(table) if t[1:2] == "-" else t for t in sentence.tags]
+        count += len(find_tag_errors(tags, scheme))
+    return count
 
 
-def _check_tags(sentence: _Sentence, scheme: str, path: Path, report: ReadReport, errors: str) -> bool:
+def _detect_scheme(sentences: list[_Sentence]) -> str:
+    """The scheme under which the fewest tags are wrong (ties: IOB2, BIOES/BILOU, IOB1), so that
+    one stray ``E-X`` in an IOB2 file is reported on its own line as what it is, instead of turning
+    the file into BIOES with every single-word ``B-X`` reported as unclosed."""
+    prefixes = {tag[0] for sentence in sentences for tag in sentence.tags if tag[1:2] == "-"}
+    closing = "bilou" if prefixes & set("LU") and not prefixes & set("ES") else "bioes"
+    candidates = ["iob2"] + ([closing] if prefixes & set("ELSU") else []) + ["iob1"]
+    errors = {scheme: _scheme_errors(sentences, scheme) for scheme in candidates}
+    best = min(candidates, key=lambda scheme: errors[scheme])  # min keeps the first of equals
+    if best == "iob1":
+        logger.info("detected IOB1 tags (%d tags are not valid IOB2)", errors["iob2"])
+    return best
+
+
+def _check_tags(
+    sentence: _Sentence, scheme: str, path: Path, report: ReadReport, errors: str, detected: bool = False
+) -> bool:
     if scheme in _LETTERS:  # BIOES and BILOU name the same thing; accept both letter sets
         sentence.tags = [tag.translate(_LETTERS[scheme]) if tag[1:2] == "-" else tag for tag in sentence.tags]
     problems = find_tag_errors(sentence.tags, scheme)
     if problems:
         index, message = problems[0]
+        if detected:
+            message += f" (tagging scheme detected from the whole file: {scheme})"
         fail(
             report,
             errors,
@@ -157,10 +172,13 @@ def read_conll(
     sentences = [sentence for document in documents for sentence in document]
     if not sentences:
         raise DataError("no sentence found", path=path)
-    if scheme == "auto":
+    detected = scheme == "auto"
+    if detected:
         scheme = _detect_scheme(sentences)
         report.notes.append(f"tagging scheme detected: {scheme}")
-    documents = [[s for s in document if _check_tags(s, scheme, path, report, errors)] for document in documents]
+    documents = [
+        [s for s in document if _check_tags(s, scheme, path, report, errors, detected)] for document in documents
+    ]
     if not has_docstart:
         documents = [[s] for s in documents[0]] if without_docstart == "sentence" else documents
     corpus = Corpus(report=report)

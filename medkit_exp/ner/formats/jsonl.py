@@ -21,10 +21,11 @@ from medkit_exp.ner.documents import (
     Relation,
     TextDocument,
     check_choice,
-    covered_text,
     fail,
     read_corpus_file,
 )
+from medkit_exp.ner.formats.jsonl_schema import check_document, parse_entity, parse_json_line, parse_relation
+from medkit_exp.ner.textfiles import clip, split_lines
 
 logger = logging.getLogger(__name__)
 
@@ -33,57 +34,55 @@ logger = logging.getLogger(__name__)
 _SPAN_LIST_METADATA = ("sentences", "tokens")
 
 
-def _entity_spans(raw: dict[str, Any]) -> list[tuple[int, int]]:
-    if "spans" in raw:
-        spans = raw["spans"]
-        if not isinstance(spans, list) or not spans or any(not isinstance(s, list) or len(s) != 2 for s in spans):
-            raise ValueError(f"'spans' must be a non-empty list of [start, end], got {spans!r}")
-    elif "start" in raw and "end" in raw:
-        spans = [[raw["start"], raw["end"]]]
-    else:
-        raise ValueError("an entity needs 'spans' or 'start' and 'end'")
-    if any(type(value) is not int for span in spans for value in span):
-        raise ValueError(f"offsets must be integers, got {spans!r}")
-    return [(start, end) for start, end in spans]
-
-
-def _parse_entity(raw: Any, text: str) -> Entity:
-    if not isinstance(raw, dict) or not isinstance(raw.get("label"), str) or not raw["label"]:
-        raise ValueError(f"an entity must be an object with a non-empty 'label', got {raw!r}")
-    spans = _entity_spans(raw)
-    for start, end in spans:
-        if start < 0 or start >= end:
-            raise ValueError(f"bad offsets {start} {end} (need 0 <= start < end)")
-        if end > len(text):
-            raise ValueError(f"offsets {start} {end} beyond the text ({len(text)} characters)")
-    actual = covered_text(text, sorted(spans))
-    if "text" in raw and raw["text"] != actual:
-        raise ValueError(f"entity text {raw['text']!r} does not match the document text {actual!r}")
-    attrs = raw.get("attrs", {})
-    if not isinstance(attrs, dict):
-        raise ValueError(f"'attrs' must be an object, got {attrs!r}")
-    return Entity(raw["label"], spans, text=actual, attrs=dict(attrs), id=raw.get("id"), score=raw.get("score"))
-
-
-def _parse_document(raw: Any, number: int) -> tuple[TextDocument, list[tuple[str, Any]]]:
-    """The document and the ``(reason, raw entity)`` of each bad entity in it."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("text"), str):
-        raise ValueError("a line must be a JSON object with a string 'text'")
-    text = raw["text"]
-    entities, bad = [], []
+def _parse_entities(raw: dict[str, Any], text: str, bad: list[str]) -> list[Entity]:
+    entities, ids = [], set()
     for raw_entity in raw.get("entities", []):
         try:
-            entities.append(_parse_entity(raw_entity, text))
+            entity = parse_entity(raw_entity, text)
+            if entity.id is not None and entity.id in ids:
+                raise ValueError(f"duplicate entity id {clip(entity.id)}")
         except (ValueError, TypeError) as error:
-            bad.append((str(error), raw_entity))
+            bad.append(f"bad entity {clip(raw_entity)}: {error}")
+            continue
+        ids.update([entity.id] if entity.id is not None else [])
+        entities.append(entity)
+    return entities
+
+
+def _parse_relations(raw: dict[str, Any], entities: list[Entity], bad: list[str]) -> list[Relation]:
+    """The relations of a line; one whose id repeats, or that names an id the document does not
+    hold (an entity, or another relation for events and attributes), is bad, as in BRAT."""
+    relations, ids = [], {entity.id for entity in entities if entity.id is not None}
+    for raw_relation in raw.get("relations", []):
+        try:
+            relation = parse_relation(raw_relation)
+            if relation.id in ids:
+                raise ValueError(f"duplicate id {clip(relation.id)}")
+        except (ValueError, TypeError) as error:
+            bad.append(f"bad relation {clip(raw_relation)}: {error}")
+            continue
+        ids.add(relation.id)
+        relations.append(relation)
+    kept = []
+    for relation in relations:
+        missing = [target for _, target in relation.args if target not in ids]
+        if missing:
+            bad.append(f"relation {clip(relation.id)} refers to an id the document does not hold: {clip(missing[0])}")
+        else:
+            kept.append(relation)
+    return kept
+
+
+def _parse_document(raw: Any) -> tuple[TextDocument, list[str]]:
+    """The document and the reason of each bad entity or relation in it (left out of it)."""
+    text = check_document(raw)
+    bad: list[str] = []
+    entities = _parse_entities(raw, text, bad)
+    relations = _parse_relations(raw, entities, bad)
     metadata = dict(raw.get("metadata", {}))
     for key in _SPAN_LIST_METADATA:
         if isinstance(metadata.get(key), list):
-            metadata[key] = [tuple(span) for span in metadata[key]]
-    relations = [
-        Relation(r["id"], r["label"], [tuple(arg) for arg in r["args"]], r.get("kind", "relation"), r.get("attrs", {}))
-        for r in raw.get("relations", [])
-    ]
+            metadata[key] = [tuple(span) if isinstance(span, list) else span for span in metadata[key]]
     doc_id = raw.get("id")
     return TextDocument(text, entities, None if doc_id is None else str(doc_id), metadata, relations), bad
 
@@ -91,9 +90,10 @@ def _parse_document(raw: Any, number: int) -> tuple[TextDocument, list[tuple[str
 def read_jsonl(path: str | Path, *, errors: str = "raise", encoding: str = "utf-8") -> Corpus:
     """Read documents from a JSON-lines file (blank lines are allowed and ignored).
 
-    Bad lines (invalid JSON, no ``text``) and bad entities (offsets, text mismatch) raise a
-    DataError naming the file and line, or with ``errors="skip"`` are left out and listed in
-    ``corpus.report.skipped``.
+    Each line is checked against the schema of :mod:`~medkit_exp.ner.formats.jsonl_schema`
+    (unknown or repeated keys, types, offsets, labels, fragments, relation targets). Bad lines
+    and bad entities or relations raise a DataError naming the file and line, or with
+    ``errors="skip"`` are left out and listed in ``corpus.report.skipped``.
 
     >>> docs = read_jsonl("dev.jsonl")  # doctest: +SKIP
     >>> docs[0].entities[0].spans  # doctest: +SKIP
@@ -102,16 +102,17 @@ def read_jsonl(path: str | Path, *, errors: str = "raise", encoding: str = "utf-
     check_choice("errors", errors, ERROR_MODES)
     path, content, report = read_corpus_file(path, "JSON-lines", encoding)
     corpus = Corpus(report=report)
-    for number, line in enumerate(content.split("\n"), 1):
+    # \n, \r\n and \r end a line (inside a JSON string they are escaped, so they never occur raw).
+    for number, line in enumerate(split_lines(content), 1):
         if not line.strip():
             continue
         try:
-            document, bad = _parse_document(json.loads(line), number)
-        except (ValueError, TypeError, KeyError) as error:  # JSONDecodeError is a ValueError
+            document, bad = _parse_document(parse_json_line(line))
+        except (ValueError, TypeError, RecursionError) as error:  # JSONDecodeError is a ValueError
             fail(report, errors, f"bad document line: {error}", path, number)
             continue
-        for reason, raw_entity in bad:
-            fail(report, errors, f"bad entity {raw_entity!r}: {reason}", path, number)
+        for reason in bad:
+            fail(report, errors, reason, path, number)
         if document.doc_id is None:
             document.doc_id = f"{path.stem}-{number}"
         document.metadata.setdefault("path", str(path))

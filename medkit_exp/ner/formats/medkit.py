@@ -12,13 +12,15 @@ live in medkit's ``metadata["id"]``, medkit uids being global.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from medkit_exp.errors import DataError
-from medkit_exp.ner.documents import Corpus, Entity, ReadReport, Relation, TextDocument
+from medkit_exp.ner.documents import Corpus, Entity, Relation, TextDocument, read_corpus_file
+from medkit_exp.ner.textfiles import clip_message, split_lines
 
 logger = logging.getLogger(__name__)
 
@@ -148,22 +150,57 @@ def from_medkit(document: Any) -> TextDocument:
     return TextDocument(document.text, entities, doc_id, dict(document.metadata), relations)
 
 
+# What medkit raises on input it cannot read (it does not check its input types itself).
+_MEDKIT_INPUT_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, RuntimeError, RecursionError)
+
+
+def _medkit_documents(path: Path, content: str) -> list[Any]:
+    """medkit documents of a medkit-json text document list, each line checked (header first)."""
+    from medkit.io.medkit_json._common import ContentType, check_header
+
+    from medkit_exp.ner.formats.jsonl_schema import parse_json_line
+
+    mt = _medkit()
+    documents, header = [], False
+    for number, line in enumerate(split_lines(content), 1):
+        if not line.strip():
+            continue
+        try:
+            data = parse_json_line(line)
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+            if not header:
+                check_header(data, ContentType.TEXT_DOCUMENT_LIST)
+                header = True
+            else:
+                documents.append(mt.TextDocument.from_dict(data))
+        except _MEDKIT_INPUT_ERRORS as error:
+            what = "header" if not header else "text document"
+            message = f"not a medkit-json {what} (line {number}): {type(error).__name__}: {error}"
+            failure = DataError(clip_message(message), path=path)
+            failure.line = number  # in the message after its start, which stays "PATH: not a medkit-json"
+            raise failure from None
+    return documents
+
+
 def read_medkit_json(path: str | Path, *, encoding: str = "utf-8") -> Corpus:
     """Read a medkit-json text document list (``medkit.io.medkit_json.save_text_documents``).
+
+    Any line medkit cannot read is a DataError naming the file and line (a BOM and any line end
+    are accepted, as in the other readers).
 
     >>> corpus = read_medkit_json("docs.jsonl")  # doctest: +SKIP
     """
     _medkit()
-    from medkit.io.medkit_json import load_text_documents
-
-    path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise DataError("no such medkit-json file", path=path)
-    report = ReadReport(source=str(path), files=1)
+    path, content, report = read_corpus_file(path, "medkit-json", encoding)
+    documents = _medkit_documents(path, content)
     try:
-        corpus = Corpus([from_medkit(doc) for doc in load_text_documents(path, encoding=encoding)], report)
-    except (ValueError, KeyError, RuntimeError) as error:  # medkit raises these on bad input
-        raise DataError(f"not a medkit-json text document list: {error}", path=path) from None
+        corpus = Corpus([from_medkit(doc) for doc in documents], report)
+    except _MEDKIT_INPUT_ERRORS as error:  # a document medkit read but that is not one of ours
+        message = f"not a medkit-json text document list: {type(error).__name__}: {error}"
+        raise DataError(clip_message(message), path=path) from None
     report.documents = len(corpus)
     report.entities = sum(len(doc.entities) for doc in corpus)
     report.log()
