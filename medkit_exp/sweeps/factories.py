@@ -18,14 +18,15 @@ import importlib.util
 import inspect
 import logging
 import random
-import re
 import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from medkit_exp.errors import ConfigError
+from medkit_exp.errors import ConfigError, MedkitExpError
+from medkit_exp.redaction import redact_url as _redact_url
+from medkit_exp.tracking.store import with_store_lock
 from medkit_exp.sweeps.config import PRUNERS, SAMPLERS
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ SAMPLER_KEY = "hydra.sweeper.sampler"
 PRUNER_KEY = "hydra.sweeper.pruner"
 STORAGE_KEY = "hydra.sweeper.storage"
 JOURNAL_PREFIX = "journal:"
-_URL_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*(@)")
 
 
 def make_sampler(settings: Mapping[str, Any] | None, grid: dict[str, list[Any]] | None = None) -> Any:
@@ -140,7 +140,12 @@ def _rdb_storage(url: str) -> Any:
         if str(database) not in ("", ":memory:") and not database.parent.is_dir():
             raise ConfigError(STORAGE_KEY, f"folder of the SQLite file not found: {database.parent}")
     try:
-        return _create_tables_once(lambda: RDBStorage(url, engine_kwargs=engine_kwargs))
+        # one process creates the tables while the others wait (same machine); the retries
+        # cover workers on other machines and a transient "database is locked"
+        return with_store_lock(url, lambda: _create_tables_once(lambda: RDBStorage(url, engine_kwargs=engine_kwargs)),
+                               f"Optuna storage {shown}")
+    except MedkitExpError:
+        raise
     except ImportError as error:
         raise ConfigError(STORAGE_KEY, f"the driver of {shown} is not installed: {error}") from error
     except Exception as error:  # noqa: BLE001 - SQLAlchemy's connection errors have many types
@@ -176,5 +181,5 @@ def _with_installed_driver(url: str) -> str:
 
 
 def redact_url(url: str | None) -> str | None:
-    """The storage URL without its password, for logs and MLflow."""
-    return None if url is None else _URL_PASSWORD.sub(r"\1***\2", str(url))
+    """The storage URL without its password, for logs and MLflow (see :mod:`medkit_exp.redaction`)."""
+    return None if url is None else _redact_url(str(url))

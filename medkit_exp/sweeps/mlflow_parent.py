@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from medkit_exp.redaction import redact_data, redact_text
 from medkit_exp.sweeps.study import best_trial, state_counts
 from medkit_exp.tracking.ops import get_or_create_experiment
 
@@ -80,7 +81,7 @@ class SweepParentRun:
         if best is not None:
             metrics.append(Metric("best_value", float(best.value), now, trial.number))
             tags.update({"best.value": str(best.value), "best.trial_number": str(best.number)})
-            tags.update({f"best.params.{key}": str(value) for key, value in best.params.items()})
+            tags.update({f"best.params.{key}": redact_text(str(value)) for key, value in best.params.items()})
         self._safely("log the trial", lambda: self.client.log_batch(
             self.run_id, metrics=metrics, tags=[_tag(k, v) for k, v in tags.items()]
         ))
@@ -95,7 +96,7 @@ class SweepParentRun:
             if value is not None:
                 self.client.set_tag(run_id, "optuna.value", str(value))
             if error:
-                self.client.set_tag(run_id, "error", error[:5000])
+                self.client.set_tag(run_id, "error", redact_text(error)[:5000])
             current = self.client.get_run(run_id).info.status
             wanted = MLFLOW_STATUS.get(state, "FAILED")
             if current != wanted and (state != "COMPLETE" or current == "RUNNING"):
@@ -108,9 +109,11 @@ class SweepParentRun:
         from mlflow.entities import Param
 
         def create() -> str:
-            tags = {"mlflow.parentRunId": self.run_id, STATE_TAG: "FAIL", "error": error[:5000], **context.child_tags()}
+            tags = {"mlflow.parentRunId": self.run_id, STATE_TAG: "FAIL", "error": redact_text(error)[:5000],
+                    **context.child_tags()}
             run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"trial-{context.number}")
-            self.client.log_batch(run.info.run_id, params=[Param(k[:250], str(v)[:6000]) for k, v in params.items()])
+            values = redact_data({str(k): str(v) for k, v in params.items()})
+            self.client.log_batch(run.info.run_id, params=[Param(k[:250], v[:6000]) for k, v in values.items()])
             self.client.set_terminated(run.info.run_id, status="FAILED")
             return run.info.run_id
 
@@ -134,7 +137,7 @@ class SweepParentRun:
     def child_config(self, trial: Any, local: Path | None) -> Path | None:
         """The resolved config of ``trial``: its local file, else its child run's artifact."""
         if local is not None and local.is_file():
-            return local
+            return _redacted_copy(local)  # the trial's own file may predate redaction
         run_id = trial.user_attrs.get("mlflow_run_id")
         if not run_id:
             return None
@@ -143,7 +146,8 @@ class SweepParentRun:
             folder = tempfile.mkdtemp(prefix="medkit_exp_best_config_")
             return Path(self.client.download_artifacts(run_id, "config/config.yaml", folder))
 
-        return self._safely("download the best trial's config", download)
+        downloaded = self._safely("download the best trial's config", download)
+        return _redacted_copy(downloaded) if downloaded is not None else None
 
     def _safely(self, what: str, action: Any) -> Any:
         try:
@@ -151,6 +155,16 @@ class SweepParentRun:
         except Exception as error:  # noqa: BLE001 - MLflow trouble never stops a sweep
             logger.warning("MLflow: could not %s: %s", what, str(error).splitlines()[0][:300] if str(error) else error)
             return None
+
+
+def _redacted_copy(path: Path) -> Path:
+    """A copy of a YAML config file without secrets, in a new temporary folder."""
+    from medkit_exp.tracking.params import redact_yaml_files
+
+    copy = Path(tempfile.mkdtemp(prefix="medkit_exp_best_config_")) / path.name
+    shutil.copyfile(path, copy)
+    redact_yaml_files(copy.parent, copy.name)
+    return copy
 
 
 def _create_parent(client: Any, experiment_id: str, study_name: str, description: Mapping[str, Any], n_trials: int) -> str:

@@ -34,7 +34,10 @@ def write_results(results: Mapping[str, Any], sweep_dir: str | Path) -> Path:
 
     path = Path(sweep_dir) / RESULTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(dict(results), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    from medkit_exp.redaction import redact_data
+
+    text = yaml.safe_dump(redact_data(dict(results)), sort_keys=False, allow_unicode=True)  # no secret in it
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -60,6 +60,9 @@ class OptunaSweeper(Sweeper):
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         from hydra.core.plugins import Plugins
 
+        from medkit_exp.redaction import install_log_redaction
+
+        install_log_redaction()  # the sweep's and its trials' logs (cli.log) hold no credentials
         self.hydra_context = hydra_context
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
@@ -103,6 +106,7 @@ class OptunaSweeper(Sweeper):
         make_sampler(settings.sampler, grid)  # a bad sampler fails before the storage is touched
         pruner = make_pruner(settings.pruner)
         direction = resolve_direction(settings.direction, bool(self.config.trainer.get("minimize_checkpoint_metric")))
+        self._prepare_tracking_store()
         storage = make_storage(settings.storage)
         settings.study_name = settings.study_name or default_study_name(self.config.experiment_name)
         study, created = open_study(storage, settings.study_name, direction, None, pruner)
@@ -163,7 +167,18 @@ class OptunaSweeper(Sweeper):
         except Exception as error:  # noqa: BLE001 - Hydra and OmegaConf raise many types here
             return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
+    def _prepare_tracking_store(self) -> None:
+        """The MLflow store, created and migrated once (under a file lock: workers started together
+        would race on its migration) before the study, the parent run or any trial opens it."""
+        from medkit_exp.tracking.runs import resolve_tracking_uri
+        from medkit_exp.tracking.store import prepare_store
+
+        tracking = self.config.get("tracking")
+        if tracking is not None and tracking.get("enabled", False):
+            prepare_store(resolve_tracking_uri(tracking.get("tracking_uri")))
+
     def _open_parent(self, sweep: _Sweep, created: bool) -> Any:
+        from medkit_exp.redaction import redact_text
         from medkit_exp.sweeps.factories import describe, redact_url
         from medkit_exp.sweeps.mlflow_parent import SweepParentRun
         from medkit_exp.tracking.runs import resolve_tracking_uri
@@ -177,7 +192,7 @@ class OptunaSweeper(Sweeper):
             "sampler": describe(settings.sampler, "tpe"), "pruner": describe(settings.pruner, "none"),
             "direction": settings.direction, "optimized_metric": self.config.get("optimized_metric"),
             "search_space": sweep.space.describe(),
-            "fixed_overrides": ", ".join(redact_url(o) for o in sweep.space.fixed.values()) or "none",
+            "fixed_overrides": ", ".join(redact_text(o) for o in sweep.space.fixed.values()) or "none",
         }
         try:
             return SweepParentRun.open(
@@ -230,11 +245,12 @@ class OptunaSweeper(Sweeper):
 
         from medkit_exp.sweeps.context import TrialContext, active_trial
         from medkit_exp.sweeps.heartbeat import HeartbeatThread
+        from medkit_exp.tracking.params import redact_override
 
         overrides = sweep.space.overrides(trial.params)
         parent_id = sweep.parent.run_id if sweep.parent is not None else None
         context = TrialContext(trial, sweep.study.study_name, parent_id, pruning=sweep.pruning)
-        trial.set_user_attr("overrides", overrides)
+        trial.set_user_attr("overrides", [redact_override(o) for o in overrides])  # the storage keeps no secret
         logger.info("Trial %d: %s", trial.number, " ".join(overrides[len(sweep.space.fixed):]))
         try:
             with HeartbeatThread(trial, sweep.settings.heartbeat_interval), active_trial(context):
@@ -244,6 +260,7 @@ class OptunaSweeper(Sweeper):
             raise
         if job.hydra_cfg is not None:
             trial.set_user_attr("output_dir", str(job.hydra_cfg.hydra.runtime.output_dir))
+            _redact_job_files(Path(str(job.hydra_cfg.hydra.runtime.output_dir)))
         if context.child_run_id:
             trial.set_user_attr("mlflow_run_id", context.child_run_id)
         value = job._return_value if job.status == JobStatus.COMPLETED else None
@@ -267,7 +284,10 @@ class OptunaSweeper(Sweeper):
         return "COMPLETE"
 
     def _tell(self, sweep: _Sweep, context: Any, state: Any, value: float | None, error: str | None) -> None:
+        from medkit_exp.redaction import redact_text
+
         study, trial = sweep.study, context.trial
+        error = redact_text(error) if error else error
         if error:
             trial.set_user_attr("error", error[:2000])
         frozen = study.tell(trial, value, state=state)
@@ -297,7 +317,7 @@ class OptunaSweeper(Sweeper):
             "metric": self.config.get("optimized_metric"), "n_trials": settings.n_trials,
             "search_space": sweep.space.describe(),
             "mlflow_parent_run_id": parent.run_id if parent else None,
-            "mlflow_tracking_uri": parent.tracking_uri if parent else None,
+            "mlflow_tracking_uri": redact_url(parent.tracking_uri) if parent else None,
         }
         results = study_results(study, described, dict(ran))
         path = write_results(results, sweep_dir)
@@ -312,6 +332,16 @@ class OptunaSweeper(Sweeper):
                     files["best_trial/config.yaml"] = config
             parent.finish(study, files, draw_study_plots(study, sweep_dir / "plots"), status)
         return results
+
+
+def _redact_job_files(output_dir: Path) -> None:
+    """Hydra wrote the trial's config and overrides (``.hydra/*.yaml``) as given: without secrets now."""
+    from medkit_exp.tracking.params import redact_yaml_files
+
+    try:
+        redact_yaml_files(output_dir)
+    except OSError as error:
+        logger.warning("Could not redact the Hydra files of %s: %s", output_dir, error)
 
 
 def _grid_done(study: Any) -> bool:

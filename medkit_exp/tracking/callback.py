@@ -138,6 +138,9 @@ class MLflowCallback(TrainerCallback):
         self.run_name = run_name
         self.params = params
         self.tags = dict(tags or {})
+        from medkit_exp.redaction import install_log_redaction
+
+        install_log_redaction()  # a tracked run's logs (cli.log, the worker's) hold no credentials
         self.log_every_n_steps = log_every_n_steps
         self.log_checkpoints = checkpoint_kinds(log_checkpoints)
         self.log_model = log_model

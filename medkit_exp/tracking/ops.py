@@ -44,6 +44,19 @@ def is_permanent_error(error: BaseException) -> bool:
     return getattr(error, "error_code", None) in PERMANENT_ERROR_CODES
 
 
+def redact_op(op: dict[str, Any]) -> dict[str, Any]:
+    """The operation without secrets (credentials in URLs, secret-named keys' values...): every
+    path to MLflow and to the spool goes through it. Metrics, artifacts and statuses hold none."""
+    from medkit_exp.redaction import redact_data
+
+    kind = op.get("op")
+    if kind in ("params", "tags"):
+        return {**op, kind: {key: value for key, value in redact_data(dict(op[kind])).items()}}
+    if kind == "inputs":
+        return {**op, "datasets": redact_data(op["datasets"])}
+    return op
+
+
 def metric_points(metrics: dict[str, float], step: int, timestamp: int | None = None) -> list[list[Any]]:
     timestamp = now_ms() if timestamp is None else timestamp
     return [[key, float(value), timestamp, int(step)] for key, value in metrics.items()]

@@ -16,9 +16,19 @@ import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-REDACTED = "***"
+from medkit_exp.redaction import (  # noqa: F401 - re-exported: the rules live there
+    REDACTED,
+    normalise_key,
+    is_secret_key,
+    is_secret_value,
+    redact_text,
+    redact_url,
+    redact_value,
+)
+
 TRUNCATION_MARKER = "...[truncated; full value in config/config.yaml]"
 #: Keys removed entirely (key and value) wherever they appear.
 DROPPED_KEYS = frozenset({"hf_auth_token"})
@@ -32,34 +42,12 @@ MAX_KEY_LENGTH = 250
 #: params compare runs. The run's folder is the ``output_dir`` tag.
 RUN_SPECIFIC_KEYS = ("paths.output_dir", "trainer.output_dir")
 
-_SECRET_ANYWHERE = re.compile(
-    r"passw(or)?d|passphrase|secret|credential|api_?key|apikey|access_key|private_key|auth_header|bearer"
-)
-# "token" only as the last word: hf_token, access_token, auth_token, but not tokenizer or max_tokens.
-_SECRET_TOKEN = re.compile(r"(^|_)token$")
-_SECRET_VALUE = re.compile(r"^hf_[A-Za-z0-9]{20,}$|^(sk|ghp|gho|github_pat)_[A-Za-z0-9_]{20,}$")
 _BAD_KEY_CHARS = re.compile(r"[^\w.\- :/]")
-
-
-def _normalise_key(key: str) -> str:
-    last = str(key).rsplit(".", 1)[-1]
-    return re.sub(r"[\s\-]+", "_", last).lower()
 
 
 def is_dropped_key(key: str) -> bool:
     """True for keys removed entirely (``hf_auth_token``)."""
-    return _normalise_key(key) in DROPPED_KEYS
-
-
-def is_secret_key(key: str) -> bool:
-    """True when a key (its last dotted part) names a secret: token, password, api key..."""
-    name = _normalise_key(key)
-    return bool(_SECRET_ANYWHERE.search(name) or _SECRET_TOKEN.search(name))
-
-
-def is_secret_value(value: Any) -> bool:
-    """True for strings shaped like well-known access tokens (Hugging Face, OpenAI, GitHub)."""
-    return isinstance(value, str) and bool(_SECRET_VALUE.match(value.strip()))
+    return normalise_key(key) in DROPPED_KEYS
 
 
 def redact_config(config: Any) -> Any:
@@ -76,7 +64,7 @@ def redact_config(config: Any) -> Any:
         return redacted
     if _is_sequence(config):
         return [redact_config(item) for item in config]
-    return REDACTED if is_secret_value(config) else config
+    return redact_value(config)  # credentials inside URLs, token-shaped strings
 
 
 def redact_override(override: str) -> str | None:
@@ -89,8 +77,8 @@ def redact_override(override: str) -> str | None:
             return None
         if is_secret_key(bare_key) or is_secret_value(value):
             return f"{key}={REDACTED}"
-        return text
-    return REDACTED if is_secret_value(text) else text
+        return f"{redact_text(key)}={redact_text(value)}"  # a credentialed URL in a value or sweep
+    return REDACTED if is_secret_value(text) else redact_text(text)
 
 
 def redact_argv(argv: list[str]) -> list[str]:
@@ -188,6 +176,57 @@ def config_yaml(config_yaml_text: str | None, params: Mapping[str, Any] | None) 
     else:
         return None
     return yaml.safe_dump(redact_config(_plain(loaded)), sort_keys=False, allow_unicode=True)
+
+
+def redacted_yaml(config: Any) -> str:
+    """A config (an OmegaConf one, resolved or not, or plain data) as YAML, secrets redacted:
+    what a run writes to its folder (``config_resolved.yaml``).
+
+    >>> print(redacted_yaml({"source": "https://alice:pw@host/repo", "api_key": "k"}), end="")
+    source: https://alice:***@host/repo
+    api_key: '***'
+    """
+    import yaml
+
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(config, (DictConfig, ListConfig)):
+            config = OmegaConf.to_container(config, resolve=True)
+    except ImportError:  # plain data needs no OmegaConf
+        pass
+    return yaml.safe_dump(redact_config(_plain(config)), sort_keys=False, allow_unicode=True)
+
+
+def redact_yaml_files(folder: str | Path, pattern: str = ".hydra/*.yaml") -> list[Path]:
+    """Rewrite the YAML files of ``folder`` matching ``pattern`` (Hydra's ``config.yaml``,
+    ``hydra.yaml``, ``overrides.yaml``; a sweep's ``multirun.yaml``) without their secrets; the
+    files rewritten. A file that is not YAML is redacted as text."""
+    import yaml
+
+    rewritten = []
+    for path in sorted(Path(folder).glob(pattern)):
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            new = yaml.safe_dump(redact_config(yaml.safe_load(text)), sort_keys=False, allow_unicode=True)
+        except yaml.YAMLError:
+            new = redact_text(text)
+        if yaml_changed(text, new):
+            path.write_text(new, encoding="utf-8")
+            rewritten.append(path)
+    return rewritten
+
+
+def yaml_changed(old: str, new: str) -> bool:
+    """True when ``new`` (a re-dump) holds other data than ``old``: unchanged files keep their form."""
+    import yaml
+
+    try:
+        return yaml.safe_load(old) != yaml.safe_load(new)
+    except yaml.YAMLError:
+        return old != new
 
 
 def _plain(value: Any) -> Any:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medkit_exp.tracking.ops import MetricDeduper, create_run, is_permanent_error, now_ms
+from medkit_exp.tracking.ops import MetricDeduper, create_run, is_permanent_error, now_ms, redact_op
 from medkit_exp.tracking.runs import (
     RunHandle,
     configure_http_env,
@@ -35,7 +35,8 @@ from medkit_exp.tracking.runs import (
     stop_system_metrics,
 )
 from medkit_exp.tracking.sink import AsyncRunLogger
-from medkit_exp.tracking.spool import RunSpool, replay, run_spools
+from medkit_exp.tracking.store import prepare_store
+from medkit_exp.tracking.spool import RunSpool, replay, replay_uri, run_spools
 
 logger = logging.getLogger("medkit_exp.tracking.callback")  # the callback's messages, wherever they run
 
@@ -56,6 +57,7 @@ class RunSession:
         request = self.request
         uri = self.tracking_uri = resolve_tracking_uri(request["tracking_uri"])
         configure_http_env(uri, request["http_max_retries"], request["http_timeout"])
+        prepare_store(uri)  # created and migrated once, under a lock: other processes open it too
         client = MlflowClient(uri)
         output_dir = Path(request["output_dir"])
         self._replay_leftovers(output_dir, uri)
@@ -83,7 +85,7 @@ class RunSession:
             if not spool.has_pending() and spec.get("run_id"):
                 continue
             try:
-                replay(spool, MlflowClient(spec.get("tracking_uri") or uri))
+                replay(spool, MlflowClient(replay_uri(spec, uri)))
             except Exception as error:  # noqa: BLE001 - still unreachable: the spool stays
                 logger.warning("Spooled MLflow data in %s not sent yet: %s", spool.directory, str(error)[:200])
 
@@ -161,7 +163,7 @@ class RunSession:
 
     def submit(self, op: dict[str, Any]) -> None:
         assert self.logger is not None, "open() first"
-        self.logger.submit(op)
+        self.logger.submit(redact_op(op))  # nothing secret goes to MLflow or to the spool
 
     def wake(self) -> None:
         if self.logger is not None:

@@ -27,7 +27,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from medkit_exp.tracking.ops import MetricDeduper, create_run, merge_metric_ops, send_op
+from medkit_exp.redaction import REDACTED, redact_data, redact_url
+from medkit_exp.tracking.ops import MetricDeduper, create_run, merge_metric_ops, redact_op, send_op
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,10 @@ class RunSpool:
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
     def write_spec(self, spec: dict[str, Any]) -> None:
+        """Write ``run.json``, secrets redacted: a password in the tracking URI is not kept (the
+        replay takes the URI from the training that replays, see :func:`replay_uri`)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.directory / RUN_FILE, json.dumps(spec, indent=1))
+        _atomic_write(self.directory / RUN_FILE, json.dumps(redact_data(spec), indent=1))
 
     def set_run_id(self, run_id: str) -> None:
         spec = self.read_spec() or {}
@@ -68,7 +71,7 @@ class RunSpool:
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / OPS_FILE, "a", encoding="utf-8") as handle:
             for op in ops:
-                handle.write(json.dumps(op) + "\n")
+                handle.write(json.dumps(redact_op(op)) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -165,12 +168,25 @@ def replay_spool(output_dir: str | Path, tracking_uri: str | None = None) -> dic
     for spool in run_spools(output_dir):
         if not spool.has_pending() and (spool.read_spec() or {}).get("run_id"):
             continue
-        uri = tracking_uri or (spool.read_spec() or {}).get("tracking_uri")
+        uri = tracking_uri or replay_uri(spool.read_spec() or {}, None)
         try:
             replayed[spool.directory.name] = replay(spool, MlflowClient(uri))
         except Exception as error:  # noqa: BLE001 - the spool stays for a later try
             logger.warning("Could not replay %s to %s: %s", spool.directory, uri, error)
     return replayed
+
+
+def replay_uri(spec: dict[str, Any], current: str | None) -> str | None:
+    """The URI to replay a spool to: the one it recorded; when its password was redacted, the
+    ``current`` URI if it is the same one with its password (else the recorded one, which fails
+    to authenticate and keeps the spool: ``--tracking-uri`` gives the URI by hand)."""
+    recorded = spec.get("tracking_uri")
+    if recorded and REDACTED in recorded and current and redact_url(current) == recorded:
+        return current
+    if recorded and REDACTED in recorded:
+        logger.warning("Spool %s: its tracking URI's password is not stored; give the URI with --tracking-uri",
+                       recorded)
+    return recorded or current
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -306,13 +306,12 @@ def _warm(tracking_uri: str | None, modules: list[str], env: dict[str, str], cwd
         except Exception as error:  # noqa: BLE001 - whatever fails here fails again, reported, at its use
             logger.debug("Worker warm-up: cannot import %s: %s", name, error)
     try:
-        from mlflow import MlflowClient
-
         from medkit_exp.tracking.runs import is_remote, resolve_tracking_uri
+        from medkit_exp.tracking.store import prepare_store
 
         uri = resolve_tracking_uri(tracking_uri)
-        if not is_remote(uri):  # a local store: open it (MLflow keeps it); a server may be away
-            MlflowClient(uri).search_experiments(max_results=1)
+        if not is_remote(uri):  # a local store: create it once, under its lock; a server may be away
+            prepare_store(uri)
     except Exception as error:  # noqa: BLE001
         logger.debug("Worker warm-up: store not opened: %s", error)
     logger.debug("Worker warm-up took %.2fs", time.perf_counter() - started)
@@ -332,6 +331,9 @@ def serve() -> None:
             channel.flush()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from medkit_exp.redaction import install_log_redaction
+
+    install_log_redaction()  # what MLflow and our code log here is forwarded to the run's logs
     root = logging.getLogger()
     root.handlers[:] = [_Forward(send)]
     root.setLevel(logging.DEBUG)
