@@ -6,12 +6,16 @@ import random
 import unicodedata
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medkit_exp.ner.documents import Entity
 from medkit_exp.ner.tagging import (
+    OUTPUT_SCHEMES,
     TaggingReport,
     Word,
     bioes_to_bilou,
+    chunks_to_tags,
     convert_tags,
     find_tag_errors,
     iob1_to_iob2,
@@ -203,3 +207,52 @@ def test_split_tag_and_find_tag_errors():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="2 words but 1 tags"):
         tags_to_spans([(0, 1), (2, 3)], ["O"])
+
+
+@pytest.mark.parametrize("tag", ["-X", "BI-X", "IB-X", "b-X", "B-", "B- X", "B-X Y", "BB-X", "O-X", "--X"])
+def test_split_tag_takes_exactly_one_letter_of_the_scheme_as_prefix(tag):
+    # A substring test ("" in "BI", "BI" in "BI") let "-X" and "BI-X" through and changed entities.
+    for scheme in ("iob1", "iob2", "bioes", "bilou"):
+        with pytest.raises(ValueError, match="unknown tag"):
+            split_tag(tag, scheme)
+
+
+_TAG_LABELS = st.sampled_from(["X", "Y", "Dis-ease", "é"])
+
+
+@st.composite
+def _chunks(draw) -> tuple[int, list[tuple[str, int, int]]]:
+    """A length and non-overlapping (label, first, end) chunks within it, in order."""
+    length = draw(st.integers(0, 40))
+    cuts = sorted(draw(st.sets(st.integers(0, length), max_size=20)))
+    chunks = [(draw(_TAG_LABELS), a, b) for a, b in zip(cuts[::2], cuts[1::2]) if a < b]
+    return length, chunks
+
+
+@settings(max_examples=200, deadline=None)
+@given(drawn=_chunks())
+def test_chunks_round_trip_through_tags_in_every_scheme(drawn):
+    length, chunks = drawn
+    for scheme in OUTPUT_SCHEMES:
+        tags = chunks_to_tags(chunks, length, scheme)
+        assert find_tag_errors(tags, scheme) == []
+        assert tags_to_chunks(tags, scheme) == chunks
+        for other in OUTPUT_SCHEMES:  # converting there and back changes nothing
+            assert convert_tags(convert_tags(tags, scheme, other), other, scheme) == tags
+    iob2 = chunks_to_tags(chunks, length, "iob2")
+    iob1 = [  # IOB1: I- everywhere, B- only where an entity follows one of the same label
+        f"B-{tag[2:]}" if tag.startswith("B-") and index and iob2[index - 1][2:] == tag[2:] else
+        ("I-" + tag[2:] if tag != "O" else tag)
+        for index, tag in enumerate(iob2)
+    ]
+    assert find_tag_errors(iob1, "iob1") == [] and tags_to_chunks(iob1, "iob1") == chunks
+    assert iob1_to_iob2(iob1) == iob2
+
+
+@settings(max_examples=200, deadline=None)
+@given(tags=st.lists(st.sampled_from(["O", "B-X", "I-X", "E-X", "S-X", "L-Y", "U-Y", "B-Y", "I-Y", "-X", "BI-Y"])))
+def test_any_tag_sequence_is_valid_and_round_trips_or_is_reported(tags):
+    for scheme in OUTPUT_SCHEMES:
+        if find_tag_errors(tags, scheme):
+            continue  # reported: the reader names the first problem's line
+        assert chunks_to_tags(tags_to_chunks(tags, scheme), len(tags), scheme) == tags
