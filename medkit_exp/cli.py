@@ -101,8 +101,8 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.seed is not None:
         seed_everything(cfg.seed)  # before anything seeded (the tagger's new head) is built
     splits = load_corpus(OmegaConf.to_object(cfg.data) if isinstance(cfg.data, DictConfig) else NERDataConfig())
-    component = build_component(cfg.component)
-    metrics_computer = component.make_metrics_computer() if hasattr(component, "make_metrics_computer") else None
+    component = build_component(cfg.component, cfg.optimizer)
+    metrics_computer = build_metrics(cfg.metrics, component)
     callbacks = build_callbacks(cfg, splits, component, metrics_computer)
     trainer = Trainer(
         component, trainer_config, splits["train"], splits.get("dev"), metrics_computer=metrics_computer,
@@ -114,8 +114,9 @@ def train(cfg: DictConfig) -> float | None:
     return objective
 
 
-def build_component(component_cfg: DictConfig) -> Any:
-    """Instantiate the component; unknown keys name the valid parameters of its class."""
+def build_component(component_cfg: DictConfig, optimizer_cfg: DictConfig | None = None) -> Any:
+    """Instantiate the component; unknown keys name the valid parameters of its class. With the
+    ``optimizer`` group, the component builds that optimizer for the Trainer (``use_optimizer``)."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
@@ -126,11 +127,24 @@ def build_component(component_cfg: DictConfig) -> Any:
     if "model_name_or_path" in settings:
         settings["model_name_or_path"] = resolve_model(settings["model_name_or_path"])
     try:
-        return instantiate(settings, _convert_="all")
+        component = instantiate(settings, _convert_="all")
     except InstantiationException as error:
         if isinstance(error.__cause__, MedkitExpError):  # Hydra wraps the constructor's own errors
             raise error.__cause__ from None
         raise
+    if optimizer_cfg is not None:
+        from medkit_exp.training.optim import use_optimizer
+
+        # The logged optimizer.* values are the ones the Trainer's optimizer is built with.
+        use_optimizer(component, optimizer_cfg.name, momentum=optimizer_cfg.get("momentum", 0.0))
+    return component
+
+
+def build_metrics(metrics_cfg: DictConfig, component: Any) -> Any:
+    """The metrics computer ``metrics.name`` names: "entity" (the component's own) or "seqeval"."""
+    from medkit_exp.ner.seqeval_metrics import make_metrics_computer
+
+    return make_metrics_computer(metrics_cfg.name, component)
 
 
 def resolve_model(name: str | None) -> str:
@@ -202,13 +216,12 @@ def build_callbacks(
 
 def run_params(config: dict[str, Any]) -> dict[str, Any]:
     """The resolved config as MLflow params: the values the run uses. Left out: the run's own
-    folders (different for every run; the ``output_dir`` tag holds it) and the scheduler keys its
-    schedule does not use (check_config made sure they kept their defaults)."""
-    from medkit_exp.config_check import unused_scheduler_keys
+    folders (different for every run; the ``output_dir`` tag holds it) and the scheduler and
+    optimizer keys their choice does not use (check_config made sure they kept their defaults)."""
+    from medkit_exp.config_check import unused_keys
     from medkit_exp.tracking.params import RUN_SPECIFIC_KEYS, without_keys
 
-    unused = [f"scheduler.{key}" for key in unused_scheduler_keys(config.get("scheduler") or {})]
-    return without_keys(config, (*RUN_SPECIFIC_KEYS, *unused))
+    return without_keys(config, (*RUN_SPECIFIC_KEYS, *unused_keys(config)))
 
 
 def resolved_component_params(settings: dict[str, Any], component: Any) -> dict[str, Any]:

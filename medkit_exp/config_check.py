@@ -47,8 +47,11 @@ DERIVED_KEYS = {
     "trainer.weight_decay": "optimizer.weight_decay",
     "trainer.max_grad_norm": "optimizer.max_grad_norm",
 }
-#: The optimizers the application builds: the component's ``configure_optimizer`` makes AdamW.
-OPTIMIZERS = ("adamw",)
+#: The keys of the ``optimizer`` group each optimizer uses besides lr, weight_decay and
+#: max_grad_norm (the others must keep their defaults); the app builds it (``use_optimizer``).
+OPTIMIZER_KEYS = {"adamw": (), "sgd": ("momentum",)}
+OPTIMIZERS = tuple(OPTIMIZER_KEYS)
+_OPTIMIZER_COMMON = ("lr", "weight_decay", "max_grad_norm")
 #: The keys of the ``scheduler`` group each schedule uses (the others must keep their defaults).
 SCHEDULER_KEYS = {
     "none": (),
@@ -71,6 +74,13 @@ def unknown_key(prefix: str, key: str, valid: Iterable[str], what: str = "unknow
     else:
         hint = f"valid keys: {', '.join(prefix + name for name in valid)}"
     return ConfigError(f"{prefix}{key}", f"{what}; {hint}")
+
+
+def suggestion(value: str, valid: Iterable[str]) -> str:
+    """"did you mean X?" for the nearest of ``valid``, else the list of them."""
+    valid = sorted(str(name) for name in valid)
+    near = difflib.get_close_matches(value, valid, n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(near)}?" if near else f"valid: {', '.join(valid)}"
 
 
 # ----------------------------------------------------------------------------- schemas
@@ -126,11 +136,10 @@ def derived_key_error(key: str) -> ConfigError:
 
 
 # ----------------------------------------------------------------------------- command line
-def command_line_overrides(argv: Sequence[str]) -> list[Any] | None:
-    """Hydra's overrides of a command line; None when it runs no task of this config (``--help``,
-    another ``--config-name``...) or when Hydra will reject it itself (a syntax error)."""
+def command_line_args(argv: Sequence[str]) -> Any | None:
+    """Hydra's parsed command line; None when it runs no task of this config (``--help``, another
+    ``--config-name``...) or argparse refuses it (Hydra reports that itself, in one line)."""
     from hydra._internal.utils import get_args_parser
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         args = get_args_parser().parse_intermixed_args(list(argv))
@@ -138,9 +147,20 @@ def command_line_overrides(argv: Sequence[str]) -> list[Any] | None:
         return None
     if any(getattr(args, flag, None) for flag in (*_HYDRA_FLAGS_WITH_OTHER_CONFIGS, *_HYDRA_FLAGS_WITHOUT_RUN)):
         return None
+    return args
+
+
+def command_line_overrides(argv: Sequence[str]) -> list[Any] | None:
+    """Hydra's overrides of a command line; None when it runs no task of this config or when an
+    override cannot be parsed (the composition names it: :mod:`medkit_exp.config_compose`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = command_line_args(argv)
+    if args is None:
+        return None
     try:
         return OverridesParser.create().parse_overrides(args.overrides)
-    except Exception:  # noqa: BLE001 - Hydra reports its own syntax errors
+    except Exception:  # noqa: BLE001 - reported by the composition, naming the override
         return None
 
 
@@ -157,13 +177,22 @@ def check_command_line(schema: type, argv: Sequence[str] | None = None) -> None:
 
 
 def check_command_line_or_exit(schema: type, argv: Sequence[str] | None = None) -> None:
-    """:func:`check_command_line`; an unknown key ends the process with one line on stderr and exit
-    code 2 (``HYDRA_FULL_ERROR=1``: the traceback), as the applications report their errors. Call it
-    before the ``@hydra.main`` function (Hydra would stop at such a key with its own message)."""
+    """The command line's keys (:func:`check_command_line`), then its composed config, as Hydra
+    will compose it (:func:`medkit_exp.config_compose.check_composed_command_line`: Hydra's
+    composition errors, every value): a mistake ends the process with one line on stderr and exit
+    code 2 (``HYDRA_FULL_ERROR=1``: the traceback), before Hydra creates the run folder and before
+    any work. Call it before the ``@hydra.main`` function. ``--help``, ``--cfg`` and the like are
+    left to Hydra."""
     import os
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         check_command_line(schema, argv)
+        args = command_line_args(argv)
+        if args is not None and not args.cfg:
+            from medkit_exp.config_compose import check_composed_command_line
+
+            check_composed_command_line(schema, args)
     except ConfigError as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -178,7 +207,8 @@ def is_config_group(key: str) -> bool:
 # ----------------------------------------------------------------------------- composed config
 def check_config(cfg: Any, schema: type) -> None:
     """The composed config holds only keys ``schema`` (and the component's class) accepts, derived
-    keys keep their source's value, and the optimizer and scheduler use what they are given."""
+    keys keep their source's value, the optimizer and scheduler use what they are given, and
+    every value is one the schema allows (:func:`medkit_exp.config_values.check_values`)."""
     _check_node(cfg, schema, "")
     if "component" in cfg:
         check_component_keys(cfg.component)
@@ -186,11 +216,14 @@ def check_config(cfg: Any, schema: type) -> None:
         group, name = key.split(".")
         if group in cfg and not _is_interpolation_of(cfg[group], name, source):
             raise derived_key_error(key)
-    if "optimizer" in cfg and cfg.optimizer.name not in OPTIMIZERS:
-        raise ConfigError("optimizer.name", f"must be one of {', '.join(OPTIMIZERS)} (the component's "
-                          f"configure_optimizer builds AdamW); got {cfg.optimizer.name!r}")
+    if "optimizer" in cfg:
+        check_used_keys("optimizer", cfg.optimizer, schema_fields(schema)["optimizer"], OPTIMIZER_KEYS,
+                        _OPTIMIZER_COMMON)
     if "scheduler" in cfg:
         check_scheduler(cfg.scheduler, schema_fields(schema)["scheduler"])
+    from medkit_exp.config_values import check_values
+
+    check_values(cfg, schema)
 
 
 def _check_node(node: Any, schema: type, prefix: str) -> None:
@@ -234,17 +267,34 @@ def check_component_keys(component: Any) -> type:
 
 def check_scheduler(scheduler: Any, schema: type) -> None:
     """A known schedule; a key the schedule does not use keeps its default (it would be ignored)."""
-    name = scheduler.get("name")
-    if name not in SCHEDULER_KEYS:
-        raise ConfigError("scheduler.name", f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULER_KEYS)}")
+    check_used_keys("scheduler", scheduler, schema, SCHEDULER_KEYS)
+
+
+def check_used_keys(group: str, node: Any, schema: type, used_by: dict[str, tuple[str, ...]],
+                    common: tuple[str, ...] = ()) -> None:
+    """``node.name`` is one of ``used_by``; a key that choice does not use (nor ``common``) keeps
+    its default: a value given to it would be ignored while the record shows it."""
+    name = node.get("name")
+    if name not in used_by:
+        raise ConfigError(f"{group}.name", f"unknown {group} {name!r}; {suggestion(str(name), used_by)}")
     defaults = schema()
-    for key in scheduler.keys():
-        if key == "name" or key in SCHEDULER_KEYS[name]:
+    for key in node.keys():
+        if key == "name" or key in common or key in used_by[name]:
             continue
-        if scheduler[key] != getattr(defaults, key):
-            used = ", ".join(SCHEDULER_KEYS[name]) or "none"
-            raise ConfigError(f"scheduler.{key}", f"not used by scheduler {name!r} (it uses: {used}); "
-                              f"got {scheduler[key]!r}")
+        if node[key] != getattr(defaults, key):
+            used = ", ".join((*common, *used_by[name])) or "none"
+            raise ConfigError(f"{group}.{key}", f"not used by {group} {name!r} (it uses: {used}); got {node[key]!r}")
+
+
+def unused_keys(config: dict[str, Any]) -> list[str]:
+    """The keys of a resolved config's ``scheduler`` and ``optimizer`` groups that their choice
+    does not use (left out of the record: they keep their defaults, see :func:`check_used_keys`)."""
+    unused = []
+    for group, used_by, common in (("scheduler", SCHEDULER_KEYS, ()), ("optimizer", OPTIMIZER_KEYS, _OPTIMIZER_COMMON)):
+        node = config.get(group) or {}
+        used = (*common, *used_by.get(node.get("name"), ()))
+        unused += [f"{group}.{key}" for key in node if key != "name" and key not in used]
+    return unused
 
 
 def unused_scheduler_keys(scheduler: dict[str, Any]) -> list[str]:

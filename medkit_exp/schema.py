@@ -31,20 +31,23 @@ class PathsConfig:
 
 @dataclass
 class OptimizerConfig:
-    """Group ``optimizer``: AdamW built by the component (no decay on biases and LayerNorm weights).
+    """Group ``optimizer``: the optimizer, over the component's model (no decay on biases and
+    LayerNorm weights). A key the optimizer does not use must keep its default and is not logged.
 
     Parameters
     ----------
-    name: the optimizer: "adamw" only (built by the component's ``configure_optimizer``; another name is refused).
-    lr: initial learning rate (``trainer.learning_rate`` is this value).
-    weight_decay: AdamW weight decay (``trainer.weight_decay`` is this value).
-    max_grad_norm: clip the gradient norm to this value; null: no clipping (``trainer.max_grad_norm`` is this value).
+    name: "adamw" (fused where available; decoupled weight decay) or "sgd" (``torch.optim.SGD``, L2 weight decay).
+    lr: initial learning rate (``trainer.learning_rate`` is this value); > 0.
+    weight_decay: weight decay, >= 0 (``trainer.weight_decay`` is this value).
+    max_grad_norm: clip the gradient norm to this value (> 0); null: no clipping (``trainer.max_grad_norm`` is this value).
+    momentum: sgd: the momentum factor, in [0, 1).
     """
 
     name: str = "adamw"
     lr: float = 1e-4
     weight_decay: float = 0.01
     max_grad_norm: float | None = 1.0
+    momentum: float = 0.0
 
 
 @dataclass
@@ -79,7 +82,9 @@ class MetricsConfig:
 
     Parameters
     ----------
-    name: "entity": strict entity-level precision/recall/F1, micro, macro and per label.
+    name: "entity": strict entity-level precision/recall/F1, micro, macro and per label (equal to
+        seqeval's strict mode); "seqeval": the same names computed by seqeval itself
+        (``pip install 'medkit_exp[seqeval]'``).
     """
 
     name: str = "entity"

@@ -71,10 +71,11 @@ def test_debug_fast_end_to_end(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["+experiment=nope"], "Could not find 'experiment/nope'"),
+        (["+experiment=nope"], "config key 'experiment': no option 'nope' in conf/experiment; valid: ner, ner_ncbi"),
         (["+experiment=ner", "trainer.batch_sise=3"], "config key 'trainer.batch_sise': unknown config key; did you mean trainer.batch_size"),
         (["+experiment=ner", "trainer.batch_size=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
-        (["+experiment=ner", "scheduler=triangle"], "Could not find 'scheduler/triangle'"),
+        (["+experiment=ner", "scheduler=triangle"], "config key 'scheduler': no option 'triangle' in conf/scheduler"),
+        (["+experiment=ner", "scheduler=cosin"], "config key 'scheduler': no option 'cosin' in conf/scheduler; did you mean cosine?"),
         (["+experiment=ner", "trainer.batch_size=-1", "tracking=none"], "config key 'trainer.batch_size': must be >= 1"),
         (["+experiment=ner", "component.dropout=0.1"], "config key 'component.dropout': not in conf/component"),
         (["+experiment=ner", "+component.dropout=0.1", "tracking=none"], "config key 'component.dropout': not a parameter"),
@@ -85,9 +86,10 @@ def test_debug_fast_end_to_end(tmp_path):
 )
 def test_bad_input_is_one_clear_message_without_traceback(tmp_path, args, message):
     result = run_cli(tmp_path, *args, env={"MEDKIT_EXP_DATA_DIR": ""})  # empty counts as unset
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("Error:")]) == 1, result.stderr
 
 
 def test_help_and_cfg_are_fast_and_import_no_heavy_library(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -11,6 +12,11 @@ EVAL_STRATEGIES = ("epoch", "steps", "no")
 SCHEDULER_INTERVALS = ("epoch", "step")
 PRECISIONS = ("32", "bf16", "fp16")
 NONFINITE_POLICIES = ("error", "skip")
+#: The largest integer a setting may hold: torch and numpy take 64-bit integers (a larger one
+#: fails deep inside them, long after the configuration was read).
+MAX_INT = 2**63 - 1
+#: Seeds: numpy takes [0, 2**32).
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -101,6 +107,11 @@ class TrainerConfig:
         _at_least("logging_steps", self.logging_steps, 1)
         _at_least("keep_best_k", self.keep_best_k, 0)
         _at_least("weight_decay", self.weight_decay, 0.0)
+        if self.seed is not None:
+            check_number("seed", self.seed, 0, MAX_SEED, integer=True)
+        for key in ("checkpoint_metric", "metric_to_track_lr"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ConfigError(key, f"must name a metric, got {getattr(self, key)!r}")
         if self.max_steps is not None:
             _at_least("max_steps", self.max_steps, 1)
         if self.eval_batch_size is not None:
@@ -124,14 +135,45 @@ class TrainerConfig:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "output_dir"}
 
 
-def _at_least(key: str, value: Any, minimum: float, strict: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(key, f"must be a number, got {value!r}")
-    if value < minimum or (strict and value == minimum):
+def check_number(
+    key: str, value: Any, minimum: float | None = None, maximum: float | None = None,
+    strict: bool = False, integer: bool = False,
+) -> None:
+    """A finite number in ``[minimum, maximum]`` (``minimum`` excluded when ``strict``); an integer
+    also within 64 bits. Raises :class:`ConfigError` naming ``key``.
+
+    >>> check_number("lr", float("nan"), 0.0, strict=True)
+    Traceback (most recent call last):
+    ...
+    medkit_exp.errors.ConfigError: config key 'lr': must be a finite number, got nan
+    """
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(key, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, f"must be a finite number, got {value!r}")
+    if minimum is not None and (value < minimum or (strict and value == minimum)):
         relation = ">" if strict else ">="
         raise ConfigError(key, f"must be {relation} {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(key, f"must be <= {maximum}, got {value!r}")
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        raise ConfigError(key, f"must be at most {MAX_INT} in absolute value, got {value!r}")
+
+
+def check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    """``value`` is one of ``allowed``; the message names them (and the nearest one)."""
+    if value not in allowed:
+        import difflib
+
+        near = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        raise ConfigError(key, f"must be one of {', '.join(allowed)}; got {value!r}{hint}")
+
+
+def _at_least(key: str, value: Any, minimum: float, strict: bool = False) -> None:
+    check_number(key, value, minimum, strict=strict, integer=isinstance(minimum, int) and not strict)
 
 
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(key, f"must be one of {', '.join(allowed)}; got {value!r}")
+    check_choice(key, value, allowed)

@@ -1,4 +1,5 @@
-"""Optimizer helpers: parameter groups without decay on biases/norms, the fastest AdamW."""
+"""Optimizer helpers: parameter groups without decay on biases/norms, the fastest AdamW, and the
+optimizer a config names (:func:`use_optimizer`: AdamW or SGD)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ import torch
 
 from medkit_exp.errors import ConfigError
 from medkit_exp.training.component import accepts_argument, exposed_model
+from medkit_exp.training.config import check_choice, check_number
 
 logger = logging.getLogger(__name__)
+
+#: The optimizers a config can name, and the torch class each builds.
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
 def param_groups_with_weight_decay(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -86,3 +91,58 @@ def build_optimizer(component: Any, learning_rate: float, weight_decay: float) -
             raise ConfigError("weight_decay", "needs a component exposing its torch model as `model`")
         optimizer = rebuild_with_weight_decay(optimizer, model, weight_decay)
     return optimizer
+
+
+def make_optimizer(name: str, params: Any, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:
+    """The optimizer ``name`` ("adamw" or "sgd") over ``params`` (whose groups carry their own
+    weight decay); ``momentum`` is SGD's (AdamW has none)."""
+    check_choice("optimizer.name", name, tuple(OPTIMIZERS))
+    if name == "adamw":
+        return make_adamw(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum)
+
+
+class NamedOptimizer:
+    """A ``configure_optimizer(lr, weight_decay=0.0)`` building the named optimizer over the
+    component's model (no decay on biases and norms), so that the optimizer a config names is the
+    one that trains. A component that exposes no model keeps its own ``configure_optimizer``,
+    whose optimizer must then be of the named class."""
+
+    def __init__(self, component: Any, name: str, momentum: float = 0.0):
+        check_choice("optimizer.name", name, tuple(OPTIMIZERS))
+        check_number("optimizer.momentum", momentum, 0.0)
+        if name != "sgd" and momentum:
+            raise ConfigError("optimizer.momentum", f"is SGD's; {name} takes none (got {momentum!r})")
+        self.component, self.name, self.momentum = component, name, momentum
+        self.own = component.configure_optimizer  # bound before this replaces it
+
+    def __call__(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        model = exposed_model(self.component)
+        if model is not None:
+            return make_optimizer(self.name, param_groups_with_weight_decay(model, weight_decay), lr, self.momentum)
+        optimizer = build_optimizer(_Own(self.own), lr, weight_decay)
+        if not isinstance(optimizer, OPTIMIZERS[self.name]):
+            raise ConfigError("optimizer.name", f"{self.name!r}, but the component exposes no `model` and its "
+                              f"configure_optimizer builds {type(optimizer).__name__}")
+        return optimizer
+
+
+class _Own:
+    """The component's own ``configure_optimizer``, as :func:`build_optimizer` expects a component."""
+
+    def __init__(self, configure_optimizer: Any):
+        self.configure_optimizer = configure_optimizer
+
+
+def use_optimizer(component: Any, name: str, momentum: float = 0.0) -> Any:
+    """Make ``component`` build the optimizer ``name`` ("adamw", "sgd") when the Trainer asks it
+    (``build_optimizer`` calls ``component.configure_optimizer``); returns the component.
+
+    >>> class Linear:
+    ...     model = torch.nn.Linear(2, 2)
+    ...     def configure_optimizer(self, lr): return torch.optim.AdamW(self.model.parameters(), lr=lr)
+    >>> type(build_optimizer(use_optimizer(Linear(), "sgd", momentum=0.9), 0.1, 0.01)).__name__
+    'SGD'
+    """
+    component.configure_optimizer = NamedOptimizer(component, name, momentum)
+    return component

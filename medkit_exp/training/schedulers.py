@@ -12,12 +12,13 @@ A builder is any callable taking the optimizer. Builders here also take
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from medkit_exp.errors import ConfigError
-from medkit_exp.training.component import accepts_argument
+from medkit_exp.training.config import check_choice, check_number
+
+if TYPE_CHECKING:
+    import torch
 
 DECAYS = ("linear", "cosine", "constant")
 SCHEDULERS = ("none", *DECAYS, "plateau")
@@ -32,22 +33,23 @@ class WarmupDecaySchedulerBuilder:
     def __init__(
         self, decay: str = "linear", warmup_steps: int = 0, warmup_ratio: float = 0.0, min_lr_ratio: float = 0.0
     ):
-        if decay not in DECAYS:
-            raise ConfigError("scheduler.decay", f"must be one of {', '.join(DECAYS)}; got {decay!r}")
-        if warmup_steps < 0:
-            raise ConfigError("scheduler.warmup_steps", f"must be >= 0, got {warmup_steps}")
-        if not 0.0 <= warmup_ratio < 1.0:
+        # Checked here, not when the first step runs: torch and numpy never see a bad value.
+        check_choice("scheduler.decay", decay, DECAYS)
+        check_number("scheduler.warmup_steps", warmup_steps, 0, integer=True)
+        check_number("scheduler.warmup_ratio", warmup_ratio, 0.0)
+        if warmup_ratio >= 1.0:
             raise ConfigError("scheduler.warmup_ratio", f"must be in [0, 1), got {warmup_ratio}")
         if warmup_steps and warmup_ratio:
             raise ConfigError("scheduler.warmup_steps", "give warmup_steps or warmup_ratio, not both")
-        if not 0.0 <= min_lr_ratio <= 1.0:
-            raise ConfigError("scheduler.min_lr_ratio", f"must be in [0, 1], got {min_lr_ratio}")
+        check_number("scheduler.min_lr_ratio", min_lr_ratio, 0.0, 1.0)
         self.decay = decay
         self.warmup_steps = warmup_steps
         self.warmup_ratio = warmup_ratio
         self.min_lr_ratio = min_lr_ratio
 
     def __call__(self, optimizer: torch.optim.Optimizer, num_training_steps: int | None = None) -> Any:
+        import torch
+
         if num_training_steps is None:
             raise ConfigError("scheduler", f"{self.decay} decay needs the number of training steps")
         warmup = self.warmup_steps or int(math.ceil(self.warmup_ratio * num_training_steps))
@@ -78,11 +80,18 @@ class ReduceLROnPlateauBuilder:
     interval = "epoch"
 
     def __init__(self, mode: str = "min", factor: float = 0.1, patience: int = 1, threshold: float = 1e-4):
-        if mode not in ("min", "max"):
-            raise ConfigError("scheduler.mode", f"must be 'min' or 'max', got {mode!r}")
+        check_choice("scheduler.mode", mode, ("min", "max"))
+        # factor 1 would never lower the rate, >1 would raise it, <=0 would zero or flip it.
+        check_number("scheduler.factor", factor, 0.0, strict=True)
+        if factor >= 1.0:
+            raise ConfigError("scheduler.factor", f"must be in (0, 1): the rate is multiplied by it; got {factor!r}")
+        check_number("scheduler.patience", patience, 0, integer=True)
+        check_number("scheduler.threshold", threshold, 0.0)
         self.kwargs = {"mode": mode, "factor": factor, "patience": patience, "threshold": threshold}
 
     def __call__(self, optimizer: torch.optim.Optimizer) -> Any:
+        import torch
+
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **self.kwargs)
 
 
@@ -98,11 +107,15 @@ def make_scheduler_builder(name: str, **kwargs: Any) -> Any | None:
 
 
 def is_plateau(scheduler: Any) -> bool:
+    import torch
+
     return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
 
 def build_scheduler(builder: Any | None, optimizer: torch.optim.Optimizer, num_training_steps: int) -> Any | None:
     """Call a scheduler builder: ours take ``num_training_steps``, medkit-style ones only the optimizer."""
+    from medkit_exp.training.component import accepts_argument
+
     if builder is None:
         return None
     if accepts_argument(builder, "num_training_steps"):

