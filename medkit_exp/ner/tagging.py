@@ -264,7 +264,7 @@ def spans_to_tags(
     report = report if report is not None else TaggingReport()
     starts = [word[0] for word in words]
     ends = [word[1] for word in words]
-    taken = [False] * len(words)
+    taken = bytearray(len(words))  # 1 where a word is tagged: a memchr-fast clash test, linear overall
     chunks = []
     for entity in sorted(entities, key=lambda e: (e.start, -e.end)):
         report.entities += 1
@@ -275,14 +275,14 @@ def spans_to_tags(
             report.empty_dropped += 1
             logger.debug("entity %s covers no word: dropped", entity.describe())
             continue
-        if any(taken[first:end]):
+        if taken.find(1, first, end) >= 0:
             report.overlapping_dropped += 1
             logger.debug("entity %s overlaps an entity already tagged: dropped", entity.describe())
             continue
         if starts[first] != entity.start or ends[end - 1] != entity.end:
             report.snapped += 1
             logger.debug("entity %s snapped to word boundaries", entity.describe())
-        taken[first:end] = [True] * (end - first)
+        taken[first:end] = b"\x01" * (end - first)
         chunks.append((entity.label, first, end))
         report.tagged += 1
     return chunks_to_tags(chunks, len(words), scheme)

@@ -71,3 +71,18 @@ def test_linear_overlap_resolution_keeps_what_the_pairwise_one_kept():
     first = resolve_overlaps(doc, "keep_first", PolicyReport())
     assert [e.label for e in longest] == ["A", "G", "H"]  # G (14 chars) before E (4), E then clashes
     assert [e.label for e in first] == ["A", "D", "E", "H"]
+
+
+def test_spans_to_tags_is_linear_when_entities_nest_deeply():
+    from medkit_exp.ner.documents import Entity
+    from medkit_exp.ner.tagging import TaggingReport, spans_to_tags
+
+    # 20,000 entities nested around 100,000 words: each clash test used to copy the words it
+    # covers (2x10^9 copies, 9 s); it is now a search that stops at the first tagged word.
+    words = [(2 * i, 2 * i + 1) for i in range(100_000)]
+    entities = [Entity("X", [(2 * i, 200_000 - 2 * i - 1)]) for i in range(20_000)]
+    report = TaggingReport()
+    start = time.perf_counter()
+    tags = spans_to_tags(words, entities, "iob2", report)
+    assert time.perf_counter() - start < 3.0
+    assert report.tagged == 1 and report.overlapping_dropped == 19_999 and tags[0] == "B-X" and tags[-1] == "I-X"

@@ -23,7 +23,8 @@ _CONLL_PIECES = [b"tok\tO\n", b"a\tB-X\n", b"b\tI-X\n", b"\tE-X\r", b"-DOCSTART-
 _JSONL_PIECES = [b'{"text": "abc"', b', "entities": [', b'{"label": "X", "start": 0, "end": 2}', b"]}", b"\n",
                  b'"\\ud800"', b"{", b"}", b"[", b"]", b",", b":", b'"id"', b'"spans": [[0, 1], [1, 2]]', b"NaN",
                  b'"relations": [{"id": "R1", "label": "r", "args": [["a", "T1"]]}]', b"\xef\xbb\xbf", b"\r", b"1e999"]
-_ANN_PIECES = [b"T1\tX 0 3\tabc\n", b"T2\tY 1 2;2 3\tb c\n", b"#1\tAnnotatorNotes T1\tnote\n", b"N1\tReference T1 a:b\n",
+_ANN_PIECES = [b"T1\tX 0 3\tabc\n", b"T2\tY 1 2;2 3\tb c\n", b"#1\tAnnotatorNotes T1\tnote\n",
+               b"N1\tReference T1 a:b\n",
                b"R1\tr Arg1:T1 Arg2:T2\n", b"E1\tE:T1 A:T2\n", b"*\tEquiv T1 T2\n", b"A1\tNeg T1\n", b"M1\tX T9 v\n",
                b"\t", b" ", b";", b"\r", b"\xef\xbb\xbf", b"\xff", b"9", b"T1", b"\n"]
 

@@ -73,7 +73,8 @@ def test_jsonl_unknown_document_keys_are_errors_naming_the_nearest_key(tmp_path,
     ("line", "message"),
     [
         ('{"text": "Fever", "entities": [], "entities": []}', "key 'entities' appears twice"),
-        ('{"text": "Fever", "entities": [{"label": "X", "label": "Y", "start": 0, "end": 1}]}', "'label' appears twice"),
+        ('{"text": "Fever", "entities": [{"label": "X", "label": "Y", "start": 0, "end": 1}]}',
+         "'label' appears twice"),
         ({"text": "Fever", "entities": [{"label": "X", "spans": [[0, 3], [2, 5]]}]}, "overlapping or duplicate"),
         ({"text": "Fever", "entities": [{"label": "X", "spans": [[0, 3], [0, 3]]}]}, "overlapping or duplicate"),
         ({"text": "Fever", "entities": [{"label": "Dis ease", "start": 0, "end": 5}]}, "without spaces"),
@@ -195,3 +196,13 @@ def test_error_lines_are_capped_whatever_the_input_holds(tmp_path):
     with pytest.raises(DataError) as caught:
         read_jsonl(tmp_path / "docs.jsonl")
     assert len(str(caught.value)) < 1100
+
+
+def test_write_brat_says_when_a_text_starts_with_what_readers_take_for_a_bom(tmp_path, caplog):
+    from medkit_exp.ner.documents import TextDocument
+    from medkit_exp.ner.formats import write_brat
+
+    with caplog.at_level(logging.WARNING, logger="medkit_exp.ner"):
+        write_brat([TextDocument("\ufeffFever.", doc_id="a"), TextDocument("ok", doc_id="b")], tmp_path)
+    assert "1 texts start with U+FEFF" in caplog.text
+    assert read_brat(tmp_path)[0].text == " Fever."

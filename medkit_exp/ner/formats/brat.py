@@ -31,7 +31,7 @@ from medkit_exp.ner.documents import (
     read_text_file,
 )
 from medkit_exp.ner.formats.brat_files import find_brat_documents
-from medkit_exp.ner.textfiles import clip, split_lines
+from medkit_exp.ner.textfiles import BOM, clip, split_lines
 
 logger = logging.getLogger(__name__)
 
@@ -360,6 +360,7 @@ def write_brat(documents: Iterable[TextDocument], path: str | Path, *, encoding:
     written: list[Path] = []
     names: set[str] = set()
     lost: set[str] = set()
+    bom_texts = 0
     for index, doc in enumerate(documents):
         name = doc.doc_id if doc.doc_id is not None else f"doc-{index:05d}"
         if name in names or not name or name.startswith("/") or ".." in Path(name).parts:
@@ -367,10 +368,16 @@ def write_brat(documents: Iterable[TextDocument], path: str | Path, *, encoding:
         names.add(name)
         txt, ann = root / f"{name}.txt", root / f"{name}.ann"
         txt.parent.mkdir(parents=True, exist_ok=True)
+        bom_texts += doc.text.startswith(BOM)
         txt.write_text(doc.text, encoding=encoding, newline="")
         ann.write_text("".join(line + "\n" for line in _ann_lines(doc, lost)), encoding=encoding, newline="")
         written.append(ann)
     if lost:
         logger.warning("BRAT cannot hold these entity fields/attrs, not written: %s", ", ".join(sorted(lost)))
+    if bom_texts:
+        logger.warning(
+            "%d texts start with U+FEFF, which BRAT readers (ours included) take for a byte order mark: "
+            "read back, it is a space", bom_texts,
+        )
     logger.info("wrote %d BRAT documents to %s", len(written), root)
     return written
