@@ -108,12 +108,14 @@ class SweepParentRun:
         """A FAILED child run for a trial that failed before its training opened one."""
         from mlflow.entities import Param
 
+        from medkit_exp.tracking.params import mlflow_key
+
         def create() -> str:
             tags = {"mlflow.parentRunId": self.run_id, STATE_TAG: "FAIL", "error": redact_text(error)[:5000],
                     **context.child_tags()}
             run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"trial-{context.number}")
             values = redact_data({str(k): str(v) for k, v in params.items()})
-            self.client.log_batch(run.info.run_id, params=[Param(k[:250], v[:6000]) for k, v in values.items()])
+            self.client.log_batch(run.info.run_id, params=[Param(mlflow_key(k), v[:6000]) for k, v in values.items()])
             self.client.set_terminated(run.info.run_id, status="FAILED")
             return run.info.run_id
 
@@ -171,13 +173,13 @@ def _create_parent(client: Any, experiment_id: str, study_name: str, description
     from mlflow.entities import Param
 
     from medkit_exp.tracking.context import context_tags
-    from medkit_exp.tracking.params import flatten_params, redact_config
+    from medkit_exp.tracking.params import mlflow_params
 
     tags = {**context_tags(), "optuna.study_name": study_name, "medkit_exp.sweep": "parent",
             "n_trials": str(n_trials)}
     run = client.create_run(experiment_id, tags=tags, run_name=f"sweep-{study_name}")
-    params = flatten_params(redact_config(dict(description)))
-    client.log_batch(run.info.run_id, params=[Param(key[:250], value[:6000]) for key, value in params.items()])
+    params = mlflow_params(dict(description))  # keys MLflow accepts: a "+key" of the search space too
+    client.log_batch(run.info.run_id, params=[Param(key, value) for key, value in params.items()])
     return run.info.run_id
 
 
@@ -200,4 +202,6 @@ def _run_exists(client: Any, run_id: str) -> bool:
 def _tag(key: str, value: str) -> Any:
     from mlflow.entities import RunTag
 
-    return RunTag(key[:250], value[:5000])
+    from medkit_exp.tracking.params import mlflow_key
+
+    return RunTag(mlflow_key(key), value[:5000])

@@ -43,6 +43,7 @@ MAX_KEY_LENGTH = 250
 RUN_SPECIFIC_KEYS = ("paths.output_dir", "trainer.output_dir")
 
 _BAD_KEY_CHARS = re.compile(r"[^\w.\- :/]")
+_OVERRIDE_PREFIX = re.compile(r"(^|\.)[+~]+")
 
 
 def is_dropped_key(key: str) -> bool:
@@ -143,12 +144,21 @@ def _param_value(value: Any) -> str:
     return str(value)
 
 
+def mlflow_key(key: str) -> str:
+    """A param or tag key MLflow accepts: a Hydra override's ``+``/``~`` dropped, other characters
+    MLflow refuses as ``_``, cut at its length limit.
+
+    >>> mlflow_key("search_space.+tracking.tags.mirror")
+    'search_space.tracking.tags.mirror'
+    """
+    return _BAD_KEY_CHARS.sub("_", _OVERRIDE_PREFIX.sub(r"\1", str(key)))[:MAX_KEY_LENGTH]
+
+
 def mlflow_params(config: Mapping[str, Any]) -> dict[str, str]:
     """Redacted, flattened params within MLflow's key and value limits."""
     params: dict[str, str] = {}
     for key, value in flatten_params(redact_config(config)).items():
-        key = _BAD_KEY_CHARS.sub("_", key)[:MAX_KEY_LENGTH]
-        params[key] = truncate_value(value)
+        params[mlflow_key(key)] = truncate_value(value)
     return params
 
 

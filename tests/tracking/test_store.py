@@ -45,6 +45,7 @@ def test_uris_and_their_lock_files(tmp_path):
     assert lock_path("postgresql://u:p@db/x") == lock_path("postgresql://u:p@db/x") != lock_path("postgresql://u:p@db/y")
 
 
+@pytest.mark.slow  # three processes importing MLflow: 30 s on 2 busy cores (the README sweep test covers it too)
 def test_workers_opening_a_new_store_together_all_get_it(tmp_path):
     """Three processes open one new store at the same instant: MLflow alone races on its migration
     (``table ... already exists``, ``duplicate column``); with the lock each finds it ready."""
