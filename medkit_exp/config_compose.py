@@ -43,12 +43,22 @@ def check_composed_command_line(schema: type, args: Any) -> None:
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         hydra = GlobalHydra.instance().hydra
-        multirun = bool(args.multirun) or hydra.get_mode(config_name=config_name, overrides=overrides) == RunMode.MULTIRUN
+
+        def compose(mode: RunMode) -> Any:
+            return hydra.compose_config(config_name, overrides, run_mode=mode, with_log_configuration=False,
+                                        from_shell=True)
+
+        multirun = bool(args.multirun)
         try:
-            cfg = hydra.compose_config(config_name, overrides, with_log_configuration=False, from_shell=True,
-                                       run_mode=RunMode.MULTIRUN if multirun else RunMode.RUN)
+            # One composition in the common case; a config that asks for a multirun itself
+            # (hydra.mode, e.g. hparams_search) is composed again as Hydra will run it.
+            cfg = compose(RunMode.MULTIRUN if multirun else RunMode.RUN)
+            if not multirun and cfg.hydra.mode == RunMode.MULTIRUN:
+                multirun, cfg = True, compose(RunMode.MULTIRUN)
         except Exception as error:  # noqa: BLE001 - every composition error becomes one line
-            raise composition_error(error, schema) from None
+            if multirun or hydra.get_mode(config_name=config_name, overrides=overrides) != RunMode.MULTIRUN:
+                raise composition_error(error, schema) from None
+            multirun, cfg = True, _or_one_line(lambda: compose(RunMode.MULTIRUN), schema)
         check_hydra_paths(cfg, multirun)
         previous = HydraConfig.instance().cfg
         HydraConfig.instance().set_config(cfg)  # ${hydra:runtime.output_dir} resolves as in the run
@@ -56,6 +66,13 @@ def check_composed_command_line(schema: type, args: Any) -> None:
             check_config(cfg, schema)
         finally:
             HydraConfig.instance().cfg = previous
+
+
+def _or_one_line(compose: Any, schema: type) -> Any:
+    try:
+        return compose()
+    except Exception as error:  # noqa: BLE001 - every composition error becomes one line
+        raise composition_error(error, schema) from None
 
 
 def check_hydra_paths(cfg: Any, multirun: bool) -> None:
@@ -99,11 +116,15 @@ def composition_error(error: Exception, schema: type) -> ConfigError:
         key = error.override.split("=", 1)[0].lstrip("+~") or error.override
         return ConfigError(key, f"cannot parse {error.override!r}: {_first_line(error.message)} "
                                 "(see https://hydra.cc/docs/advanced/override_grammar/basic)")
-    cause, message = error.__cause__, str(error)
-    full_key = getattr(cause, "full_key", None)
-    if full_key:  # a value of the wrong type, from OmegaConf
-        return ConfigError(str(full_key), _first_line(str(cause)))
-    return _composition_message(message, schema)
+    cause = error.__cause__
+    if getattr(cause, "full_key", None):  # a value of the wrong type, from OmegaConf
+        return type_error(cause)
+    return _composition_message(str(error), schema)
+
+
+def type_error(error: Any) -> ConfigError:
+    """OmegaConf's error for a value of the wrong type (``trainer.batch_size=abc``), in one line."""
+    return ConfigError(str(error.full_key), _first_line(str(error)))
 
 
 def _missing_option(error: Any) -> ConfigError:

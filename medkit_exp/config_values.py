@@ -168,8 +168,20 @@ def check_values(cfg: Any, schema: type) -> None:
         missing = seqeval_missing()
         if missing:
             raise ConfigError("metrics.name", f"'seqeval' {missing}")
+    if "data" in cfg:
+        _check_data_dir(cfg)
     if "tracking" in cfg and cfg.tracking.get("model_alias") and not cfg.tracking.get("register_model_name"):
         raise ConfigError("tracking.model_alias", "needs tracking.register_model_name (the alias names a version of it)")
+
+
+def _check_data_dir(cfg: Any) -> None:
+    """A corpus relative to ``data_dir`` needs that folder (empty: unset, reported by the reader)."""
+    data_dir, path = _value(cfg.data, "data_dir"), _value(cfg.data, "path")
+    if not data_dir or data_dir is _UNRESOLVED or not isinstance(path, str) or Path(path).is_absolute():
+        return
+    if not Path(data_dir).expanduser().is_dir():
+        key = "paths.data_dir" if "paths" in cfg and _value(cfg.paths, "data_dir") == data_dir else "data.data_dir"
+        raise ConfigError(key, f"{data_dir}: folder not found (the {cfg.data.name} corpus is under it: {path})")
 
 
 def _check_fields(node: Any, schema: type, prefix: str) -> None:
