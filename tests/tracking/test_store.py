@@ -156,3 +156,30 @@ def test_a_store_locked_by_another_writer_opens_once_the_writer_is_done(store_co
     started = time.monotonic()
     prepare_store(store_copy)  # waits (and retries) instead of failing with "database is locked"
     assert time.monotonic() - started >= 6.5
+
+
+def run_app(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    for name in ("HYDRA_FULL_ERROR", "MLFLOW_TRACKING_URI"):
+        environment.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "medkit_exp", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env=environment)
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["training", "sweep"])
+def test_the_application_on_a_half_migrated_store_exits_2_with_one_line(store_copy, tmp_path, sweep):
+    """The issue's broken folder: one Error line with the repair, exit 2, no SQL traceback; a
+    sweep stops before its study or any trial."""
+    with sqlite3.connect(sqlite_path(store_copy)) as connection:
+        connection.execute("CREATE TABLE _alembic_tmp_experiments (experiment_id INTEGER)")
+    arguments = ["+experiment=ner", "debug=fast", f"tracking.tracking_uri={store_copy}"]
+    if sweep:
+        arguments += ["hparams_search=ner_optuna", "hydra.sweeper.n_trials=1", "hydra.sweep.dir=sweep",
+                      f"hydra.sweeper.storage=journal:{tmp_path / 'optuna.journal'}"]
+    done = run_app(tmp_path, *arguments)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert len(errors) == 1 and "half-migrated" in errors[0] and "DROP TABLE _alembic_tmp_experiments" in errors[0]
+    assert "Traceback" not in done.stderr and "sqlalchemy" not in done.stderr.lower()
+    if sweep:
+        assert not (tmp_path / "optuna.journal").exists() and not (tmp_path / "sweep" / "0").exists()
