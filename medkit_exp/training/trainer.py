@@ -32,7 +32,6 @@ from medkit_exp.training.checkpoint import (
     CheckpointManager,
     checkpoint_name,
     read_checkpoint,
-    resolve_checkpoint,
     write_checkpoint,
 )
 from medkit_exp.training.component import check_trainable_component, exposed_model
@@ -44,6 +43,7 @@ from medkit_exp.training.optim import build_optimizer
 from medkit_exp.training.schedulers import build_scheduler, is_plateau
 from medkit_exp.training.seed import rng_states, seed_everything, set_rng_states, set_seed
 from medkit_exp.training.signals import StopSignals
+from medkit_exp.training.weights import check_finite_weights
 
 # medkit's module exports these from ``medkit.training.trainer``.
 __all__ = ["CONFIG_NAME", "OPTIMIZER_NAME", "SCHEDULER_NAME", "Trainer", "set_seed"]
@@ -159,8 +159,11 @@ class Trainer:
         The history has one ``{"train": ..., "eval": ...}`` entry per evaluation (per epoch by
         default, as medkit's).
         """
-        if resume_from_checkpoint is None or not self._resume(resume_from_checkpoint):
+        if resume_from_checkpoint is None:
+            self.checkpoints.check_new_run()  # never over an earlier run's checkpoints
             self.history_file.truncate(0)  # a new run starts a new history file
+        else:
+            self._resume(resume_from_checkpoint)  # nothing to resume from is an error, never a new run
         if self.config.retain_freed_memory:
             retain_freed_memory()
         with self.signals.installed():
@@ -507,15 +510,14 @@ class Trainer:
         }
         write_checkpoint(folder, trainer_state, self.config.to_dict(), self.optimizer, self.lr_scheduler)
 
-    def _resume(self, which: str | Path) -> bool:
-        """Restore everything from a checkpoint; False when "last"/"best" finds none."""
-        path = resolve_checkpoint(self.output_dir, which)
-        if path is None:
-            logger.warning("No checkpoint in %s to resume from: starting from scratch", self.output_dir)
-            return False
+    def _resume(self, which: str | Path) -> None:
+        """Restore everything from a checkpoint ("last", "best" or a folder), its digests verified;
+        nothing to resume from, a damaged file or weights that are not finite are a CheckpointError."""
+        path = self.checkpoints.resolve(which)
         payload = read_checkpoint(path)
         logger.info("Resuming from %s (step %d)", path, payload["state"]["global_step"])
         self.component.load(path)
+        check_finite_weights(exposed_model(self.component), path)
         self._build_optimization()  # load() may have replaced the model and its parameters
         self.optimizer.load_state_dict(payload["optimizer"])
         if (self.lr_scheduler is None) != (payload["lr_scheduler"] is None):
@@ -541,7 +543,6 @@ class Trainer:
         self.history_file.truncate(payload["history_lines"])
         self.callbacks.load_state_dicts(payload["callbacks"])
         set_rng_states(payload["rng"])
-        return True
 
     def _planned_max_steps(self) -> int:
         steps_per_epoch = math.ceil(len(self.sampler) / self.config.gradient_accumulation_steps)

@@ -30,7 +30,7 @@ def test_training_logs_into_the_run_named_by_mlflow_run_id(
 
 
 def test_an_unknown_mlflow_run_id_or_a_sweep_child_gets_a_run_of_its_own(
-    make_trainer, make_callback, client, experiment_name, monkeypatch
+    make_trainer, make_callback, client, experiment_name, monkeypatch, tmp_path
 ):
     monkeypatch.setenv("MLFLOW_RUN_ID", "0123456789abcdef0123456789abcdef")  # not in this store
     callback = make_callback()
@@ -41,7 +41,7 @@ def test_an_unknown_mlflow_run_id_or_a_sweep_child_gets_a_run_of_its_own(
     parent = client.create_run(client.get_experiment_by_name(experiment_name).experiment_id).info.run_id
     monkeypatch.setenv("MLFLOW_RUN_ID", parent)  # e.g. a sweep launched by `mlflow run`
     child = make_callback(parent_run_id=parent)
-    make_trainer(callback=[child]).train()
+    make_trainer(callback=[child], output_dir=str(tmp_path / "child")).train()  # a new run: a new folder
     assert child.run_id not in (parent, callback.run_id)
     assert client.get_run(child.run_id).data.tags["mlflow.parentRunId"] == parent
 

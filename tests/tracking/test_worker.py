@@ -92,14 +92,15 @@ def test_a_run_mlflow_refuses_for_good_raises_a_clear_error(make_trainer, make_c
     assert trainer.state.global_step == 0
 
 
-def test_a_worker_serves_the_runs_of_a_process_one_after_the_other(make_trainer, make_callback, client):
+def test_a_worker_serves_the_runs_of_a_process_one_after_the_other(make_trainer, make_callback, client, tmp_path):
     from medkit_exp.tracking import worker
 
     first = make_callback(worker=True, plots=False, log_checkpoints=False)
     make_trainer(callback=[first], nb_training_epochs=1).train()
     [idle] = [w for w in worker._idle if w.alive]
     second = make_callback(worker=True, plots=False, log_checkpoints=False)
-    make_trainer(callback=[second], nb_training_epochs=1).train()
+    # a new run: a folder of its own
+    make_trainer(callback=[second], nb_training_epochs=1, output_dir=str(tmp_path / "second")).train()
     assert [w for w in worker._idle if w.alive] == [idle]  # the same process, given back again
     assert first.run_id != second.run_id
     assert {client.get_run(r).info.status for r in (first.run_id, second.run_id)} == {"FINISHED"}

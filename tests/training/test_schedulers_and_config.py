@@ -156,9 +156,12 @@ def test_corrupt_or_partial_checkpoint_is_a_clear_error_naming_the_file(make_tra
         make_trainer(nb_training_epochs=2).train(resume_from_checkpoint=trainer.last_checkpoint)
 
 
-def test_resume_last_without_checkpoint_starts_from_scratch(make_trainer):
-    history = make_trainer(nb_training_epochs=1).train(resume_from_checkpoint="last")
-    assert len(history) == 1
+@pytest.mark.parametrize("which", ["last", "best"])
+def test_resume_without_checkpoint_is_an_error_naming_the_folder_never_a_new_run(make_trainer, tmp_path, which):
+    trainer = make_trainer(nb_training_epochs=1)
+    with pytest.raises(CheckpointError, match=rf"run/checkpoints: nothing to resume from \(resume_from={which}\)"):
+        trainer.train(resume_from_checkpoint=which)
+    assert trainer.state.global_step == 0 and not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_resume_from_a_missing_folder_names_it(make_trainer, tmp_path):

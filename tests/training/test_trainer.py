@@ -287,7 +287,7 @@ def test_group_by_length_puts_similar_lengths_together(make_trainer):
     assert padding(grouped) < padding(plain) / 4
 
 
-def test_preprocess_runs_once_when_cached(make_trainer):
+def test_preprocess_runs_once_when_cached(make_trainer, tmp_path):
     counter = {"n": 0}
 
     class Counting(ToyTextClassifier):
@@ -298,16 +298,18 @@ def test_preprocess_runs_once_when_cached(make_trainer):
     make_trainer(component=Counting(), nb_training_epochs=3).train()
     assert counter["n"] == 64 + 24
     counter["n"] = 0
-    make_trainer(component=Counting(), nb_training_epochs=3, cache_preprocessed=False).train()
+    # a second run: a folder of its own (a new run never replaces an earlier run's checkpoints)
+    make_trainer(component=Counting(), nb_training_epochs=3, cache_preprocessed=False,
+                 output_dir=str(tmp_path / "uncached")).train()
     assert counter["n"] > 3 * 64
 
 
-def test_progress_bars_show_when_forced_and_stay_quiet_off_a_terminal(make_trainer, capsys):
+def test_progress_bars_show_when_forced_and_stay_quiet_off_a_terminal(make_trainer, capsys, tmp_path):
     from medkit_exp.training import DefaultPrinterCallback
 
     make_trainer(nb_training_epochs=1, callback=[DefaultPrinterCallback(progress_bar=True)]).train()
     assert "train" in capsys.readouterr().err
-    make_trainer(nb_training_epochs=1, callback=[DefaultPrinterCallback()]).train()
+    make_trainer(nb_training_epochs=1, callback=[DefaultPrinterCallback()], output_dir=str(tmp_path / "quiet")).train()
     assert "batch/s" not in capsys.readouterr().err  # pytest's stderr is not a terminal
 
 
