@@ -3,6 +3,9 @@ and a generated corpus written then read back is unchanged (BRAT, JSON lines).""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -14,7 +17,12 @@ from medkit_exp.errors import DataError
 from medkit_exp.ner.documents import Entity, Relation, TextDocument
 from medkit_exp.ner.formats import read_brat, read_conll, read_jsonl, write_brat, write_jsonl
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# MEDKIT_EXP_FUZZ_EXAMPLES: more examples (the slow test below runs this file with 2,000).
+FUZZ = settings(
+    max_examples=int(os.environ.get("MEDKIT_EXP_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 ROUND_TRIP = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Bytes that look like each format, so that Hypothesis reaches past the first check.
@@ -157,3 +165,12 @@ def test_jsonl_write_then_read_gives_the_corpus_back_unchanged(documents, score)
         back = read_jsonl(path)
     assert _essence(back) == _essence(documents)
     assert [d.metadata["source"] for d in back] == [d.metadata["source"] for d in documents]
+
+
+@pytest.mark.slow
+def test_readers_fuzzed_with_2000_examples_each():
+    environment = {**os.environ, "MEDKIT_EXP_FUZZ_EXAMPLES": "2000"}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "arbitrary"]
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "5 passed" in result.stdout

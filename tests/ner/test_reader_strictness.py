@@ -206,3 +206,16 @@ def test_write_brat_says_when_a_text_starts_with_what_readers_take_for_a_bom(tmp
         write_brat([TextDocument("\ufeffFever.", doc_id="a"), TextDocument("ok", doc_id="b")], tmp_path)
     assert "1 texts start with U+FEFF" in caplog.text
     assert read_brat(tmp_path)[0].text == " Fever."
+
+
+def test_data_errors_strict_reaches_the_reader(tmp_path, caplog):
+    from medkit_exp.ner.data import NERDataConfig, load_corpus
+
+    write_pair(tmp_path / "train", "d", "Fever.\n", "T1\tDISO 0 5\tFever\n")
+    (tmp_path / "train" / "d.ann~").write_text("old")
+    config = {"name": "t", "path": str(tmp_path), "dev": None, "labels": ["DISO"], "split": "none"}
+    with caplog.at_level(logging.WARNING, logger="medkit_exp.ner"):
+        assert len(load_corpus(NERDataConfig(**config))["train"]) == 1  # errors: raise (the default)
+    assert "1 editor backups not read" in caplog.text
+    with pytest.raises(DataError, match=r"d\.ann~: not allowed with errors='strict'"):
+        load_corpus(NERDataConfig(**config, errors="strict"))
