@@ -219,3 +219,14 @@ def test_data_errors_strict_reaches_the_reader(tmp_path, caplog):
     assert "1 editor backups not read" in caplog.text
     with pytest.raises(DataError, match=r"d\.ann~: not allowed with errors='strict'"):
         load_corpus(NERDataConfig(**config, errors="strict"))
+
+
+def test_a_bom_inside_a_conll_file_and_huge_json_numbers_are_errors(tmp_path):
+    path = tmp_path / "data.tsv"
+    path.write_bytes(b"\xef\xbb\xbfa\tO\n\n\xef\xbb\xbf-DOCSTART- O\n\nb\tO\n")  # two files joined
+    with pytest.raises(DataError, match=r"data\.tsv:3: a byte order mark"):
+        read_conll(path)
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"text": "a", "metadata": {"x": 1e999}}\n')
+    with pytest.raises(DataError, match=r"docs\.jsonl:1: .*'1e999' is too large"):
+        read_jsonl(path)

@@ -24,7 +24,7 @@ from medkit_exp.ner.documents import (
     read_corpus_file,
 )
 from medkit_exp.ner.tagging import find_tag_errors, tags_to_chunks
-from medkit_exp.ner.textfiles import clip, split_lines
+from medkit_exp.ner.textfiles import BOM, clip, split_lines
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,10 @@ def _parse_lines(content: str, path: Path, report: ReadReport, errors: str) -> l
             close()
             continue
         fields = line.strip().split("\t") if "\t" in line else line.split()
+        if line.startswith(BOM):  # files joined with their BOMs: the line would start with a junk token
+            fail(report, errors, "a byte order mark (U+FEFF) inside the file: files concatenated?", path, number)
+            sentence.bad = True
+            continue
         if fields[0] == "-DOCSTART-":
             close()
             documents.append([])

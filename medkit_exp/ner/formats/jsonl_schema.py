@@ -40,9 +40,16 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number (write a finite number or null)")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: json makes it inf, which no later step expects
+        raise ValueError(f"{clip(text)} is too large for a number")
+    return value
+
+
 def parse_json_line(line: str) -> Any:
-    """``json.loads(line)``, refusing duplicate keys, NaN/Infinity and lone surrogates."""
-    value = json.loads(line, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
+    """``json.loads(line)``, refusing duplicate keys, NaN/Infinity (1e999 too) and lone surrogates."""
+    value = json.loads(line, object_pairs_hook=_unique_pairs, parse_constant=_no_constant, parse_float=_finite_float)
     if "\\u" in line or "\\U" in line:
         # A lone "\ud800" escape decodes to a str that cannot be encoded again (it crashes any
         # later step that writes or tokenizes it); pairs are joined by json into one character.
