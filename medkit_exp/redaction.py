@@ -40,8 +40,8 @@ _SECRET_VALUE = re.compile(r"\b(?:hf_[A-Za-z0-9]{20,}|(?:sk|ghp|gho|ghs|github_p
 _URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#\s'\"<>()\[\]{}\\]*)")
 # key=value or key: value in free text (a log line, a command line, a YAML line)
 _KEY_VALUE = re.compile(r"([A-Za-z_][\w.\-]*)(\s*[=:]\s*)(['\"]?)([^\s'\",;}\]]+)")
-# shorter values would hide ordinary words ("1", "true") all over the logs
-MIN_ENV_SECRET_LENGTH = 6
+# shorter values would hide ordinary words ("1", "true") and pieces of run ids all over the logs
+MIN_ENV_SECRET_LENGTH = 8
 
 
 def normalise_key(key: str) -> str:

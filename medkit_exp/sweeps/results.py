@@ -26,7 +26,9 @@ def study_results(study: Any, settings: Mapping[str, Any], this_run: Mapping[str
         "best_trial_output_dir": None if best is None else best.user_attrs.get("output_dir"),
         "best_trial_mlflow_run_id": None if best is None else best.user_attrs.get("mlflow_run_id"),
     }
-    return results
+    from medkit_exp.redaction import redact_data
+
+    return redact_data(results)  # printed, written and returned: no secret in any of them
 
 
 def write_results(results: Mapping[str, Any], sweep_dir: str | Path) -> Path:
