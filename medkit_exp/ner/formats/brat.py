@@ -1,8 +1,9 @@
 """BRAT standoff (``.txt`` + ``.ann``) reader and writer.
 
 Offsets are on the raw text: files are decoded without newline translation, so a ``\\r\\n``
-counts two characters, as in BRAT. Only ``*.txt`` and ``*.ann`` files are read (editor backups
-such as ``*.ann~`` and ``annotation.conf`` are not). Line types: ``T`` (text-bound, with
+counts two characters, as in BRAT (and a leading BOM, which BRAT counts too, is read as a space).
+Only ``*.txt`` and ``*.ann`` files are read: what else a folder holds is counted (see
+:mod:`~medkit_exp.ner.formats.brat_files`), editor backups such as ``*.ann~`` with a WARNING. Line types: ``T`` (text-bound, with
 discontinuous fragments ``T14 DISO 285 293;305 315``), ``#`` (notes, kept in
 ``attrs["note"]``), ``N`` (normalisations, ``attrs["norm"]``), ``A``/``M`` (attributes),
 ``R``/``E``/``*`` (relations, events, equivalences), each explicitly kept or ignored and counted.
@@ -237,7 +238,10 @@ def read_brat(
     ``relations``/``attributes``: ``"keep"`` (relations, events and equivalences on
     ``doc.relations``; attributes in the target's ``attrs``) or ``"ignore"`` (counted in
     ``report.ignored``). ``errors="raise"`` raises a DataError naming the file and line of bad
-    input; ``"skip"`` leaves it out and lists it in ``corpus.report.skipped``. ``check_text``
+    input (a repeated id included); ``"skip"`` leaves it out and lists it in
+    ``corpus.report.skipped``; ``"strict"`` also raises where the reader would only warn (a
+    ``.txt`` without ``.ann``, editor backups, misnamed or other files, dangling links:
+    ``report.warnings``). ``check_text``
     compares each entity's stored text with the ``.txt``. ``doc_id`` is the path relative to the
     folder, without suffix.
 

@@ -156,12 +156,13 @@ def read_conll(
     """Read a CoNLL/IOB file into documents with exact character offsets.
 
     ``scheme``: ``"iob1"``, ``"iob2"``, ``"bioes"``/``"bilou"`` (either letter set accepted) or
-    ``"auto"`` (BILOU/BIOES if such prefixes appear, IOB1 if an entity starts with ``I-``,
-    else IOB2; the choice is logged). Tags are checked strictly for the scheme (``I-X`` after
-    ``O`` is an error in IOB2, legal in IOB1). ``without_docstart`` applies when the file has
+    ``"auto"`` (the scheme under which the fewest tags are wrong: IOB2 first, then BIOES/BILOU,
+    then IOB1; noted in the report). Tags are checked exactly for the scheme: the prefix is one
+    of its letters (``-X``, ``BI-X`` are errors), ``I-X`` after ``O`` is an error in IOB2, legal
+    in IOB1. Lines end at ``\n``, ``\r\n`` or ``\r``; a leading BOM is dropped. ``without_docstart`` applies when the file has
     no ``-DOCSTART-`` line: ``"sentence"`` makes each sentence a document, ``"file"`` one
     document of the whole file. ``errors="skip"`` leaves bad sentences out, listed in
-    ``corpus.report.skipped``. ``doc_id`` is ``<file stem>-<n>``.
+    ``corpus.report.skipped`` (``"strict"`` is ``"raise"`` here: nothing is only warned about). ``doc_id`` is ``<file stem>-<n>``.
 
     >>> corpus = read_conll("ncbi/conll/train.tsv")  # doctest: +SKIP
     >>> corpus[0].text, corpus[0].entities[0].text  # doctest: +SKIP
