@@ -230,3 +230,12 @@ def test_a_bom_inside_a_conll_file_and_huge_json_numbers_are_errors(tmp_path):
     path.write_text('{"text": "a", "metadata": {"x": 1e999}}\n')
     with pytest.raises(DataError, match=r"docs\.jsonl:1: .*'1e999' is too large"):
         read_jsonl(path)
+
+
+def test_jsonl_document_ids_name_one_document(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"id": "a", "text": "x"}\n{"id": "b", "text": "y"}\n{"id": "a", "text": "z"}\n')
+    with pytest.raises(DataError, match=r"docs\.jsonl:3: document id 'a' already names the document of line 1"):
+        read_jsonl(path)
+    corpus = read_jsonl(path, errors="skip")
+    assert [doc.text for doc in corpus] == ["x", "y"] and [item.line for item in corpus.report.skipped] == [3]

@@ -91,7 +91,8 @@ def read_jsonl(path: str | Path, *, errors: str = "raise", encoding: str = "utf-
     """Read documents from a JSON-lines file (blank lines are allowed and ignored).
 
     Each line is checked against the schema of :mod:`~medkit_exp.ner.formats.jsonl_schema`
-    (unknown or repeated keys, types, offsets, labels, fragments, relation targets). Bad lines
+    (unknown or repeated keys, types, offsets, labels, fragments, relation targets); a document
+    id given twice is an error too (without ``id``, a document is ``<file stem>-<line>``). Bad lines
     and bad entities or relations raise a DataError naming the file and line, or with
     ``errors="skip"`` are left out and listed in ``corpus.report.skipped``.
 
@@ -102,6 +103,7 @@ def read_jsonl(path: str | Path, *, errors: str = "raise", encoding: str = "utf-
     check_choice("errors", errors, ERROR_MODES)
     path, content, report = read_corpus_file(path, "JSON-lines", encoding)
     corpus = Corpus(report=report)
+    first_line: dict[str, int] = {}  # id -> its line: an id names one document, as a BRAT file name does
     # \n, \r\n and \r end a line (inside a JSON string they are escaped, so they never occur raw).
     for number, line in enumerate(split_lines(content), 1):
         if not line.strip():
@@ -115,6 +117,12 @@ def read_jsonl(path: str | Path, *, errors: str = "raise", encoding: str = "utf-
             fail(report, errors, reason, path, number)
         if document.doc_id is None:
             document.doc_id = f"{path.stem}-{number}"
+        if document.doc_id in first_line:
+            message = f"document id {clip(document.doc_id)} already names the document of line "
+            message += str(first_line[document.doc_id])
+            fail(report, errors, message, path, number)
+            continue
+        first_line[document.doc_id] = number
         document.metadata.setdefault("path", str(path))
         corpus.append(document)
     report.documents = len(corpus)
