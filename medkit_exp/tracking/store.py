@@ -150,18 +150,21 @@ def half_migrated_message(uri: str, tables: list[str]) -> str:
     if database is None:
         return (f"MLflow store {shown} is half-migrated (an interrupted schema upgrade); repair it with "
                 f"`mlflow db upgrade {shown}`")
-    drops = "; ".join(f"DROP TABLE {name}" for name in tables) if tables else "DROP TABLE _alembic_tmp_<table>"
+    if not tables:  # a migration step half done (a column added, its version not recorded)
+        return (f"MLflow store {database} is half-migrated (an interrupted schema upgrade): move it aside "
+                f"(mv {database} {database}.broken) to start a new store, or restore a backup and run "
+                f"`mlflow db upgrade {shown}`")
+    drops = "; ".join(f"DROP TABLE {name}" for name in tables)
     return (
-        f"MLflow store {database} is half-migrated (leftover table {', '.join(tables) or 'from a schema upgrade'}): "
-        f"repair it with sqlite3 {database} '{drops}' then `mlflow db upgrade {shown}`, or move {database} aside "
-        "to start a new store"
+        f"MLflow store {database} is half-migrated (leftover table {', '.join(tables)}): repair it with "
+        f"sqlite3 {database} '{drops}' then `mlflow db upgrade {shown}`, or move {database} aside to start a new store"
     )
 
 
 def store_error(uri: str, error: BaseException) -> TrackingError:
     """Our one-line error for a store MLflow could not open (raw SQL errors stay underneath)."""
     text = str(error)
-    first = (text.strip().splitlines() or [type(error).__name__])[0][:300]
+    first = (text.strip().splitlines() or [type(error).__name__])[0].split("[SQL:")[0].strip()[:300]
     if any(marker in text for marker in _MIGRATION_RACE_MARKERS):
         tables = sorted({word.strip("\"'`,") for word in text.split() if word.startswith(_LEFTOVER_TABLE_PREFIX)})
         return TrackingError(half_migrated_message(uri, tables) + f" ({redact_url(first)})")

@@ -183,3 +183,21 @@ def test_the_application_on_a_half_migrated_store_exits_2_with_one_line(store_co
     assert "Traceback" not in done.stderr and "sqlalchemy" not in done.stderr.lower()
     if sweep:
         assert not (tmp_path / "optuna.journal").exists() and not (tmp_path / "sweep" / "0").exists()
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    ("(sqlite3.OperationalError) table _alembic_tmp_experiments already exists [SQL: CREATE TABLE ...]",
+     "DROP TABLE _alembic_tmp_experiments"),
+    ("(sqlite3.OperationalError) duplicate column name: step\n[SQL: ALTER TABLE metrics ADD COLUMN step]",
+     "half-migrated (an interrupted schema upgrade): move it aside"),
+    ("Detected out-of-date database schema (found version 1, but expected 2). Take a backup of your database, "
+     "then run 'mlflow db upgrade <database_uri>'", "has an older schema: run `mlflow db upgrade"),
+    ("(sqlite3.OperationalError) unable to open database file", "could not be opened: (sqlite3.OperationalError)"),
+])
+def test_mlflow_errors_on_open_become_one_line_with_what_to_do(tmp_path, error, expected):
+    from medkit_exp.tracking.store import store_error
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    message = str(store_error(uri, RuntimeError(error)))
+    assert "\n" not in message and expected in message and str(tmp_path / "mlflow.db") in message
+    assert "[SQL:" not in message
