@@ -78,6 +78,8 @@ class CheckpointManager:
     minimize: bool = True
     records: list[CheckpointRecord] = field(default_factory=list)
     last: str | None = None
+    # checkpoints state.json names that were found missing or incomplete, and why
+    unusable: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -146,8 +148,9 @@ class CheckpointManager:
                            self.root, self.last)
             name = self.last
         if name is None:
+            unusable = "".join(f"; {self.root / n} is {reason}" for n, reason in self.unusable.items())
             raise CheckpointError(
-                f"nothing to resume from (resume_from={which}): no complete checkpoint in this folder; "
+                f"nothing to resume from (resume_from={which}): no complete checkpoint in this folder{unusable}; "
                 "to start a new run, leave resume_from unset", self.root,
             )
         return self.root / name
@@ -223,21 +226,24 @@ class CheckpointManager:
 
     def _keep_complete(self, on_disk: dict[str, CheckpointRecord]) -> None:
         """Forget what ``state.json`` names that is not a complete folder; fall back for ``last``."""
+        names = {r.name for r in self.records} | ({self.last} if self.last else set())
+        self.unusable = {n: incomplete_reason(self.root / n) or "" for n in sorted(names) if n not in on_disk}
         for record in [r for r in self.records if r.name not in on_disk]:
-            logger.warning("Checkpoint %s listed in %s is %s: forgotten", self.root / record.name, STATE_FILE,
-                           incomplete_reason(self.root / record.name))
+            if record.name != self.last:
+                logger.warning("Checkpoint %s listed in %s is %s: forgotten", self.root / record.name, STATE_FILE,
+                               self.unusable[record.name])
             self.records.remove(record)
         if self.last is None or self.last in on_disk:
             return
-        named = self.root / self.last
+        named, reason = self.root / self.last, self.unusable[self.last]
         newest = max(on_disk.values(), key=lambda r: r.step, default=None)
         if newest is None:
             logger.warning("%s names %s as the last checkpoint, but it is %s and no complete checkpoint is left",
-                           STATE_FILE, named, incomplete_reason(named))
+                           STATE_FILE, named, reason)
             self.last = None
             return
         logger.warning("%s names %s as the last checkpoint, but it is %s: using the newest complete checkpoint, %s",
-                       STATE_FILE, named, incomplete_reason(named), self.root / newest.name)
+                       STATE_FILE, named, reason, self.root / newest.name)
         if newest.name not in {r.name for r in self.records}:
             self.records.append(newest)
         self.last = newest.name
