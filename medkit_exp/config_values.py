@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from medkit_exp.errors import ConfigError
-from medkit_exp.training.config import MAX_SEED, check_choice, check_number
+from medkit_exp.training.config import MAX_INT, MAX_SEED, check_choice, check_number
 
 Rule = Callable[[str, Any], None]
 
@@ -88,6 +88,12 @@ def anything(key: str, value: Any) -> None:
     """Any value of the schema's type (Hydra checked the type)."""
 
 
+def batch_size(key: str, value: Any) -> None:
+    """Windows per forward pass (evaluate, predict): null or an integer >= 1."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT):
+        raise ConfigError(key, f"must be an integer >= 1, got {value!r}")
+
+
 def output_folder(key: str, value: Any) -> None:
     """A folder the run can create: its nearest existing ancestor is a writable folder."""
     text()(key, value)
@@ -124,10 +130,11 @@ RULES: dict[str, Rule] = {
     "tracking.dev_report": flag(), "tracking.prediction_sample_size": number(0, integer=True),
     "tracking.plots": flag(), "tracking.system_metrics": flag(), "tracking.tags": tags, "tracking.worker": flag(),
     "tracking.validate_model": flag(),
-    # evaluate and predict
-    "checkpoint": text(optional=True), "model": text(optional=True), "input": text(optional=True),
-    "output": text(optional=True), "which": choice("best", "last"), "split": choice("dev", "test", "train"),
-    "batch_size": number(1, integer=True, optional=True), "device": number(-1, integer=True),
+    # evaluate and predict; checkpoint, model, input and output (empty: not given) are paths the
+    # applications check first, naming the key (medkit_exp.inference.find_model_folder, predict.read_input)
+    "checkpoint": anything, "model": anything, "input": anything, "output": anything,
+    "which": choice("best", "last"), "split": choice("dev", "test", "train"),
+    "batch_size": batch_size, "device": number(-1, integer=True),
     "save_predictions": flag(), "input_format": choice("auto", "brat", "conll", "jsonl"),
     "input_errors": choice("raise", "skip"), "output_format": choice("jsonl", "brat"),
 }
