@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # read_text_file is re-exported: it lived here before the text-file helpers had their own module.
-from medkit_exp.ner.textfiles import check_readable, clip_message, read_text_file  # noqa: F401
+from medkit_exp.ner.textfiles import check_readable, clip, clip_message, read_text_file, shorten  # noqa: F401
 
 
 logger = logging.getLogger(__name__)
@@ -82,8 +82,10 @@ class Entity:
     def describe(self) -> str:
         """A short human description for error messages: ``T3 ANAT [26, 36) 'hépatiques'``."""
         spans = ";".join(f"{start}-{end}" for start, end in self.spans)
-        ident = f"{self.id} " if self.id else ""
-        return f"{ident}{self.label} [{spans}] {self.text!r}"
+        if len(self.spans) > 6:  # a description stays one short line, whatever the entity holds
+            spans = ";".join(f"{start}-{end}" for start, end in self.spans[:3]) + f";… ({len(self.spans)} fragments)"
+        ident = f"{shorten(self.id, 40)} " if self.id else ""
+        return f"{ident}{shorten(self.label, 60)} [{spans}] {clip(self.text)}"
 
 
 @dataclass

@@ -101,3 +101,9 @@ def test_read_text_file_keeps_crlf_and_names_the_line_of_bad_bytes(tmp_path):
     assert read_text_file(path, "latin-1").endswith("bad é here\n")
     with pytest.raises(DataError, match="missing.txt: no such file"):
         read_text_file(tmp_path / "missing.txt")
+
+
+def test_describe_stays_one_short_line_whatever_the_entity_holds():
+    entity = Entity("L" * 100_000, [(i * 2, i * 2 + 1) for i in range(50_000)], text="x" * 100_000, id="T1")
+    line = entity.describe()
+    assert len(line) < 400 and "(100000 characters)" in line and "(50000 fragments)" in line
