@@ -239,3 +239,12 @@ def test_jsonl_document_ids_name_one_document(tmp_path):
         read_jsonl(path)
     corpus = read_jsonl(path, errors="skip")
     assert [doc.text for doc in corpus] == ["x", "y"] and [item.line for item in corpus.report.skipped] == [3]
+
+
+def test_one_i_after_o_in_an_iob2_file_is_reported_not_read_as_iob1(tmp_path):
+    path = tmp_path / "data.tsv"
+    path.write_text("a\tB-X\nb\tO\n\nc\tB-X\nd\tI-X\n\ne\tO\nf\tI-X\n\ng\tB-Y\n")
+    with pytest.raises(DataError, match=r"data\.tsv:8: 'I-X' after 'O' .*detected from the whole file: iob2"):
+        read_conll(path)
+    path.write_text("a\tI-X\nb\tB-X\n\nc\tO\nd\tI-X\n")  # true IOB1: B- only between two X entities
+    assert "tagging scheme detected: iob1" in read_conll(path).report.notes

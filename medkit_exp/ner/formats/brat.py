@@ -3,8 +3,8 @@
 Offsets are on the raw text: files are decoded without newline translation, so a ``\\r\\n``
 counts two characters, as in BRAT (and a leading BOM, which BRAT counts too, is read as a space).
 Only ``*.txt`` and ``*.ann`` files are read: what else a folder holds is counted (see
-:mod:`~medkit_exp.ner.formats.brat_files`), editor backups such as ``*.ann~`` with a WARNING. Line types: ``T`` (text-bound, with
-discontinuous fragments ``T14 DISO 285 293;305 315``), ``#`` (notes, kept in
+:mod:`~medkit_exp.ner.formats.brat_files`), editor backups such as ``*.ann~`` with a WARNING.
+Line types: ``T`` (text-bound, with discontinuous fragments ``T14 DISO 285 293;305 315``), ``#`` (notes, kept in
 ``attrs["note"]``), ``N`` (normalisations, ``attrs["norm"]``), ``A``/``M`` (attributes),
 ``R``/``E``/``*`` (relations, events, equivalences), each explicitly kept or ignored and counted.
 """

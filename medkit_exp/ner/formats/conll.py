@@ -84,13 +84,20 @@ def _scheme_errors(sentences: list[_Sentence], scheme: str) -> int:
     for sentence in sentences:
         tags = sentence.tags if table is None else [t.translate(table) if t[1:2] == "-" else t for t in sentence.tags]
         count += len(find_tag_errors(tags, scheme))
+        if scheme == "iob1":  # true IOB1 writes B- only right after an entity of the same label
+            count += sum(
+                tag.startswith("B-") and (not index or tags[index - 1][2:] != tag[2:])
+                for index, tag in enumerate(tags)
+            )
     return count
 
 
 def _detect_scheme(sentences: list[_Sentence]) -> str:
     """The scheme under which the fewest tags are wrong (ties: IOB2, BIOES/BILOU, IOB1), so that
     one stray ``E-X`` in an IOB2 file is reported on its own line as what it is, instead of turning
-    the file into BIOES with every single-word ``B-X`` reported as unclosed."""
+    the file into BIOES with every single-word ``B-X`` reported as unclosed; and one ``I-X`` after
+    ``O`` in an IOB2 file (where entities start with ``B-`` after ``O``, which IOB1 never writes)
+    is reported, instead of turning the file into IOB1."""
     prefixes = {tag[0] for sentence in sentences for tag in sentence.tags if tag[1:2] == "-"}
     closing = "bilou" if prefixes & set("LU") and not prefixes & set("ES") else "bioes"
     candidates = ["iob2"] + ([closing] if prefixes & set("ELSU") else []) + ["iob1"]
@@ -159,10 +166,11 @@ def read_conll(
     ``"auto"`` (the scheme under which the fewest tags are wrong: IOB2 first, then BIOES/BILOU,
     then IOB1; noted in the report). Tags are checked exactly for the scheme: the prefix is one
     of its letters (``-X``, ``BI-X`` are errors), ``I-X`` after ``O`` is an error in IOB2, legal
-    in IOB1. Lines end at ``\n``, ``\r\n`` or ``\r``; a leading BOM is dropped. ``without_docstart`` applies when the file has
-    no ``-DOCSTART-`` line: ``"sentence"`` makes each sentence a document, ``"file"`` one
-    document of the whole file. ``errors="skip"`` leaves bad sentences out, listed in
-    ``corpus.report.skipped`` (``"strict"`` is ``"raise"`` here: nothing is only warned about). ``doc_id`` is ``<file stem>-<n>``.
+    in IOB1. Lines end at ``\\n``, ``\\r\\n`` or ``\\r``; a leading BOM is dropped.
+    ``without_docstart`` applies when the file has no ``-DOCSTART-`` line: ``"sentence"`` makes
+    each sentence a document, ``"file"`` one document of the whole file. ``errors="skip"``
+    leaves bad sentences out, listed in ``corpus.report.skipped`` (``"strict"`` is ``"raise"``
+    here: nothing is only warned about). ``doc_id`` is ``<file stem>-<n>``.
 
     >>> corpus = read_conll("ncbi/conll/train.tsv")  # doctest: +SKIP
     >>> corpus[0].text, corpus[0].entities[0].text  # doctest: +SKIP
