@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medkit_exp.errors import ConfigError
+from medkit_exp.errors import CheckpointError, ConfigError
 from medkit_exp.ner.documents import TextDocument
 from medkit_exp.training.checkpoint import STATE_FILE, CheckpointManager
+from medkit_exp.training.digests import verify_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,16 @@ def find_model_folder(path: str | None, key: str, which: str = "best") -> Path:
     or "last") checkpoint of a training run folder or of its ``checkpoints/`` folder, or any
     Hugging Face token-classification folder (its labels and scheme read from its ``id2label``).
 
-    Anything else is a :class:`ConfigError` naming ``key`` and saying what was found.
+    Anything else is a :class:`ConfigError` naming ``key`` and saying what was found. A checkpoint's
+    files are verified against their digests here, before any data or model loads: a damaged one
+    is a :class:`CheckpointError` naming it.
     """
+    folder = _find_model_folder(path, key, which)
+    verify_checkpoint(folder, warn_unverified=False)
+    return folder
+
+
+def _find_model_folder(path: str | None, key: str, which: str) -> Path:
     if which not in CHECKPOINT_CHOICES:
         raise ConfigError("which", f"must be one of {', '.join(CHECKPOINT_CHOICES)}, got {which!r}")
     if not path:
@@ -52,7 +61,8 @@ def find_model_folder(path: str | None, key: str, which: str = "best") -> Path:
     if (folder / TAGGER_FILE).is_file():
         return folder
     for checkpoints in (folder / "checkpoints", folder):
-        if (checkpoints / STATE_FILE).is_file():
+        # state.json, or checkpoint folders alone (a run killed before its first state.json)
+        if (checkpoints / STATE_FILE).is_file() or any(checkpoints.glob("checkpoint-*/" + TAGGER_FILE)):
             return _run_checkpoint(checkpoints, key, which)
     if (folder / "config.json").is_file():
         _check_token_classifier(folder, key)
@@ -96,15 +106,25 @@ def _run_checkpoint(checkpoints: Path, key: str, which: str) -> Path:
 
 def load_tagger(folder: Path, key: str, device: int = -1) -> Any:
     """The tagger saved in ``folder`` (or any token-classification folder: labels and scheme
-    inferred, with a warning); any failure is a ConfigError naming ``key`` and the folder."""
+    inferred, with a warning).
+
+    A checkpoint's files are verified against their digests first; a damaged or missing file
+    and weights holding NaN or infinity are a CheckpointError naming the file (and the tensor);
+    any other failure is a ConfigError naming ``key`` and the folder.
+    """
+    verify_checkpoint(folder, warn_unverified=False)  # before torch: a damaged file fails at once
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+    from medkit_exp.training.weights import check_finite_weights
 
     started = time.perf_counter()
     try:
         tagger = HFEntityMatcherTrainable.from_pretrained(folder, device)
-    except Exception as error:  # noqa: BLE001 - damaged json/weights, a missing GPU...: one clear line
+    except CheckpointError:
+        raise
+    except Exception as error:  # noqa: BLE001 - tags of no known scheme, a missing GPU...: one clear line
         reason = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
         raise ConfigError(key, f"cannot load the tagger in {folder}: {str(reason).splitlines()[0]}") from error
+    check_finite_weights(tagger.model, folder)
     logger.info(
         "Loaded the tagger in %s (labels %s, %s) in %.1fs",
         folder, ", ".join(tagger.labels), tagger.tagging_scheme, time.perf_counter() - started,

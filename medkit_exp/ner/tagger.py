@@ -31,6 +31,7 @@ from medkit_exp.ner.label_map import (
     LabelMap, apply_label_map, as_bilou_names, head_tags, head_was_loaded, labels_of_model_folder, new_label_map,
     plan_label_map, resolve_scheme,
 )
+from medkit_exp.ner.tagger_files import check_saved_model, damaged_files_named, read_tagger_settings
 from medkit_exp.ner.tagging import TaggingReport, make_tag_labels, spans_to_tags, tokenize_words
 from medkit_exp.training.batch import BatchData
 from medkit_exp.training.optim import make_adamw, param_groups_with_weight_decay
@@ -146,7 +147,10 @@ class HFEntityMatcherTrainable:
         (path / TAGGER_CONFIG).write_text(json.dumps(settings, indent=2))
 
     def load(self, path: str | Path) -> None:
-        self._load(path, self.max_length, self.stride, new_head=False)
+        """Load a checkpoint of this tagger; a damaged file is a CheckpointError naming it."""
+        check_saved_model(Path(path))
+        with damaged_files_named(Path(path)):
+            self._load(path, self.max_length, self.stride, new_head=False)
 
     # ------------------------------------------------------------------ helpers shared with predict
     def make_metrics_computer(self) -> Any:
@@ -337,13 +341,15 @@ class HFEntityMatcherTrainable:
         Hugging Face token-classification folder (labels and scheme read from its ``id2label``,
         with a warning). The model must hold a row for every tag it is to predict."""
         settings_path = Path(path) / TAGGER_CONFIG
-        if settings_path.is_file():
-            settings = json.loads(settings_path.read_text())
-            tagger = cls(path, settings["labels"], settings["tagging_scheme"], settings["tag_subtokens"],
-                         settings["tokenizer_max_length"], device=device, stride=settings["stride"])
-        else:
-            labels, scheme = labels_of_model_folder(path, TAGGER_CONFIG)
-            tagger = cls(path, labels, scheme, device=device)
+        check_saved_model(Path(path))  # a damaged file: one CheckpointError naming it
+        with damaged_files_named(Path(path)):
+            if settings_path.is_file():
+                settings = read_tagger_settings(settings_path)
+                tagger = cls(path, settings["labels"], settings["tagging_scheme"], settings["tag_subtokens"],
+                             settings["tokenizer_max_length"], device=device, stride=settings["stride"])
+            else:
+                labels, scheme = labels_of_model_folder(path, TAGGER_CONFIG)
+                tagger = cls(path, labels, scheme, device=device)
         if tagger.label_map.new_tags:  # untrained rows would predict at random
             raise DataError(f"the model has no trained row for the tags {tagger.label_map.new_tags}", path=path)
         return tagger
