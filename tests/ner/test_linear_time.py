@@ -91,7 +91,7 @@ def test_spans_to_tags_is_linear_when_entities_nest_deeply():
     words = [(2 * i, 2 * i + 1) for i in range(100_000)]
     entities = [Entity("X", [(2 * i, 200_000 - 2 * i - 1)]) for i in range(20_000)]
     report = TaggingReport()
-    start = time.perf_counter()
+    start = time.process_time()
     tags = spans_to_tags(words, entities, "iob2", report)
-    assert time.perf_counter() - start < 3.0
+    assert time.process_time() - start < 3.0
     assert report.tagged == 1 and report.overlapping_dropped == 19_999 and tags[0] == "B-X" and tags[-1] == "I-X"
