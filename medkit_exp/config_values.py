@@ -169,6 +169,7 @@ def check_values(cfg: Any, schema: type) -> None:
         _check_scheduler(cfg.scheduler)
     if "component" in cfg and cfg.component is not None and cfg.component.get("_target_") == HF_TAGGER:
         check_tagger(cfg.component)
+        check_metric_names(cfg)
     if "metrics" in cfg and cfg.metrics.name == "seqeval" and schema.task_name == "evaluate":
         # evaluate computes its word-level metrics with the tagger's own computer: refused, not ignored
         raise ConfigError("metrics.name", "evaluate computes the entity metrics (equal to seqeval's strict "
@@ -244,6 +245,28 @@ def _check_scheduler(node: Any) -> None:
     name = _value(node, "name")
     if name in SCHEDULER_KEYS:
         make_scheduler_builder(name, **{key: _value(node, key) for key in SCHEDULER_KEYS[name]})
+
+
+def check_metric_names(cfg: Any) -> None:
+    """The eval metrics the config watches exist: the tagger's entity metrics name them from its
+    labels (the Trainer checks again once built, but only after the model loads)."""
+    from medkit_exp.config_check import suggestion
+    from medkit_exp.ner.metrics import PER_LABEL_METRICS, SUMMARY_METRICS
+
+    labels = _value(cfg.component, "labels") if "labels" in cfg.component else _UNRESOLVED
+    if not isinstance(labels, list) or "metrics" not in cfg or cfg.metrics.name not in METRICS_NAMES:
+        return
+    names = {"loss", *SUMMARY_METRICS, *(f"{label}_{metric}" for label in labels for metric in PER_LABEL_METRICS)}
+    watched = [("optimized_metric", cfg, "optimized_metric"), ("trainer.checkpoint_metric", cfg.get("trainer"),
+                                                                 "checkpoint_metric")]
+    if "scheduler" in cfg and cfg.scheduler.name == "plateau":
+        watched.append(("trainer.metric_to_track_lr", cfg.get("trainer"), "metric_to_track_lr"))
+    if "callbacks" in cfg and cfg.callbacks.early_stopping.enabled:
+        watched.append(("callbacks.early_stopping.metric", cfg.callbacks.early_stopping, "metric"))
+    for key, node, name in watched:
+        value = _value(node, name) if node is not None and name in node else _UNRESOLVED
+        if value is not _UNRESOLVED and value not in names:
+            raise ConfigError(key, f"eval metric {value!r} is never produced; {suggestion(str(value), names)}")
 
 
 def check_tagger(component: Any) -> None:

@@ -63,7 +63,11 @@ BOUNDED = {"seed", "optimizer.momentum", "scheduler.warmup_ratio", "scheduler.mi
 #: (key, override): keys read only with another setting, or set through a config group.
 NEEDS = {"scheduler.mode": ["scheduler=plateau"], "scheduler.factor": ["scheduler=plateau"],
          "scheduler.patience": ["scheduler=plateau"], "optimizer.momentum": ["optimizer=sgd"],
-         "paths.data_dir": ["data=ncbi"], "data.data_dir": ["data=ncbi"]}
+         "paths.data_dir": ["data=ncbi"], "data.data_dir": ["data=ncbi"],
+         "trainer.metric_to_track_lr": ["scheduler=plateau"], "callbacks.early_stopping.metric": ["callbacks=early_stopping"]}
+#: Eval metrics watched by the run: a name the metrics never produce is refused before the model loads.
+METRIC_KEYS = {"optimized_metric", "trainer.checkpoint_metric", "trainer.metric_to_track_lr",
+               "callbacks.early_stopping.metric"}
 #: The HF tagger's keys with their types (the component group is open: its class has them).
 TAGGER_TYPES = {
     "model_name_or_path": str | None, "labels": list[str], "tagging_scheme": str | None, "tag_subtokens": bool,
@@ -115,6 +119,8 @@ def bad_values(key: str, kind: typing.Any) -> list[str]:
         values += ["3", "abc"]
     if key in ZERO_IS_MEANINGLESS:
         values.append("0")
+    if key in METRIC_KEYS:
+        values += ["f2", "problem_f"]
     if key in ("paths.data_dir", "data.data_dir"):
         values.append("/no/such/folder")
     return values
