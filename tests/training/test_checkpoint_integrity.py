@@ -135,8 +135,12 @@ def test_resume_best_without_a_ranked_checkpoint_uses_the_last_one_and_says_so(m
 
 
 # ------------------------------------------------------------------ digests and weights on resume
-@pytest.mark.parametrize("name", CHECKPOINT_FILES)
-@pytest.mark.parametrize("damage", ["flip", "truncate", "append", "delete"])
+# Every file with every damage would be 16 trainings: each file and each damage once, flips of
+# every file at random below (test_any_changed_byte_of_any_file_is_named).
+@pytest.mark.parametrize(("name", "damage"), [
+    ("toy_model.pt", "flip"), ("optimizer.pt", "truncate"), ("trainer_state.pt", "append"),
+    ("trainer_config.yml", "delete"), ("toy_model.pt", "delete"),
+])
 def test_a_damaged_file_is_named_on_resume_before_anything_is_loaded(make_trainer, tmp_path, name, damage):
     checkpoints = trained(make_trainer, tmp_path, "run", nb_training_epochs=1)
     path = checkpoints / "checkpoint-0000008" / name
