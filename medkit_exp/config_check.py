@@ -210,8 +210,6 @@ def check_config(cfg: Any, schema: type) -> None:
     keys keep their source's value, the optimizer and scheduler use what they are given, and
     every value is one the schema allows (:func:`medkit_exp.config_values.check_values`)."""
     _check_node(cfg, schema, "")
-    if "component" in cfg:
-        check_component_keys(cfg.component)
     for key, source in DERIVED_KEYS.items():
         group, name = key.split(".")
         if group in cfg and not _is_interpolation_of(cfg[group], name, source):
@@ -224,6 +222,8 @@ def check_config(cfg: Any, schema: type) -> None:
     from medkit_exp.config_values import check_values
 
     check_values(cfg, schema)
+    if "component" in cfg:  # last: importing the component's class imports torch (a bad value reports faster)
+        check_component_keys(cfg.component)
 
 
 def _check_node(node: Any, schema: type, prefix: str) -> None:
