@@ -182,6 +182,9 @@ def check_values(cfg: Any, schema: type) -> None:
             raise ConfigError("metrics.name", f"'seqeval' {missing}")
     if "data" in cfg:
         _check_data_dir(cfg)
+    if "trainer" in cfg and _value(cfg.trainer, "precision") == "fp16" and "component" in cfg \
+            and cfg.component is not None and cfg.component.get("device", None) == -1:
+        raise ConfigError("trainer.precision", "fp16 needs a CUDA device (component.device=N); on CPU use bf16 or 32")
     if "tracking" in cfg and cfg.tracking.get("model_alias") and not cfg.tracking.get("register_model_name"):
         raise ConfigError("tracking.model_alias", "needs tracking.register_model_name (the alias names a version of it)")
 
@@ -281,11 +284,23 @@ def check_tagger(component: Any) -> None:
         from medkit_exp.ner.data import _labels
 
         _labels("component.labels", labels)
+    if isinstance(labels, list):
+        from medkit_exp.ner.metrics import _metric_names
+
+        try:
+            _metric_names(labels)  # a label whose metric names clash with the summary ones
+        except ConfigError as error:
+            node = component._get_node("labels")
+            key = "data.labels" if str(node._value()).replace(" ", "") == "${data.labels}" else "component.labels"
+            raise ConfigError(key, error.message) from None
     length = _value(component, "tokenizer_max_length") if "tokenizer_max_length" in component else None
-    if isinstance(length, int):
-        limit = model_length_limit(_value(component, "model_name_or_path") if "model_name_or_path" in component else None)
-        if limit is not None and length > limit:
-            raise ConfigError("component.tokenizer_max_length", f"must be <= {limit}, the model's limit; got {length}")
+    limit = model_length_limit(_value(component, "model_name_or_path") if "model_name_or_path" in component else None)
+    if isinstance(length, int) and limit is not None and length > limit:
+        raise ConfigError("component.tokenizer_max_length", f"must be <= {limit}, the model's limit; got {length}")
+    stride = _value(component, "stride") if "stride" in component else None
+    window = length if isinstance(length, int) else limit
+    if isinstance(stride, int) and window is not None and stride >= window:
+        raise ConfigError("component.stride", f"must be smaller than a window ({window} sub-tokens); got {stride}")
 
 
 def model_length_limit(name: Any) -> int | None:

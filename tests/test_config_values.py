@@ -65,6 +65,9 @@ NEEDS = {"scheduler.mode": ["scheduler=plateau"], "scheduler.factor": ["schedule
          "scheduler.patience": ["scheduler=plateau"], "optimizer.momentum": ["optimizer=sgd"],
          "paths.data_dir": ["data=ncbi"], "data.data_dir": ["data=ncbi"],
          "trainer.metric_to_track_lr": ["scheduler=plateau"], "callbacks.early_stopping.metric": ["callbacks=early_stopping"]}
+#: Values bad only with the rest of the config: a stride as long as the window (debug=fast: 64
+#: sub-tokens), a label whose metric names clash with the summary ones, fp16 on CPU.
+EXTRA = {"component.stride": ["64"], "data.labels": ["[macro,x]"], "trainer.precision": ["fp16"]}
 #: Eval metrics watched by the run: a name the metrics never produce is refused before the model loads.
 METRIC_KEYS = {"optimized_metric", "trainer.checkpoint_metric", "trainer.metric_to_track_lr",
                "callbacks.early_stopping.metric"}
@@ -121,6 +124,7 @@ def bad_values(key: str, kind: typing.Any) -> list[str]:
         values.append("0")
     if key in METRIC_KEYS:
         values += ["f2", "problem_f"]
+    values += EXTRA.get(key, [])
     if key in ("paths.data_dir", "data.data_dir"):
         values.append("/no/such/folder")
     return values
