@@ -143,7 +143,12 @@ def _composition_message(message: str, schema: type) -> ConfigError:
     quoted = _QUOTED.findall(message)
     key = quoted[0] if quoted else "overrides"
     if message.startswith("Could not override"):
-        return ConfigError(key, f"not in the config; {_nearest_key(key, schema)} (a new key: +{key}=VALUE)")
+        from medkit_exp.config_check import is_config_group
+
+        override = message.rsplit("use ", 1)[-1].strip() if "use +" in message else f"+{key}=VALUE"
+        if is_config_group(key):
+            return ConfigError(key, f"is a config group not in the defaults: add it with a +: {override}")
+        return ConfigError(key, f"not in the config; {_nearest_key(key, schema)} (a new key: {override})")
     if message.startswith("Could not append to config"):
         return ConfigError(key, f"is already in the config: set it without + ({key}=VALUE), or ++{key}=VALUE")
     if message.startswith("Multiple values for"):

@@ -212,6 +212,7 @@ CLI_CASES = [
                                                            "hydra.searchpath"),
     ("scheduler=cosin", "scheduler"), ("trainer.batch_size=abc", "trainer.batch_size"),
     ("trainer.batch_size=[1", "trainer.batch_size"), ("newgroup=1", "newgroup"), ("+debug=overfit", "debug"),
+    ("hparams_search=ner_optun", "hparams_search"), ("data=ncbii", "data"),
     ("+seed=3", "seed"),
 ]
 
@@ -226,3 +227,10 @@ def test_command_line_refuses_in_one_line_exit_2_before_any_work(tmp_path, args,
     assert "Traceback" not in result.stderr and "Some weights" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 2, result.stderr  # the error and the HYDRA_FULL_ERROR hint
     assert left_in(tmp_path) <= {"run", *(f"run/{name}" for name in HYDRA_FILES)}, left_in(tmp_path)
+
+
+def test_a_group_outside_the_defaults_without_plus_says_to_add_the_plus(tmp_path):
+    result = run_cli(tmp_path, "experiment=ner", "hydra.run.dir=run")
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: config key 'experiment': is a config group not in the defaults: "
+                                    "add it with a +: +experiment=ner"), result.stderr
