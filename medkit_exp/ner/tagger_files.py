@@ -18,7 +18,9 @@ from typing import Any
 from medkit_exp.errors import CheckpointError, MedkitExpError
 
 MODEL_CONFIG = "config.json"
-WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+WEIGHTS_FILES = (
+    "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json"
+)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 TAGGER_SETTINGS = ("labels", "tagging_scheme", "tag_subtokens", "tokenizer_max_length", "stride")
 

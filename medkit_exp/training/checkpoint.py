@@ -112,10 +112,14 @@ class CheckpointManager:
         final, tmp = self.root / name, self.root / f"{TMP_PREFIX}{name}"
         self.root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        write(tmp)
-        write_manifest(tmp, step, metric)  # last: its presence marks the folder complete
-        fsync_tree(tmp)
+        try:
+            tmp.mkdir()
+            write(tmp)
+            write_manifest(tmp, step, metric)  # last: its presence marks the folder complete
+            fsync_tree(tmp)
+        except OSError as error:  # a full disk, a lost mount: the earlier checkpoints stay as they were
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CheckpointError(f"cannot write the checkpoint ({error})", tmp) from error
         if final.exists():  # the same step saved again (e.g. after a resume from an older checkpoint)
             remove_tree(final)
         os.replace(tmp, final)
@@ -332,7 +336,8 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises many types for truncated/corrupt files
-        raise CheckpointError(f"corrupt or truncated checkpoint file ({type(error).__name__}: {error})", path) from error
+        reason = f"{type(error).__name__}: {error}"
+        raise CheckpointError(f"corrupt or truncated checkpoint file ({reason})", path) from error
 
 
 def checkpoint_name(step: int) -> str:

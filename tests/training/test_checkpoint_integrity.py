@@ -167,7 +167,9 @@ def test_a_damaged_file_is_named_on_resume_before_anything_is_loaded(make_traine
             make_trainer(output_dir=str(tmp_path / "run"), nb_training_epochs=2).train(resume_from_checkpoint="last")
 
 
-@pytest.mark.parametrize(("tensor", "value", "count"), [("embed.weight", float("nan"), 1), ("out.bias", float("inf"), 2)])
+@pytest.mark.parametrize(
+    ("tensor", "value", "count"), [("embed.weight", float("nan"), 1), ("out.bias", float("inf"), 2)]
+)
 def test_weights_that_are_not_finite_are_refused_on_resume(make_trainer, tmp_path, tensor, value, count):
     checkpoints = trained(make_trainer, tmp_path, "run", nb_training_epochs=1)
     folder = checkpoints / "checkpoint-0000008"
@@ -250,3 +252,21 @@ def test_fallback_warnings_are_warnings(make_trainer, tmp_path, caplog):
         assert CheckpointManager(checkpoints).last == "checkpoint-0000008"
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert "checkpoint-0000016 as the last checkpoint, but it is missing: using the newest complete" in caplog.text
+
+
+def test_a_save_that_cannot_write_is_a_checkpoint_error_and_leaves_the_earlier_checkpoints(tmp_path):
+    import errno
+
+    root = tmp_path / "checkpoints"
+    manager = CheckpointManager(root)
+    manager.save(1, 0.5, lambda folder: (folder / "weights.bin").write_bytes(b"one"))
+    before = snapshot(root)
+
+    def disk_full(folder: Path) -> None:
+        (folder / "weights.bin").write_bytes(b"tw")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(CheckpointError, match="cannot write the checkpoint .*No space left on device") as error:
+        manager.save(2, 0.4, disk_full)
+    assert error.value.path == str(root / ".tmp-checkpoint-0000002")
+    assert snapshot(root) == before and manager.last == "checkpoint-0000001"
