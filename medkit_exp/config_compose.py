@@ -79,6 +79,7 @@ def check_hydra_paths(cfg: Any, multirun: bool) -> None:
     """``hydra.searchpath`` folders exist; the run folder can be created (it becomes
     ``hydra.runtime.output_dir``, which ``paths.output_dir`` takes by default)."""
     from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
 
     from medkit_exp.config_values import output_folder
 
@@ -90,7 +91,10 @@ def check_hydra_paths(cfg: Any, multirun: bool) -> None:
         elif not Path(location).is_dir():
             raise ConfigError("hydra.searchpath", f"{entry}: folder not found")
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    folder = str(OmegaConf.select(cfg, key))
+    try:
+        folder = str(OmegaConf.select(cfg, key))
+    except OmegaConfBaseException:  # it names what is known only when the job runs: Hydra's to report
+        return
     output_folder(key, folder)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(Path(folder).absolute())
