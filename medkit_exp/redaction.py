@@ -37,9 +37,11 @@ _SECRET_ANYWHERE = re.compile(
 _SECRET_TOKEN = re.compile(r"(^|_)token$")
 _SECRET_VALUE = re.compile(r"\b(?:hf_[A-Za-z0-9]{20,}|(?:sk|ghp|gho|ghs|github_pat)_[A-Za-z0-9_]{20,})\b")
 # scheme://netloc: the netloc stops at a path, a query, a fragment, a space, a quote or a bracket
-_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#\s'\"<>()\[\]{}\\]*)")
+# Each match starts only where a scheme or key can start (the lookbehind) and never backtracks
+# (possessive quantifiers): linear time on any text, a 100,000-character word included.
+_URL = re.compile(r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]*+://)([^/?#\s'\"<>()\[\]{}\\]*+)")
 # key=value or key: value in free text (a log line, a command line, a YAML line)
-_KEY_VALUE = re.compile(r"([A-Za-z_][\w.\-]*)(\s*[=:]\s*)(['\"]?)([^\s'\",;}\]]+)")
+_KEY_VALUE = re.compile(r"(?<![\w.\-+~])([+~\-]*+[A-Za-z_][\w.\-]*+)(\s*+[=:]\s*+)(['\"]?)([^\s'\",;}\]]++)")
 # shorter values would hide ordinary words ("1", "true") and pieces of run ids all over the logs
 MIN_ENV_SECRET_LENGTH = 8
 

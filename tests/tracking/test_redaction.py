@@ -99,6 +99,26 @@ def test_params_tags_and_the_command_line_lose_credentials():
     assert SECRET not in artifact and "hf_abc" not in artifact and "https://alice:***@git.example.org/repo" in artifact
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("--password=abc123", "--password=***"), ("+db.password=abc123", "+db.password=***"),
+    ("~hf_token=xyz", "~hf_token=***"), ("x api_key: 'k1'", "x api_key: '***'"), ("AUTH_TOKEN=v,seed=1", "AUTH_TOKEN=***,seed=1"),
+    ("max_tokens=5 tokenizer=bert", "max_tokens=5 tokenizer=bert"),
+])
+def test_secret_named_keys_in_free_text(text, expected):
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize("text", ["a." * 50000, "a" * 100000, "a-" * 50000 + "://x", "a=" * 50000, "-" * 100000 + "a=",
+                                  "http://" + "@" * 100000, ("https://u:p@h " * 8000), "hf_" + "a" * 100000 + "_"])
+def test_redaction_takes_linear_time_on_long_texts(text):
+    """A long log line or value (100,000 characters) is redacted at once (it took minutes)."""
+    import time
+
+    started = time.perf_counter()
+    redact_text(text)
+    assert time.perf_counter() - started < 1.0
+
+
 def test_redact_data_keeps_structure_and_non_secrets():
     data = {"token": "t0k3n-value", "n": 3, "urls": ["https://a:s3cretPW@h", "plain"], "nested": {"api_key": None}}
     assert redact_data(data) == {"token": "***", "n": 3, "urls": ["https://a:***@h", "plain"], "nested": {"api_key": None}}
