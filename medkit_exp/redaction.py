@@ -95,14 +95,25 @@ def _redact_netloc(match: re.Match[str]) -> str:
     return f"{scheme}{user}:{REDACTED}@{host}" if has_password else f"{scheme}{REDACTED}@{host}"
 
 
+_known_secrets: set[str] = set()  # values of secret-named keys this process has redacted
+
+
+def remember_secret(value: Any) -> None:
+    """Hide ``value`` (a secret-named key's value) wherever this process writes it later, a log
+    line printing it without its key included."""
+    if isinstance(value, str) and len(value.strip()) >= MIN_ENV_SECRET_LENGTH and value != REDACTED:
+        _known_secrets.add(value.strip())
+
+
 def secret_env_values(environ: Any = None) -> list[str]:
-    """Values of the secret-named environment variables, longest first."""
+    """Values of the secret-named environment variables and of the secret-named keys redacted so
+    far, longest first."""
     environ = os.environ if environ is None else environ
     values = {
         value for name, value in environ.items()
         if is_secret_key(name) and len(value.strip()) >= MIN_ENV_SECRET_LENGTH
     }
-    return sorted(values, key=len, reverse=True)
+    return sorted(values | _known_secrets, key=len, reverse=True)
 
 
 def _redact_key_value(match: re.Match[str]) -> str:
@@ -136,11 +147,14 @@ def redact_data(data: Any) -> Any:
     """A copy of JSON-like data (dicts, lists, strings) with secrets redacted: the values of
     secret-named keys become ``***``, every string goes through :func:`redact_text`."""
     if isinstance(data, dict):
-        return {
-            key: (REDACTED if is_secret_key(str(key)) and value is not None and not isinstance(value, (dict, list))
-                  else redact_data(value))
-            for key, value in data.items()
-        }
+        redacted = {}
+        for key, value in data.items():
+            if is_secret_key(str(key)) and value is not None and not isinstance(value, (dict, list)):
+                remember_secret(value)
+                redacted[key] = REDACTED
+            else:
+                redacted[key] = redact_data(value)
+        return redacted
     if isinstance(data, (list, tuple)):
         return [redact_data(item) for item in data]
     return redact_value(data)

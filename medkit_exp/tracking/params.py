@@ -27,6 +27,7 @@ from medkit_exp.redaction import (  # noqa: F401 - re-exported: the rules live t
     redact_text,
     redact_url,
     redact_value,
+    remember_secret,
 )
 
 TRUNCATION_MARKER = "...[truncated; full value in config/config.yaml]"
@@ -59,6 +60,8 @@ def redact_config(config: Any) -> Any:
             if is_dropped_key(str(key)):
                 continue
             if is_secret_key(str(key)) and value is not None:
+                if not _is_mapping(value) and not _is_sequence(value):
+                    remember_secret(value)  # also hidden where a log line prints it without its key
                 redacted[key] = REDACTED
             else:
                 redacted[key] = redact_config(value)
@@ -75,8 +78,10 @@ def redact_override(override: str) -> str | None:
         key, value = text.split("=", 1)
         bare_key = key.lstrip("+~-")
         if is_dropped_key(bare_key):
+            remember_secret(value)
             return None
         if is_secret_key(bare_key) or is_secret_value(value):
+            remember_secret(value)
             return f"{key}={REDACTED}"
         return f"{redact_text(key)}={redact_text(value)}"  # a credentialed URL in a value or sweep
     return REDACTED if is_secret_value(text) else redact_text(text)

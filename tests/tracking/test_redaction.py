@@ -81,6 +81,16 @@ def test_secret_named_environment_variables_are_redacted_everywhere(monkeypatch)
     assert mlflow_params({"note": "uses envSecretValue123"}) == {"note": "uses ***"}
 
 
+def test_a_secret_keys_value_is_hidden_later_without_its_key():
+    from medkit_exp.tracking.params import redact_config, redact_override
+
+    assert redact_config({"component": {"hf_token": "abcdefgh12345"}}) == {"component": {"hf_token": "***"}}
+    assert redact_override("+db.password=pw-given-on-cli") == "+db.password=***"
+    assert redact_text("loading with abcdefgh12345 from the hub") == "loading with *** from the hub"
+    assert redact_data({"api_key": "k-987654321"}) == {"api_key": "***"}
+    assert redact_text("k-987654321 and a short one: x") == "*** and a short one: x"
+
+
 def test_params_tags_and_the_command_line_lose_credentials():
     config = {"tracking": {"tags": {"source": CREDENTIALED[0][0]}, "tracking_uri": "http://u:pw123456@host"},
               "db": {"password": "x", "url": "postgresql://o:s3cretPW@db/x"}, "hf_auth_token": "hf_abc"}
