@@ -142,7 +142,8 @@ RULES: dict[str, Rule] = {
 BUILT_GROUPS = ("trainer", "data")
 #: The HF tagger's keys (``component.*``); its class checks the rest once the model is known.
 TAGGER_RULES: dict[str, Rule] = {
-    "model_name_or_path": text(optional=True), "labels": anything, "tagging_scheme": choice("iob2", "bilou", optional=True),
+    "model_name_or_path": text(optional=True), "labels": anything,
+    "tagging_scheme": choice("iob2", "bilou", optional=True),
     "tag_subtokens": flag(), "tokenizer_max_length": number(3, integer=True, optional=True),
     "hf_auth_token": anything, "device": number(-1, integer=True), "stride": number(0, integer=True, optional=True),
     "unknown_labels": choice("error", "drop"), "pad_to_multiple_of": number(1, integer=True, optional=True),
@@ -186,7 +187,7 @@ def check_values(cfg: Any, schema: type) -> None:
             and cfg.component is not None and cfg.component.get("device", None) == -1:
         raise ConfigError("trainer.precision", "fp16 needs a CUDA device (component.device=N); on CPU use bf16 or 32")
     if "tracking" in cfg and cfg.tracking.get("model_alias") and not cfg.tracking.get("register_model_name"):
-        raise ConfigError("tracking.model_alias", "needs tracking.register_model_name (the alias names a version of it)")
+        raise ConfigError("tracking.model_alias", "needs tracking.register_model_name (it names a version of it)")
 
 
 def _check_data_dir(cfg: Any) -> None:

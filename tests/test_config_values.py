@@ -23,7 +23,9 @@ from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import ValidationError
 
 from medkit_exp.app import config_dir
-from medkit_exp.config_check import check_command_line, check_config, command_line_args, component_file_keys, schema_fields
+from medkit_exp.config_check import (
+    check_command_line, check_config, command_line_args, component_file_keys, schema_fields,
+)
 from medkit_exp.config_compose import check_composed_command_line, type_error
 from medkit_exp.config_values import RULES, TAGGER_RULES
 from medkit_exp.errors import ConfigError
@@ -64,7 +66,8 @@ BOUNDED = {"seed", "optimizer.momentum", "scheduler.warmup_ratio", "scheduler.mi
 NEEDS = {"scheduler.mode": ["scheduler=plateau"], "scheduler.factor": ["scheduler=plateau"],
          "scheduler.patience": ["scheduler=plateau"], "optimizer.momentum": ["optimizer=sgd"],
          "paths.data_dir": ["data=ncbi"], "data.data_dir": ["data=ncbi"],
-         "trainer.metric_to_track_lr": ["scheduler=plateau"], "callbacks.early_stopping.metric": ["callbacks=early_stopping"]}
+         "trainer.metric_to_track_lr": ["scheduler=plateau"],
+         "callbacks.early_stopping.metric": ["callbacks=early_stopping"]}
 #: Values bad only with the rest of the config: a stride as long as the window (debug=fast: 64
 #: sub-tokens), a label whose metric names clash with the summary ones, fp16 on CPU.
 EXTRA = {"component.stride": ["64"], "data.labels": ["[macro,x]"], "trainer.precision": ["fp16"]}
@@ -150,7 +153,8 @@ CASES = cases("config") + cases("evaluate") + cases("predict")
 def base_config(config_name: str, presets: tuple[str, ...]) -> typing.Any:
     """The composed config the bad values go into (composing costs ~0.3 s: once per preset)."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name, overrides=["+experiment=ner", "debug=fast", "paths.output_dir=/tmp/unused", *presets])
+        overrides = ["+experiment=ner", "debug=fast", "paths.output_dir=/tmp/unused", *presets]
+        return compose(config_name, overrides=overrides)
 
 
 def refusal(config_name: str, key: str, value: str) -> ConfigError:
@@ -201,7 +205,8 @@ def test_the_defaults_and_presets_pass():
 # Through the real command line: exit code 2, one Error line, no traceback, nothing written but Hydra's own files.
 CLI_CASES = [
     ("seed=99999999999999999999", "seed"), ("seed=-1", "seed"), ("optimizer.lr=nan", "optimizer.lr"),
-    ("optimizer.weight_decay=inf", "optimizer.weight_decay"), ("optimizer.max_grad_norm=nan", "optimizer.max_grad_norm"),
+    ("optimizer.weight_decay=inf", "optimizer.weight_decay"),
+    ("optimizer.max_grad_norm=nan", "optimizer.max_grad_norm"),
     ("scheduler=plateau scheduler.factor=1.5", "scheduler.factor"), ("scheduler=plateau scheduler.patience=-1",
                                                                        "scheduler.patience"),
     ("component.tokenizer_max_length=1000000000", "component.tokenizer_max_length"),

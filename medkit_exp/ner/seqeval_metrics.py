@@ -69,7 +69,7 @@ class SeqevalMetricsComputer(EntityMetricsComputer):
                 scores[f"{prefix}{metric}"] = 0.0 if value != value else value  # NaN: no entity at all
         for label in sorted(set(self.labels) | {key for key in report if not key.endswith(" avg")}):
             row = report.get(label, {})
-            values = (row.get("precision", 0.0), row.get("recall", 0.0), row.get("f1-score", 0.0), row.get("support", 0))
+            values = [row.get(name, 0.0) for name in ("precision", "recall", "f1-score", "support")]
             scores.update({f"{label}_{metric}": float(value) for metric, value in zip(PER_LABEL_METRICS, values)})
         return scores
 
