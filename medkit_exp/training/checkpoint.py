@@ -110,7 +110,9 @@ class CheckpointManager:
         """
         name = checkpoint_name(step)
         final, tmp = self.root / name, self.root / f"{TMP_PREFIX}{name}"
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            self.root.mkdir(parents=True)
+            fsync_dir(self.root.parent)  # the new folder's own name, durable like the rest
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir()
