@@ -8,7 +8,8 @@ valid choice), then checks the composed config's keys and values (:func:`check_c
 every configuration mistake stops before the corpus or the model loads.
 
 In a multirun, the master config is checked (Hydra leaves the swept keys at their composed
-value); each trial's config is checked again by the task.
+value), then each value of each command-line sweep; each trial's config is checked again by the
+task (the sweeper samples intervals and its own search space).
 """
 
 from __future__ import annotations
@@ -32,11 +33,9 @@ def check_composed_command_line(schema: type, args: Any) -> None:
     check the result; raises :class:`ConfigError`. Nothing is run, created or loaded."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from medkit_exp.app import config_dir
-    from medkit_exp.config_check import check_config
 
     config_name, overrides = CONFIG_NAMES[schema.__name__], list(args.overrides)
     # Hydra warns of a missing search path (reported below, in one line); it warns again when it runs.
@@ -60,12 +59,53 @@ def check_composed_command_line(schema: type, args: Any) -> None:
                 raise composition_error(error, schema) from None
             multirun, cfg = True, _or_one_line(lambda: compose(RunMode.MULTIRUN), schema)
         check_hydra_paths(cfg, multirun)
-        previous = HydraConfig.instance().cfg
-        HydraConfig.instance().set_config(cfg)  # ${hydra:runtime.output_dir} resolves as in the run
+        check_in_run(cfg, schema)
+        if multirun:
+            check_swept_values(hydra, config_name, overrides, schema)
+
+
+def check_in_run(cfg: Any, schema: type) -> None:
+    """:func:`check_config` with Hydra's run config set, so ``${hydra:runtime.output_dir}`` resolves."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from medkit_exp.config_check import check_config
+
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        check_config(cfg, schema)
+    finally:
+        HydraConfig.instance().cfg = previous
+
+
+def check_swept_values(hydra: Any, config_name: str, overrides: list[str], schema: type) -> None:
+    """Each value of a command-line sweep (``optimizer.lr=1e-4,nan``, ``scheduler=linear,cosin``,
+    ``range(...)``), composed with the other overrides, before the first job: a bad one would
+    fail its jobs only. Sampled intervals are the sweeper's (it checks its own search space)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    for override in (o for o in parsed if o.is_sweep_override()):
         try:
-            check_config(cfg, schema)
-        finally:
-            HydraConfig.instance().cfg = previous
+            values = list(override.sweep_string_iterator())
+        except Exception:  # noqa: BLE001 - an interval: sampled by the sweeper
+            continue
+        for value in values:
+            line = f"{override.get_key_element()}={value}"
+            try:
+                cfg = hydra.compose_config(config_name, [*fixed, line], run_mode=RunMode.RUN,
+                                           with_log_configuration=False, from_shell=True)
+            except OverrideParseException:
+                continue  # a value our re-quoting cannot carry: its job composes it as given
+            except Exception as error:  # noqa: BLE001 - every composition error becomes one line
+                raise composition_error(error, schema) from None
+            with open_dict(cfg):
+                cfg.hydra.runtime.output_dir = str(Path(str(cfg.hydra.sweep.dir)).absolute())
+            check_in_run(cfg, schema)
 
 
 def _or_one_line(compose: Any, schema: type) -> Any:

@@ -112,3 +112,31 @@ def test_multirun_with_a_bad_value_stops_before_any_job(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.startswith("Error: config key 'optimizer.lr': must be a finite number, got nan")
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize(("sweep", "message"), [
+    (["optimizer.lr=1e-4,nan"], "config key 'optimizer.lr': must be a finite number, got nan"),
+    (["scheduler=linear,cosin"], "config key 'scheduler': no option 'cosin' in conf/scheduler; did you mean cosine?"),
+    (["seed=range(-2,2)"], "config key 'seed': must be >= 0, got -2"),
+    (["hparams_search=ner_optuna", "scheduler=choice(linear,cosin)"], "config key 'scheduler': no option 'cosin'"),
+])
+def test_each_value_of_a_command_line_sweep_is_checked_before_the_first_job(sweep, message):
+    from medkit_exp.config_check import command_line_args
+    from medkit_exp.config_compose import check_composed_command_line
+    from medkit_exp.schema import MedkitExpConfig
+
+    multirun = [] if any(s.startswith("hparams_search") for s in sweep) else ["--multirun"]
+    with pytest.raises(ConfigError, match="^" + message.replace("?", r"\?")):
+        check_composed_command_line(MedkitExpConfig, command_line_args(["+experiment=ner", *multirun, *sweep]))
+
+
+def test_the_readme_sweeps_pass_the_check():
+    from medkit_exp.config_check import command_line_args
+    from medkit_exp.config_compose import check_composed_command_line
+    from medkit_exp.schema import MedkitExpConfig
+
+    for argv in (["+experiment=ner", "hparams_search=ner_optuna", "hydra.sweeper.n_trials=2"],
+                 ["+experiment=ner", "hparams_search=ner_optuna", "optimizer.lr=tag(log, interval(1e-5, 1e-3))",
+                  "scheduler=choice(linear, cosine)"],
+                 ["+experiment=ner", "--multirun", "optimizer.lr=1e-4,2e-4", "scheduler=linear,cosine"]):
+        check_composed_command_line(MedkitExpConfig, command_line_args(argv))
