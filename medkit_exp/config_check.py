@@ -224,6 +224,9 @@ def check_config(cfg: Any, schema: type) -> None:
     check_values(cfg, schema)
     if "component" in cfg:  # last: importing the component's class imports torch (a bad value reports faster)
         check_component_keys(cfg.component)
+    from medkit_exp.config_values import check_devices
+
+    check_devices(cfg)
 
 
 def _check_node(node: Any, schema: type, prefix: str) -> None:

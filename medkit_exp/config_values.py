@@ -190,6 +190,23 @@ def check_values(cfg: Any, schema: type) -> None:
         raise ConfigError("tracking.model_alias", "needs tracking.register_model_name (it names a version of it)")
 
 
+def check_devices(cfg: Any) -> None:
+    """A CUDA device asked for (``component.device``, evaluate's and predict's ``device``) exists.
+    Only then is torch imported (the run needs it next); a CPU run never asks."""
+    wanted = [("device", _value(cfg, "device") if "device" in cfg else None)]
+    if "component" in cfg and cfg.component is not None and "device" in cfg.component:
+        wanted.append(("component.device", _value(cfg.component, "device")))
+    for key, device in wanted:
+        if not isinstance(device, int) or isinstance(device, bool) or device < 0:
+            continue
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device >= count:
+            found = f"{count} CUDA device(s): cuda:0..cuda:{count - 1}" if count else "no CUDA device here"
+            raise ConfigError(key, f"cuda:{device} asked for, {found}; -1 runs on the CPU")
+
+
 def _check_data_dir(cfg: Any) -> None:
     """A corpus relative to ``data_dir`` needs that folder (empty: unset, reported by the reader)."""
     data_dir, path = _value(cfg.data, "data_dir"), _value(cfg.data, "path")

@@ -68,9 +68,11 @@ NEEDS = {"scheduler.mode": ["scheduler=plateau"], "scheduler.factor": ["schedule
          "paths.data_dir": ["data=ncbi"], "data.data_dir": ["data=ncbi"],
          "trainer.metric_to_track_lr": ["scheduler=plateau"],
          "callbacks.early_stopping.metric": ["callbacks=early_stopping"]}
-#: Values bad only with the rest of the config: a stride as long as the window (debug=fast: 64
-#: sub-tokens), a label whose metric names clash with the summary ones, fp16 on CPU.
-EXTRA = {"component.stride": ["64"], "data.labels": ["[macro,x]"], "trainer.precision": ["fp16"]}
+#: Values bad only with the rest of the config or the machine: a stride as long as the window
+#: (debug=fast: 64 sub-tokens), a label whose metric names clash with the summary ones, fp16 on
+#: CPU, a CUDA device the machine lacks.
+EXTRA = {"component.stride": ["64"], "data.labels": ["[macro,x]"], "trainer.precision": ["fp16"],
+         "component.device": ["1000"], "device": ["1000"]}  # (no machine has cuda:1000)
 #: Eval metrics watched by the run: a name the metrics never produce is refused before the model loads.
 METRIC_KEYS = {"optimized_metric", "trainer.checkpoint_metric", "trainer.metric_to_track_lr",
                "callbacks.early_stopping.metric"}
