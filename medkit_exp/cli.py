@@ -74,9 +74,16 @@ def report_errors(task: Any) -> Any:
     except MedkitExpError as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or current_trial() is not None:
             raise  # a sweep trial: the sweeper records the failure and goes on
-        logger.error("%s", error)
-        print(f"Error: {error}\n(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
+        line = one_line(str(error))
+        logger.error("%s", line)
+        print(f"Error: {line}\n(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
         sys.exit(2)
+
+
+def one_line(message: str, limit: int = 1000) -> str:
+    """An error as one line (a third-party reason may hold several), at most ``limit`` characters."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -129,9 +136,13 @@ def build_component(component_cfg: DictConfig, optimizer_cfg: DictConfig | None 
     try:
         component = instantiate(settings, _convert_="all")
     except InstantiationException as error:
-        if isinstance(error.__cause__, MedkitExpError):  # Hydra wraps the constructor's own errors
-            raise error.__cause__ from None
-        raise
+        cause = error.__cause__  # Hydra wraps the constructor's errors in its own, over several lines
+        if isinstance(cause, ConfigError) and not cause.key.startswith("component."):
+            raise ConfigError(f"component.{cause.key}", cause.message, lead=cause.lead) from None
+        if isinstance(cause, MedkitExpError):
+            raise cause from None
+        reason = f"{type(cause).__name__}: {cause}" if cause is not None else str(error)
+        raise ConfigError("component", f"cannot build {settings.get('_target_')}: {reason}") from cause
     if optimizer_cfg is not None:
         from medkit_exp.training.optim import use_optimizer
 

@@ -140,3 +140,15 @@ def test_the_readme_sweeps_pass_the_check():
                   "scheduler=choice(linear, cosine)"],
                  ["+experiment=ner", "--multirun", "optimizer.lr=1e-4,2e-4", "scheduler=linear,cosine"]):
         check_composed_command_line(MedkitExpConfig, command_line_args(argv))
+
+
+def test_a_component_that_cannot_be_built_is_one_line_naming_the_component_key(tmp_path):
+    from medkit_exp.cli import one_line
+
+    result = run_cli(tmp_path, "+experiment=ner", "debug=fast", "tracking=none", "hydra.run.dir=run",
+                     "component.model_name_or_path=nobody/no-such-model")
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith("Error: config key 'component.model_name_or_path': "), errors
+    assert "Error in call to target" not in result.stderr and "Traceback" not in result.stderr
+    assert one_line("a\n  b\n\nc") == "a b c" and len(one_line("x" * 5000)) == 1000
