@@ -61,7 +61,7 @@ def check_composed_command_line(schema: type, args: Any) -> None:
         check_hydra_paths(cfg, multirun)
         check_in_run(cfg, schema)
         if multirun:
-            check_swept_values(hydra, config_name, overrides, schema)
+            check_swept_values(hydra, config_name, overrides, schema, cfg)
 
 
 def check_in_run(cfg: Any, schema: type) -> None:
@@ -78,14 +78,18 @@ def check_in_run(cfg: Any, schema: type) -> None:
         HydraConfig.instance().cfg = previous
 
 
-def check_swept_values(hydra: Any, config_name: str, overrides: list[str], schema: type) -> None:
+def check_swept_values(hydra: Any, config_name: str, overrides: list[str], schema: type, master: Any) -> None:
     """Each value of a command-line sweep (``optimizer.lr=1e-4,nan``, ``scheduler=linear,cosin``,
-    ``range(...)``), composed with the other overrides, before the first job: a bad one would
-    fail its jobs only. Sampled intervals are the sweeper's (it checks its own search space)."""
+    ``range(...)``) before the first job: a bad one would fail its jobs only. A key's value is set
+    in a copy of the ``master`` config (a range at its bounds); a group's
+    option is composed. Sampled intervals are the sweeper's (it checks its own search space)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import RangeSweep
     from hydra.errors import OverrideParseException
     from hydra.types import RunMode
     from omegaconf import open_dict
+
+    from medkit_exp.config_check import is_config_group
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
@@ -94,18 +98,43 @@ def check_swept_values(hydra: Any, config_name: str, overrides: list[str], schem
             values = list(override.sweep_string_iterator())
         except Exception:  # noqa: BLE001 - an interval: sampled by the sweeper
             continue
+        if isinstance(override.value(), RangeSweep):
+            values = values[:1] + values[-1:]  # the bounds: a range of numbers is in range when they are
+        key = str(override.key_or_group)
         for value in values:
             line = f"{override.get_key_element()}={value}"
             try:
-                cfg = hydra.compose_config(config_name, [*fixed, line], run_mode=RunMode.RUN,
-                                           with_log_configuration=False, from_shell=True)
+                if is_config_group(key) or "/" in key:
+                    cfg = hydra.compose_config(config_name, [*fixed, line], run_mode=RunMode.RUN,
+                                               with_log_configuration=False, from_shell=True)
+                    with open_dict(cfg):
+                        cfg.hydra.runtime.output_dir = master.hydra.runtime.output_dir
+                else:
+                    cfg = _with_value(master, key, line)
             except OverrideParseException:
                 continue  # a value our re-quoting cannot carry: its job composes it as given
             except Exception as error:  # noqa: BLE001 - every composition error becomes one line
                 raise composition_error(error, schema) from None
-            with open_dict(cfg):
-                cfg.hydra.runtime.output_dir = str(Path(str(cfg.hydra.sweep.dir)).absolute())
             check_in_run(cfg, schema)
+
+
+def _with_value(master: Any, key: str, line: str) -> Any:
+    """A copy of ``master`` with ``key`` set as Hydra sets it from ``line`` (its parser gives the
+    value; OmegaConf checks the type)."""
+    import copy
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import ValidationError
+
+    (override,) = OverridesParser.create().parse_overrides([line])
+    cfg = copy.deepcopy(master)
+    try:
+        with open_dict(cfg):
+            OmegaConf.update(cfg, key, override.value(), merge=False)
+    except ValidationError as error:
+        raise type_error(error) from None
+    return cfg
 
 
 def _or_one_line(compose: Any, schema: type) -> Any:
@@ -227,3 +256,4 @@ def _nearest_key(key: str, schema: type) -> str:
 
 def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), text)
+

@@ -119,6 +119,8 @@ def test_multirun_with_a_bad_value_stops_before_any_job(tmp_path):
     (["scheduler=linear,cosin"], "config key 'scheduler': no option 'cosin' in conf/scheduler; did you mean cosine?"),
     (["seed=range(-2,2)"], "config key 'seed': must be >= 0, got -2"),
     (["hparams_search=ner_optuna", "scheduler=choice(linear,cosin)"], "config key 'scheduler': no option 'cosin'"),
+    (["trainer.batch_size=1,abc"], "config key 'trainer.batch_size': Value 'abc' of type 'str' could not be converted"),
+    (["seed=range(0,5000)", "optimizer.lr=nan,1e-4"], "config key 'optimizer.lr': must be a finite number"),
 ])
 def test_each_value_of_a_command_line_sweep_is_checked_before_the_first_job(sweep, message):
     from medkit_exp.config_check import command_line_args
