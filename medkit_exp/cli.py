@@ -48,7 +48,21 @@ _register_sweeper()
 
 def task(cfg: DictConfig) -> float | None:
     """Train as configured; return the best value of ``optimized_metric``."""
+    redact_run_records()
     return report_errors(lambda: train(cfg))
+
+
+def redact_run_records() -> None:
+    """No secret in what the run writes: log records (``cli.log`` too) are redacted as they are
+    made, and the YAML files Hydra has just written into the run folder are rewritten redacted."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from medkit_exp.redaction import install_log_redaction
+    from medkit_exp.tracking.params import redact_yaml_files
+
+    install_log_redaction()
+    if HydraConfig.initialized():
+        redact_yaml_files(HydraConfig.get().runtime.output_dir)
 
 
 hydra_main = hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")(task)
@@ -94,8 +108,14 @@ def train(cfg: DictConfig) -> float | None:
     from medkit_exp.ner.data import NERDataConfig, load_corpus
     from medkit_exp.training import Trainer, seed_everything
 
+    from medkit_exp.tracking.params import redacted_yaml
+    from medkit_exp.training.checkpoint import check_resume_choice
+
     trainer_config = build_trainer_config(cfg)  # its values checked before the corpus and model load
     scheduler_builder = build_scheduler(cfg.scheduler)
+    # resume_from with nothing to resume, or a new run over a run's checkpoints: refused before
+    # anything is written into the folder or loaded
+    check_resume_choice(Path(trainer_config.output_dir), cfg.resume_from)
     print_config(cfg)
     if cfg.tracking.enabled and cfg.tracking.get("worker", True):  # imports MLflow while we import torch
         from medkit_exp.tracking.worker import prestart
@@ -104,7 +124,7 @@ def train(cfg: DictConfig) -> float | None:
                  log_model=cfg.tracking.log_model)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (output_dir / "config_resolved.yaml").write_text(redacted_yaml(cfg))
     if cfg.seed is not None:
         seed_everything(cfg.seed)  # before anything seeded (the tagger's new head) is built
     splits = load_corpus(OmegaConf.to_object(cfg.data) if isinstance(cfg.data, DictConfig) else NERDataConfig())
@@ -270,15 +290,18 @@ def best_value(history: list[dict[str, dict[str, float]]], metric: str, minimize
 
 
 def print_config(cfg: DictConfig) -> None:
-    """The resolved config as an indented tree, one group per branch."""
+    """The resolved config as an indented tree, one group per branch (secrets redacted)."""
+    from medkit_exp.redaction import redact_value
+    from medkit_exp.tracking.params import redacted_yaml
+
     lines = ["Configuration:"]
     for key, value in cfg.items():
         if isinstance(value, DictConfig):
             lines.append(f"├── {key}")
-            body = OmegaConf.to_yaml(value, resolve=True).rstrip().splitlines()
+            body = redacted_yaml(value).rstrip().splitlines()
             lines += [f"│   {line}" for line in body]
         else:
-            lines.append(f"├── {key}: {value}")
+            lines.append(f"├── {key}: {redact_value(value)}")
     print("\n".join(lines), flush=True)
 
 
@@ -293,8 +316,11 @@ def print_summary(cfg: DictConfig, trainer: Any, objective: float | None, callba
     ]
     if trainer.state.stop_reason:
         lines.append(f"  stopped early: {trainer.state.stop_reason}")
+    from medkit_exp.redaction import redact_url
+
     for callback in callbacks:
         run_id, uri = getattr(callback, "run_id", None), getattr(callback, "resolved_tracking_uri", None)
+        uri = redact_url(uri) if uri else uri
         if run_id:
             lines.append(f"  MLflow run: {run_id} ({uri})")
             if uri and not uri.startswith(("http://", "https://")):

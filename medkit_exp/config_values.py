@@ -171,10 +171,6 @@ def check_values(cfg: Any, schema: type) -> None:
     if "component" in cfg and cfg.component is not None and cfg.component.get("_target_") == HF_TAGGER:
         check_tagger(cfg.component)
         check_metric_names(cfg)
-    if "metrics" in cfg and cfg.metrics.name == "seqeval" and schema.task_name == "evaluate":
-        # evaluate computes its word-level metrics with the tagger's own computer: refused, not ignored
-        raise ConfigError("metrics.name", "evaluate computes the entity metrics (equal to seqeval's strict "
-                          "mode); metrics=seqeval applies to training only")
     if "metrics" in cfg and cfg.metrics.name == "seqeval":
         from medkit_exp.ner.seqeval_metrics import seqeval_missing
 

@@ -62,10 +62,10 @@ def evaluate(cfg: DictConfig) -> float | None:
     batch_size = check_batch_size(cfg.batch_size if cfg.batch_size is not None else default_batch_size)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    tagger = load_tagger(folder, "checkpoint", cfg.device)  # damaged or non-finite weights: before the corpus
     gold = load_corpus(OmegaConf.to_object(cfg.data), only=[cfg.split])[cfg.split]
-    tagger = load_tagger(folder, "checkpoint", cfg.device)
     logger.info("Evaluating %s on %s/%s (%d documents)", folder, cfg.data.name, cfg.split, len(gold))
-    words = word_level_metrics(tagger, gold, batch_size)
+    words = word_level_metrics(tagger, gold, batch_size, cfg.metrics.name)
     predicted = predict_documents(tagger, gold, batch_size)
     from medkit_exp.ner.metrics import evaluate_documents
 
@@ -86,14 +86,19 @@ def evaluate(cfg: DictConfig) -> float | None:
     return words.get(cfg.optimized_metric)
 
 
-def word_level_metrics(tagger: Any, documents: list[Any], batch_size: int) -> dict[str, float]:
+def word_level_metrics(
+    tagger: Any, documents: list[Any], batch_size: int, metrics_name: str = "entity"
+) -> dict[str, float]:
     """Loss and strict entity metrics on word tags, computed as the Trainer's evaluation does
-    (same windows, batches in order, loss averaged over batches in float32)."""
+    (same windows, batches in order, loss averaged over batches in float32), by the computer
+    ``metrics.name`` names (ours, or seqeval's)."""
     import torch
     from tqdm.auto import tqdm
 
+    from medkit_exp.ner.seqeval_metrics import make_metrics_computer
+
     started = time.perf_counter()
-    computer = tagger.make_metrics_computer()
+    computer = make_metrics_computer(metrics_name, tagger)
     items = [tagger.preprocess(doc) for doc in documents]
     total_loss, nb_batches = torch.zeros(()), 0
     data: dict[str, list[Any]] = defaultdict(list)
@@ -170,7 +175,11 @@ def log_to_mlflow(tracking: dict[str, Any], report: dict[str, Any], files: list[
     from medkit_exp.tracking.ops import now_ms
     from medkit_exp.tracking.runs import resolve_tracking_uri
 
+    from medkit_exp.redaction import redact_url, redact_value
+    from medkit_exp.tracking.store import prepare_store
+
     uri = resolve_tracking_uri(tracking.get("tracking_uri"))
+    prepare_store(uri)  # created and migrated once, under its lock (parallel evaluations)
     client = MlflowClient(uri)
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id:
@@ -187,7 +196,7 @@ def log_to_mlflow(tracking: dict[str, Any], report: dict[str, Any], files: list[
         run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
     timestamp = now_ms()
     # Own names: `mlflow run` logs its entry point's parameters (checkpoint, split) as given.
-    params = [Param(f"evaluate.{key}", str(report[key])) for key in ("checkpoint", "data", "split")]
+    params = [Param(f"evaluate.{key}", redact_value(str(report[key]))) for key in ("checkpoint", "data", "split")]
     metrics = [Metric(key, float(value), timestamp, 0) for key, value in flat_metrics(report).items()]
     client.log_batch(run_id, metrics=metrics, params=params, tags=[])
     client.set_tag(run_id, "task", "evaluate")
@@ -195,8 +204,8 @@ def log_to_mlflow(tracking: dict[str, Any], report: dict[str, Any], files: list[
         client.log_artifact(run_id, str(path), artifact_path="evaluation")
     if not os.environ.get("MLFLOW_RUN_ID") == run_id:  # `mlflow run` ends its own run
         client.set_terminated(run_id, "FINISHED")
-    logger.info("Evaluation logged to MLflow run %s (%s)", run_id, uri)
-    print(f"MLflow run: {run_id} ({uri})", flush=True)
+    logger.info("Evaluation logged to MLflow run %s (%s)", run_id, redact_url(uri))
+    print(f"MLflow run: {run_id} ({redact_url(uri)})", flush=True)
     return run_id
 
 

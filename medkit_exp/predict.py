@@ -9,6 +9,8 @@ input's own entities and relations, if any, are not carried over: the output hol
 
 from __future__ import annotations
 
+import os
+
 import dataclasses
 import logging
 from pathlib import Path
@@ -73,6 +75,10 @@ def read_input(path: str | None, input_format: str, errors: str) -> list[Any]:
         )
     source = Path(path).expanduser()
     if not source.exists():
+        if os.path.lexists(source):
+            from medkit_exp.ner.textfiles import check_readable
+
+            check_readable(source, "file or folder")  # a symlink loop or dangling link, named as such
         raise ConfigError("input", f"no such file or folder: {source}")
     if input_format == "auto":
         try:

@@ -226,9 +226,11 @@ def reproduce(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
     from medkit_exp.tracking.runs import resolve_tracking_uri
+    from medkit_exp.tracking.store import prepare_store
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_tracking_uri(args.tracking_uri)
+    prepare_store(uri)  # a store being created by a training beside: wait for it, never half-migrate
     client = MlflowClient(uri)
     recorded, overrides = load_run(client, args.run_id, uri)
     for warning in provenance_warnings(recorded.data.tags, recorded.data.params):

@@ -172,13 +172,3 @@ def test_without_seqeval_the_command_line_stops_before_any_work(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.startswith("Error: config key 'metrics.name': 'seqeval' needs seqeval"), result.stderr
     assert "medkit_exp[seqeval]" in result.stderr and not (tmp_path / "run").exists()
-
-
-def test_evaluate_refuses_metrics_seqeval_rather_than_ignoring_it(tmp_path):
-    import medkit_exp.evaluate  # noqa: F401 - registers the evaluate schema
-    from medkit_exp.schema import EvaluateConfig
-
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("evaluate", overrides=["+experiment=ner", "metrics=seqeval", f"paths.output_dir={tmp_path}"])
-    with pytest.raises(ConfigError, match=r"^config key 'metrics.name': evaluate computes the entity metrics"):
-        check_config(cfg, EvaluateConfig)

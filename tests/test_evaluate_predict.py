@@ -97,6 +97,28 @@ def test_evaluate_in_process_last_checkpoint_on_train_without_predictions(traine
     assert not list(tmp_path.glob("predictions_*"))
 
 
+def test_evaluate_with_seqeval_metrics_computes_them_with_seqeval(trained_run, tmp_path, monkeypatch):
+    pytest.importorskip("seqeval")
+    import medkit_exp.ner.seqeval_metrics as seqeval_metrics
+    from medkit_exp.evaluate import evaluate
+
+    made, original = [], seqeval_metrics.SeqevalMetricsComputer.compute
+
+    def recorded(self, all_data):
+        made.append(type(self).__name__)
+        return original(self, all_data)
+
+    monkeypatch.setattr(seqeval_metrics.SeqevalMetricsComputer, "compute", recorded)
+    scores = {}
+    for name in ("entity", "seqeval"):
+        cfg = composed("evaluate", "+experiment=ner", "debug=fast", f"checkpoint={trained_run}", f"metrics={name}",
+                       "save_predictions=false", f"paths.output_dir={tmp_path / name}")
+        evaluate(cfg)
+        scores[name] = json.loads((tmp_path / name / "metrics.json").read_text())["words"]
+    assert made == ["SeqevalMetricsComputer"]  # seqeval computed the second report, not our computer
+    assert scores["seqeval"] == pytest.approx(scores["entity"])  # strict seqeval equals our entity metrics
+
+
 # ----------------------------------------------------------------------------------------- predict
 def test_predict_brat_folder_to_brat_matches_the_library(trained_run, tmp_path):
     from medkit_exp.ner.prediction import predict

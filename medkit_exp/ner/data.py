@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import os
+
 import hashlib
 import json
 import logging
@@ -19,6 +21,7 @@ from medkit_exp.ner.documents import ERROR_MODES, TextDocument
 from medkit_exp.ner.formats import FORMATS, find_split, read_documents
 from medkit_exp.ner.policies import DISCONTINUOUS_POLICIES, OVERLAP_POLICIES, apply_policies
 from medkit_exp.ner.splitting import split_documents
+from medkit_exp.ner.textfiles import check_readable
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +127,8 @@ def corpus_root(config: NERDataConfig) -> Path:
         )
     if not root.is_absolute() and data_dir is not None:
         root = Path(data_dir) / root
+    if os.path.lexists(root) and not root.exists():
+        check_readable(root, "corpus folder")  # a symlink loop or dangling link, named as such
     if not root.is_dir():
         raise DataError(f"corpus folder of {config.name} not found (config key data.path)", path=root)
     return root

@@ -180,8 +180,11 @@ def compare_runs(
     from mlflow import MlflowClient
 
     from medkit_exp.tracking.runs import resolve_tracking_uri
+    from medkit_exp.tracking.store import prepare_store
 
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    uri = resolve_tracking_uri(tracking_uri)
+    prepare_store(uri)  # a store being created by a training beside: wait for it, never half-migrate
+    client = MlflowClient(uri)
     runs = find_runs(client, experiment, parent_run_id)
     metrics = list(metrics) if metrics else default_metrics(runs)
     summaries = summarize(client, runs, metrics)

@@ -22,6 +22,7 @@ _EXPORTS = {
     "TrainerControl": "callbacks",
     "TrainerState": "callbacks",
     "CheckpointManager": "checkpoint",
+    "check_resume_choice": "checkpoint",
     "load_trainer_state": "checkpoint",
     "resolve_checkpoint": "checkpoint",
     "TrainableComponent": "component",

@@ -248,3 +248,21 @@ def test_one_i_after_o_in_an_iob2_file_is_reported_not_read_as_iob1(tmp_path):
         read_conll(path)
     path.write_text("a\tI-X\nb\tB-X\n\nc\tO\nd\tI-X\n")  # true IOB1: B- only between two X entities
     assert "tagging scheme detected: iob1" in read_conll(path).report.notes
+
+
+def test_a_corpus_folder_that_is_a_symlink_loop_is_named_as_one(tmp_path):
+    from medkit_exp.ner.data import NERDataConfig, corpus_root
+
+    loop = tmp_path / "corpus"
+    loop.symlink_to(loop)
+    with pytest.raises(DataError, match=r"corpus: symlink loop"):
+        corpus_root(NERDataConfig(name="mine", path=str(loop)))
+
+
+def test_predict_names_a_symlink_loop_given_as_input(tmp_path):
+    from medkit_exp.predict import read_input
+
+    loop = tmp_path / "notes"
+    loop.symlink_to(loop)
+    with pytest.raises(DataError, match=r"notes: symlink loop"):
+        read_input(str(loop), "auto", "raise")

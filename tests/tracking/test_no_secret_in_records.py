@@ -19,8 +19,8 @@ CREDENTIALED = [
     "+tracking.tags.source=https://alice:s3cretPW@git.example.org/repo",
     "+tracking.tags.database=postgresql://optuna:dbPASS9876@db-host:5432/optuna",
 ]
-# Written by medkit_exp/cli.py (config_resolved.yaml) and by Hydra before the task runs (.hydra/):
-# redacted once cli.train() writes them through medkit_exp.tracking.params (see the xfail below).
+# Written by medkit_exp/cli.py (config_resolved.yaml) and by Hydra before the task runs (.hydra/,
+# rewritten redacted by cli.task()).
 CLI_FILES = ("config_resolved.yaml", ".hydra/")
 
 
@@ -94,8 +94,6 @@ def test_the_records_keep_the_redacted_urls(tracked_runs):
         assert "https://alice:***@git.example.org/repo" in run.data.tags["command"]
 
 
-@pytest.mark.xfail(strict=True, reason="medkit_exp/cli.py train() writes config_resolved.yaml unredacted and does "
-                   "not redact Hydra's .hydra/*.yaml: see the change asked for in the issue 13 report")
 def test_no_secret_in_the_files_cli_py_writes(tracked_runs):
     found = files_holding_secrets(tracked_runs)
     assert {path: hits for path, hits in found.items() if any(name in path for name in CLI_FILES)} == {}
