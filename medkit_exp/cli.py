@@ -71,7 +71,7 @@ hydra_main = hydra.main(version_base="1.3", config_path=config_dir(), config_nam
 def main() -> float | None:
     """``python -m medkit_exp``: the command line's config keys are checked (one line, exit code 2,
     for an unknown one) before Hydra composes, whose own message for them is a multi-line one."""
-    from medkit_exp.config_check import check_command_line_or_exit
+    from medkit_exp.config_compose import check_command_line_or_exit
     from medkit_exp.schema import MedkitExpConfig
 
     check_command_line_or_exit(MedkitExpConfig)
@@ -207,7 +207,7 @@ def build_trainer_config(cfg: DictConfig) -> Any:
 
 
 def build_scheduler(scheduler_cfg: DictConfig) -> Any:
-    from medkit_exp.config_check import SCHEDULER_KEYS
+    from medkit_exp.config_keys import SCHEDULER_KEYS
     from medkit_exp.training import make_scheduler_builder
 
     name = scheduler_cfg.name

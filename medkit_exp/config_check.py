@@ -6,7 +6,8 @@ used to load the corpus and the model, then die in ``TrainerConfig(**settings)``
 with one line naming the key and the nearest valid ones, through :class:`ConfigError` (exit code 2):
 
 - :func:`check_command_line`: the command line's overrides, before Hydra composes (an unknown
-  key without ``+`` would otherwise stop Hydra's composition with its own message);
+  key without ``+`` would otherwise stop Hydra's composition with its own message; the
+  applications call it through :func:`medkit_exp.config_compose.check_command_line_or_exit`);
 - :func:`check_config`: the composed config, at the start of the task (keys added with ``+``,
   the component's keys against its class's signature, keys derived from another key).
 
@@ -15,124 +16,37 @@ The applications call both (``python -m medkit_exp``; evaluate and predict share
     check_command_line_or_exit(EvaluateConfig)   # before the @hydra.main function runs
     check_config(cfg, EvaluateConfig)            # first thing in the task (a ConfigError)
 
->>> from medkit_exp.schema import MedkitExpConfig
->>> check_key("trainer.batch_sise", MedkitExpConfig)
-Traceback (most recent call last):
-...
-medkit_exp.errors.ConfigError: config key 'trainer.batch_sise': unknown config key; did you mean trainer.batch_size or trainer.eval_batch_size?
+Which keys exist and the messages naming a wrong one are :mod:`medkit_exp.config_keys`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import logging
 import sys
-import typing
-from collections.abc import Iterable, Sequence
-from functools import lru_cache
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from medkit_exp.app import config_dir
+from medkit_exp.config_keys import (
+    DERIVED_KEYS,
+    OPTIMIZER_COMMON_KEYS,
+    OPTIMIZER_KEYS,
+    SCHEDULER_KEYS,
+    check_key,
+    derived_key_error,
+    is_config_group,
+    schema_fields,
+    suggestion,
+    unknown_key,
+)
+from medkit_exp.config_values import check_devices, check_values
 from medkit_exp.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-#: Keys whose value is another key's (one key per value): the trainer's optimisation settings are
-#: the optimizer group's, interpolated in ``conf/trainer/*.yaml``.
-DERIVED_KEYS = {
-    "trainer.learning_rate": "optimizer.lr",
-    "trainer.weight_decay": "optimizer.weight_decay",
-    "trainer.max_grad_norm": "optimizer.max_grad_norm",
-}
-#: The keys of the ``optimizer`` group each optimizer uses besides lr, weight_decay and
-#: max_grad_norm (the others must keep their defaults); the app builds it (``use_optimizer``).
-OPTIMIZER_KEYS = {"adamw": (), "sgd": ("momentum",)}
-OPTIMIZERS = tuple(OPTIMIZER_KEYS)
-_OPTIMIZER_COMMON = ("lr", "weight_decay", "max_grad_norm")
-#: The keys of the ``scheduler`` group each schedule uses (the others must keep their defaults).
-SCHEDULER_KEYS = {
-    "none": (),
-    "linear": ("warmup_ratio", "warmup_steps", "min_lr_ratio"),
-    "cosine": ("warmup_ratio", "warmup_steps", "min_lr_ratio"),
-    "constant": ("warmup_ratio", "warmup_steps", "min_lr_ratio"),
-    "plateau": ("mode", "factor", "patience"),
-}
 _HYDRA_FLAGS_WITH_OTHER_CONFIGS = ("config_name", "config_path", "config_dir", "experimental_rerun")
 _HYDRA_FLAGS_WITHOUT_RUN = ("help", "hydra_help", "shell_completion", "info")
-
-
-# ----------------------------------------------------------------------------- messages
-def unknown_key(prefix: str, key: str, valid: Iterable[str], what: str = "unknown config key") -> ConfigError:
-    """``ConfigError`` naming ``prefix + key`` and the nearest of ``valid`` (else all of them)."""
-    valid = sorted(str(name) for name in valid)
-    near = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
-    if near:
-        hint = f"did you mean {' or '.join(prefix + name for name in near)}?"
-    else:
-        hint = f"valid keys: {', '.join(prefix + name for name in valid)}"
-    return ConfigError(f"{prefix}{key}", f"{what}; {hint}")
-
-
-def suggestion(value: str, valid: Iterable[str]) -> str:
-    """"did you mean X?" for the nearest of ``valid``, else the list of them."""
-    valid = sorted(str(name) for name in valid)
-    near = difflib.get_close_matches(value, valid, n=3, cutoff=0.6)
-    return f"did you mean {' or '.join(near)}?" if near else f"valid: {', '.join(valid)}"
-
-
-# ----------------------------------------------------------------------------- schemas
-@lru_cache(maxsize=None)
-def schema_fields(schema: type) -> dict[str, Any]:
-    """A dataclass's fields and their (resolved) types."""
-    hints = typing.get_type_hints(schema)
-    return {spec.name: hints[spec.name] for spec in dataclasses.fields(schema)}
-
-
-def check_key(key: str, schema: type, added: bool = False) -> None:
-    """A dotted key (of a command-line override) exists in ``schema``; the component's keys are
-    checked here when set without ``+`` (they must be in its config file), else by
-    :func:`check_config` against the class."""
-    if key in DERIVED_KEYS:
-        raise derived_key_error(key)
-    parts, cls, prefix = key.split("."), schema, ""
-    for position, part in enumerate(parts):
-        fields = schema_fields(cls)
-        if part not in fields:
-            raise unknown_key(prefix, part, fields)
-        kind, prefix = fields[part], f"{prefix}{part}."
-        if prefix == "component." and len(parts) > position + 1 and not added:
-            _check_component_file_key(parts[position + 1])
-            return
-        if not dataclasses.is_dataclass(kind):
-            return  # a value, or an open mapping: Hydra checks the rest
-        cls = kind
-
-
-def _check_component_file_key(key: str) -> None:
-    """Without ``+``, Hydra sets only the keys a ``conf/component`` file has."""
-    known = component_file_keys()
-    if key not in known and not key.startswith("_"):
-        raise unknown_key("component.", key, [k for k in known if not k.startswith("_")],
-                          what="not in conf/component (a parameter of the class not set there: +component.KEY=VALUE)")
-
-
-@lru_cache(maxsize=1)
-def component_file_keys() -> frozenset[str]:
-    """The keys of every ``conf/component/*.yaml`` file."""
-    from omegaconf import OmegaConf
-
-    keys: set[str] = set()
-    for path in sorted(Path(config_dir(), "component").glob("*.yaml")):
-        keys.update(str(k) for k in OmegaConf.load(path).keys() if k != "defaults")
-    return frozenset(keys)
-
-
-def derived_key_error(key: str) -> ConfigError:
-    source = DERIVED_KEYS[key]
-    return ConfigError(key, f"takes its value from {source} (one key per value): set {source} instead")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -176,34 +90,6 @@ def check_command_line(schema: type, argv: Sequence[str] | None = None) -> None:
         check_key(key, schema, added=override.is_add() or override.is_force_add())
 
 
-def check_command_line_or_exit(schema: type, argv: Sequence[str] | None = None) -> None:
-    """The command line's keys (:func:`check_command_line`), then its composed config, as Hydra
-    will compose it (:func:`medkit_exp.config_compose.check_composed_command_line`: Hydra's
-    composition errors, every value): a mistake ends the process with one line on stderr and exit
-    code 2 (``HYDRA_FULL_ERROR=1``: the traceback), before Hydra creates the run folder and before
-    any work. Call it before the ``@hydra.main`` function. ``--help``, ``--cfg`` and the like are
-    left to Hydra."""
-    import os
-
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        check_command_line(schema, argv)
-        args = command_line_args(argv)
-        if args is not None and not args.cfg:
-            from medkit_exp.config_compose import check_composed_command_line
-
-            check_composed_command_line(schema, args)
-    except ConfigError as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"Error: {error}\n(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
-        sys.exit(2)
-
-
-def is_config_group(key: str) -> bool:
-    return "." not in key and Path(config_dir(), key).is_dir()
-
-
 # ----------------------------------------------------------------------------- composed config
 def check_config(cfg: Any, schema: type) -> None:
     """The composed config holds only keys ``schema`` (and the component's class) accepts, derived
@@ -216,15 +102,13 @@ def check_config(cfg: Any, schema: type) -> None:
             raise derived_key_error(key)
     if "optimizer" in cfg:
         check_used_keys("optimizer", cfg.optimizer, schema_fields(schema)["optimizer"], OPTIMIZER_KEYS,
-                        _OPTIMIZER_COMMON)
+                        OPTIMIZER_COMMON_KEYS)
     if "scheduler" in cfg:
         check_scheduler(cfg.scheduler, schema_fields(schema)["scheduler"])
-    from medkit_exp.config_values import check_values
 
     check_values(cfg, schema)
     if "component" in cfg:  # last: importing the component's class imports torch (a bad value reports faster)
         check_component_keys(cfg.component)
-    from medkit_exp.config_values import check_devices
 
     check_devices(cfg)
 
@@ -293,7 +177,7 @@ def unused_keys(config: dict[str, Any]) -> list[str]:
     """The keys of a resolved config's ``scheduler`` and ``optimizer`` groups that their choice
     does not use (left out of the record: they keep their defaults, see :func:`check_used_keys`)."""
     unused = []
-    for group, used_by, common in (("scheduler", SCHEDULER_KEYS, ()), ("optimizer", OPTIMIZER_KEYS, _OPTIMIZER_COMMON)):
+    for group, used_by, common in (("scheduler", SCHEDULER_KEYS, ()), ("optimizer", OPTIMIZER_KEYS, OPTIMIZER_COMMON_KEYS)):
         node = config.get(group) or {}
         used = (*common, *used_by.get(node.get("name"), ()))
         unused += [f"{group}.{key}" for key in node if key != "name" and key not in used]

@@ -16,16 +16,42 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medkit_exp.config_check import check_command_line, check_config, command_line_args
+from medkit_exp.config_keys import check_key, is_config_group, suggestion
+from medkit_exp.config_values import output_folder
 from medkit_exp.errors import ConfigError
 
 #: The primary config of each application's schema.
 CONFIG_NAMES = {"MedkitExpConfig": "config", "EvaluateConfig": "evaluate", "PredictConfig": "predict"}
 _QUOTED = re.compile(r"'([^']*)'")
+
+
+def check_command_line_or_exit(schema: type, argv: Sequence[str] | None = None) -> None:
+    """The command line's keys (:func:`~medkit_exp.config_check.check_command_line`), then its composed config, as Hydra
+    will compose it (:func:`check_composed_command_line`: Hydra's
+    composition errors, every value): a mistake ends the process with one line on stderr and exit
+    code 2 (``HYDRA_FULL_ERROR=1``: the traceback), before Hydra creates the run folder and before
+    any work. Call it before the ``@hydra.main`` function. ``--help``, ``--cfg`` and the like are
+    left to Hydra."""
+    import os
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        check_command_line(schema, argv)
+        args = command_line_args(argv)
+        if args is not None and not args.cfg:
+            check_composed_command_line(schema, args)
+    except ConfigError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"Error: {error}\n(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
+        sys.exit(2)
 
 
 def check_composed_command_line(schema: type, args: Any) -> None:
@@ -68,7 +94,6 @@ def check_in_run(cfg: Any, schema: type) -> None:
     """:func:`check_config` with Hydra's run config set, so ``${hydra:runtime.output_dir}`` resolves."""
     from hydra.core.hydra_config import HydraConfig
 
-    from medkit_exp.config_check import check_config
 
     previous = HydraConfig.instance().cfg
     HydraConfig.instance().set_config(cfg)
@@ -89,7 +114,6 @@ def check_swept_values(hydra: Any, config_name: str, overrides: list[str], schem
     from hydra.types import RunMode
     from omegaconf import open_dict
 
-    from medkit_exp.config_check import is_config_group
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
@@ -150,7 +174,6 @@ def check_hydra_paths(cfg: Any, multirun: bool) -> None:
     from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    from medkit_exp.config_values import output_folder
 
     for entry in cfg.hydra.searchpath:
         scheme, _, location = str(entry).rpartition("://")
@@ -201,7 +224,6 @@ def type_error(error: Any) -> ConfigError:
 
 
 def _missing_option(error: Any) -> ConfigError:
-    from medkit_exp.config_check import suggestion
 
     missing = str(error.missing_cfg_file or "")
     group, _, option = missing.rpartition("/")
@@ -216,8 +238,7 @@ def _composition_message(message: str, schema: type) -> ConfigError:
     quoted = _QUOTED.findall(message)
     key = quoted[0] if quoted else "overrides"
     if message.startswith("Could not override"):
-        from medkit_exp.config_check import is_config_group
-
+    
         override = message.rsplit("use ", 1)[-1].strip() if "use +" in message else f"+{key}=VALUE"
         if is_config_group(key):
             return ConfigError(key, f"is a config group not in the defaults: add it with a +: {override}")
@@ -240,7 +261,6 @@ def _composition_message(message: str, schema: type) -> ConfigError:
 
 
 def _nearest_key(key: str, schema: type) -> str:
-    from medkit_exp.config_check import check_key, is_config_group, suggestion
 
     if "." not in key and not is_config_group(key):
         from medkit_exp.app import config_dir

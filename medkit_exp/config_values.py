@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from medkit_exp.config_keys import SCHEDULER_KEYS, schema_fields, suggestion
 from medkit_exp.errors import ConfigError
 from medkit_exp.training.config import MAX_INT, MAX_SEED, check_choice, check_number
 
@@ -157,7 +158,6 @@ _UNRESOLVED = object()  # a value that needs the run (``${hydra:runtime.output_d
 def check_values(cfg: Any, schema: type) -> None:
     """Every value of the composed ``cfg`` is one ``schema`` allows; raises :class:`ConfigError`
     naming the first bad key."""
-    from medkit_exp.config_check import schema_fields
 
     _check_fields(cfg, schema, "")
     if "task_name" in cfg and _value(cfg, "task_name") != schema.task_name:
@@ -214,7 +214,6 @@ def _check_data_dir(cfg: Any) -> None:
 
 
 def _check_fields(node: Any, schema: type, prefix: str) -> None:
-    from medkit_exp.config_check import schema_fields
 
     for name, kind in schema_fields(schema).items():
         key = f"{prefix}{name}"
@@ -256,7 +255,6 @@ def _build(group: str, cls: type, node: Any) -> Any:
 
 def _check_scheduler(node: Any) -> None:
     """The schedule's builder accepts its keys (the same checks as a plain-Python caller's)."""
-    from medkit_exp.config_check import SCHEDULER_KEYS
     from medkit_exp.training.schedulers import make_scheduler_builder
 
     name = _value(node, "name")
@@ -267,7 +265,6 @@ def _check_scheduler(node: Any) -> None:
 def check_metric_names(cfg: Any) -> None:
     """The eval metrics the config watches exist: the tagger's entity metrics name them from its
     labels (the Trainer checks again once built, but only after the model loads)."""
-    from medkit_exp.config_check import suggestion
     from medkit_exp.ner.metrics import PER_LABEL_METRICS, SUMMARY_METRICS
 
     labels = _value(cfg.component, "labels") if "labels" in cfg.component else _UNRESOLVED

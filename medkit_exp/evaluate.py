@@ -210,7 +210,7 @@ def log_to_mlflow(tracking: dict[str, Any], report: dict[str, Any], files: list[
 
 
 if __name__ == "__main__":
-    from medkit_exp.config_check import check_command_line_or_exit
+    from medkit_exp.config_compose import check_command_line_or_exit
 
     check_command_line_or_exit(EvaluateConfig)  # one line and exit code 2 for an unknown key, before Hydra
     main()

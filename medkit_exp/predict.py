@@ -124,7 +124,7 @@ def write_output(documents: list[Any], output: Path, output_format: str) -> None
 
 
 if __name__ == "__main__":
-    from medkit_exp.config_check import check_command_line_or_exit
+    from medkit_exp.config_compose import check_command_line_or_exit
 
     check_command_line_or_exit(PredictConfig)  # one line and exit code 2 for an unknown key, before Hydra
     main()

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medkit_exp.cli import config_dir
-from medkit_exp.config_check import check_command_line, check_config, check_key, schema_fields
+from medkit_exp.config_check import check_command_line, check_config
+from medkit_exp.config_keys import check_key, schema_fields
 from medkit_exp.errors import ConfigError
 from medkit_exp.schema import EvaluateConfig, MedkitExpConfig, PredictConfig
 from tests.test_cli import run_cli

@@ -23,9 +23,8 @@ from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import ValidationError
 
 from medkit_exp.app import config_dir
-from medkit_exp.config_check import (
-    check_command_line, check_config, command_line_args, component_file_keys, schema_fields,
-)
+from medkit_exp.config_check import check_command_line, check_config, command_line_args
+from medkit_exp.config_keys import component_file_keys, schema_fields
 from medkit_exp.config_compose import check_composed_command_line, type_error
 from medkit_exp.config_values import RULES, TAGGER_RULES
 from medkit_exp.errors import ConfigError
