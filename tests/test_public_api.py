@@ -116,3 +116,16 @@ print("ok")
     for order in ("fresh", "after"):
         result = subprocess.run([sys.executable, "-c", script, order], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+def test_docstring_examples_run_as_written():
+    """The ``>>>`` examples of every module give the output they show (those marked +SKIP aside)."""
+    import doctest
+
+    failed = {}
+    for name in all_modules():
+        module = importlib.import_module(name)
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, report=False, verbose=False)
+        if result.failed:
+            failed[name] = result.failed
+    assert failed == {}, f"docstring examples that no longer hold: {failed} (python -m pytest --doctest-modules MODULE)"

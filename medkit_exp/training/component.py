@@ -54,7 +54,7 @@ def check_trainable_component(component: Any) -> None:
     >>> check_trainable_component(object())
     Traceback (most recent call last):
     ...
-    TypeError: object does not implement TrainableComponent: missing configure_optimizer, ...
+    TypeError: object does not implement TrainableComponent: missing device, configure_optimizer, preprocess, collate, forward, save, load
     """
     missing = [name for name in _REQUIRED_MEMBERS if not _has_member(component, name)]
     if missing:
