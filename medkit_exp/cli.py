@@ -102,15 +102,13 @@ def one_line(message: str, limit: int = 1000) -> str:
 
 def train(cfg: DictConfig) -> float | None:
     from medkit_exp.config_check import check_config
-    from medkit_exp.schema import MedkitExpConfig
-
-    check_config(cfg, MedkitExpConfig)  # unknown keys and misused options: before any work
     from medkit_exp.ner.data import NERDataConfig, load_corpus
-    from medkit_exp.training import Trainer, seed_everything
-
+    from medkit_exp.schema import MedkitExpConfig
     from medkit_exp.tracking.params import redacted_yaml
+    from medkit_exp.training import Trainer, seed_everything
     from medkit_exp.training.checkpoint import check_resume_choice
 
+    check_config(cfg, MedkitExpConfig)  # unknown keys and misused options: before any work
     trainer_config = build_trainer_config(cfg)  # its values checked before the corpus and model load
     scheduler_builder = build_scheduler(cfg.scheduler)
     # resume_from with nothing to resume, or a new run over a run's checkpoints: refused before
@@ -259,9 +257,11 @@ def resolved_component_params(settings: dict[str, Any], component: Any) -> dict[
     """The component's keys as MLflow params, each a value the run used: a null that the
     component resolved is logged as what it took (the tagging scheme read from the model's
     tags, the stride of its windows, the packaged encoder's folder)."""
+    from medkit_exp.redaction import is_secret_key
+
     resolved = dict(settings)
     for key, value in settings.items():
-        if value is not None or key.startswith("_") or any(word in key for word in ("token", "password", "secret")):
+        if value is not None or key.startswith("_") or is_secret_key(key):
             continue  # a secret stays out of the record even when the component found one
         if key == "model_name_or_path":
             resolved[key] = resolve_model(None)

@@ -62,7 +62,8 @@ def evaluate(cfg: DictConfig) -> float | None:
     batch_size = check_batch_size(cfg.batch_size if cfg.batch_size is not None else default_batch_size)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    tagger = load_tagger(folder, "checkpoint", cfg.device)  # damaged or non-finite weights: before the corpus
+    # digests verified by find_model_folder; non-finite weights refused here, before the corpus loads
+    tagger = load_tagger(folder, "checkpoint", cfg.device, verify=False)
     gold = load_corpus(OmegaConf.to_object(cfg.data), only=[cfg.split])[cfg.split]
     logger.info("Evaluating %s on %s/%s (%d documents)", folder, cfg.data.name, cfg.split, len(gold))
     words = word_level_metrics(tagger, gold, batch_size, cfg.metrics.name)

@@ -104,15 +104,17 @@ def _run_checkpoint(checkpoints: Path, key: str, which: str) -> Path:
     return folder
 
 
-def load_tagger(folder: Path, key: str, device: int = -1) -> Any:
+def load_tagger(folder: Path, key: str, device: int = -1, verify: bool = True) -> Any:
     """The tagger saved in ``folder`` (or any token-classification folder: labels and scheme
     inferred, with a warning).
 
-    A checkpoint's files are verified against their digests first; a damaged or missing file
-    and weights holding NaN or infinity are a CheckpointError naming the file (and the tensor);
-    any other failure is a ConfigError naming ``key`` and the folder.
+    A checkpoint's files are verified against their digests first (``verify=False``: the caller
+    has, through :func:`find_model_folder`: no second read of every file); a damaged or missing
+    file and weights holding NaN or infinity are a CheckpointError naming the file (and the
+    tensor); any other failure is a ConfigError naming ``key`` and the folder.
     """
-    verify_checkpoint(folder, warn_unverified=False)  # before torch: a damaged file fails at once
+    if verify:
+        verify_checkpoint(folder, warn_unverified=False)  # before torch: a damaged file fails at once
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable
     from medkit_exp.training.weights import check_finite_weights
 

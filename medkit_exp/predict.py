@@ -55,7 +55,7 @@ def predict(cfg: DictConfig) -> str:
     folder = find_model_folder(cfg.model, "model", cfg.which)
     documents = read_input(cfg.input, cfg.input_format, cfg.input_errors)
     output = output_path(cfg)
-    tagger = load_tagger(folder, "model", cfg.device)
+    tagger = load_tagger(folder, "model", cfg.device, verify=False)  # find_model_folder verified it
     predicted = predict_documents(tagger, documents, batch_size)
     write_output(predicted, output, cfg.output_format)
     nb_entities = sum(len(doc.entities) for doc in predicted)

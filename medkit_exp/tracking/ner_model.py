@@ -31,7 +31,7 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
-from medkit_exp.training.checkpoint import CONFIG_NAME, OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE
+from medkit_exp.training.checkpoint import TRAINER_FILES
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ TAGGER_ARTIFACT = "tagger"
 MODEL_NAME = "model"
 # The files of a tagger folder the model needs; the rest of a checkpoint (optimizer, scheduler
 # and RNG states, trainer config) stays out of the model.
-TRAINING_ONLY_FILES = (TRAINER_STATE, CONFIG_NAME, OPTIMIZER_NAME, SCHEDULER_NAME)
+TRAINING_ONLY_FILES = TRAINER_FILES
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 MODEL_CODE = Path(__file__).with_name("ner_model_code.py")
 REQUIREMENTS = ("mlflow", "torch", "transformers", "tokenizers", "pandas", "medkit_exp")

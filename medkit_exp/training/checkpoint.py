@@ -49,6 +49,8 @@ CONFIG_NAME = "trainer_config.yml"
 OPTIMIZER_NAME = "optimizer.pt"
 SCHEDULER_NAME = "scheduler.pt"
 TRAINER_CONFIG = CONFIG_NAME
+#: The Trainer's own files in a checkpoint folder; every other file is the component's.
+TRAINER_FILES = (TRAINER_STATE, CONFIG_NAME, OPTIMIZER_NAME, SCHEDULER_NAME)
 CHECKSUMS_NAME = MANIFEST
 # 2: optimizer and scheduler states in medkit's files; 1 kept them in trainer_state.pt
 FORMAT_VERSION = 2

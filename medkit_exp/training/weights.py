@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from medkit_exp.errors import CheckpointError
+from medkit_exp.training.checkpoint import TRAINER_FILES
 
-# Files of the Trainer's own, never the component's weights.
-_TRAINER_FILES = {"optimizer.pt", "scheduler.pt", "trainer_state.pt"}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
@@ -22,7 +21,7 @@ def weights_files(folder: Path) -> list[Path]:
     folder = Path(folder)
     found = [
         path for path in folder.rglob("*")
-        if path.is_file() and path.name.endswith(_WEIGHT_SUFFIXES) and path.name not in _TRAINER_FILES
+        if path.is_file() and path.name.endswith(_WEIGHT_SUFFIXES) and path.name not in TRAINER_FILES
     ]
     return sorted(found, key=lambda p: (not p.name.endswith(".safetensors"), p.as_posix()))
 
