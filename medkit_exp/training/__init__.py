@@ -16,7 +16,7 @@ from typing import Any
 _EXPORTS = {
     "BatchData": "batch",
     "EpochBatchSampler": "batch",
-    "DefaultPrinterCallback": "callbacks",
+    "DefaultPrinterCallback": "printer",
     "EarlyStoppingCallback": "callbacks",
     "TrainerCallback": "callbacks",
     "TrainerControl": "callbacks",

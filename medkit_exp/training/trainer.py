@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader
 
 from medkit_exp.errors import ConfigError, DataError, NonFiniteLossError
 from medkit_exp.training.batch import BatchData, EpochBatchSampler
-from medkit_exp.training.callbacks import CallbackList, DefaultPrinterCallback, Timer, TrainerControl, TrainerState
+from medkit_exp.training.callbacks import CallbackList, Timer, TrainerControl, TrainerState
+from medkit_exp.training.printer import DefaultPrinterCallback
 from medkit_exp.training.checkpoint import (
     CONFIG_NAME,
     OPTIMIZER_NAME,
