@@ -79,10 +79,12 @@ class RunHandle(str):
         """True when the run's MLflow work happens in a tracking worker process."""
         return bool(getattr(self.session, "remote", False))
 
-    def run_task(self, function: str, **kwargs: Any) -> None:
-        """Call ``module:function(run=<this run>, **kwargs)`` where the run's MLflow work is done:
-        in the tracking worker, in order with the run's operations (returns at once), else here.
-        The keyword arguments must be JSON data. A failure is logged, not raised."""
+    def run_task(self, function: Any, **kwargs: Any) -> None:
+        """Call ``function(run=<this run>, **kwargs)`` where the run's MLflow work is done: in the
+        tracking worker, in order with the run's operations (returns at once), else here.
+        ``function`` is a module-level function (the worker imports it by its module and name; a
+        ``"module:function"`` string is still accepted). The keyword arguments must be JSON data.
+        A failure is logged, not raised."""
         if self.session is not None:
             self.session.run_task(function, kwargs)
             return

@@ -12,8 +12,9 @@ MLflow's imports, store and sends out of the training process. Both expose the s
   artifact; starts the system metrics monitor.
 - ``submit(op)``, ``wake()``, ``flush(timeout)``, ``state()``: the operations of
   :mod:`medkit_exp.tracking.ops`, sent by an :class:`~medkit_exp.tracking.sink.AsyncRunLogger`.
-- ``run_task(function, kwargs)``: call ``module:function(run=RunHandle, **kwargs)`` (drawing a
-  plot, logging a model); a failure is logged, never raised.
+- ``run_task(function, kwargs)``: call ``function(run=RunHandle, **kwargs)`` (drawing a plot,
+  logging a model); ``function`` is a module-level function (a ``"module:function"`` string is
+  still accepted for callers not yet switched); a failure is logged, never raised.
 - ``stop_monitor()``, ``close(timeout)``: ``{"run_id", "pending", "spool_dir"}``.
 """
 
@@ -23,7 +24,7 @@ import importlib
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from medkit_exp.tracking.ops import MetricDeduper, create_run, is_permanent_error, now_ms, redact_op
 from medkit_exp.tracking.runs import (
@@ -172,8 +173,8 @@ class RunSession:
     def flush(self, timeout: float | None = None) -> bool:
         return self.logger.flush(timeout) if self.logger is not None else True
 
-    def run_task(self, function: str, kwargs: dict[str, Any]) -> None:
-        """Call ``module:function(run=RunHandle(run_id, uri), **kwargs)``; log a failure."""
+    def run_task(self, function: TaskFunction | str, kwargs: dict[str, Any]) -> None:
+        """Call ``function(run=RunHandle(run_id, uri), **kwargs)``; log a failure."""
         # The run id is "" while the run is not created (MLflow away since the start): the
         # handle's uploads still go to the queue, hence to the spool.
         call_task(function, RunHandle(self.run_id or "", self.tracking_uri or "", session=self), kwargs)
@@ -195,12 +196,33 @@ class RunSession:
                 "spool_dir": str(spool.directory)}
 
 
-def call_task(function: str, run: RunHandle, kwargs: dict[str, Any]) -> None:
-    """``module:function(run=run, **kwargs)``; a failure is logged, not raised."""
+TaskFunction = Callable[..., None]
+
+
+def task_reference(function: TaskFunction | str) -> str:
+    """``"module:function"`` for a module-level function (what another process can import)."""
+    if isinstance(function, str):
+        return function
+    module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
+    if not module or "." in name or "<" in name:
+        raise TypeError(f"an MLflow task must be a module-level function, got {function!r}")
+    return f"{module}:{name}"
+
+
+def task_function(function: TaskFunction | str) -> TaskFunction:
+    """The function itself; a ``"module:function"`` string (older callers) imported."""
+    if not isinstance(function, str):
+        return function
+    module, name = function.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def call_task(function: TaskFunction | str, run: RunHandle, kwargs: dict[str, Any]) -> None:
+    """``function(run=run, **kwargs)``; a failure is logged, not raised."""
     started = time.perf_counter()
+    label = task_reference(function) if isinstance(function, str) else getattr(function, "__qualname__", repr(function))
     try:
-        module, name = function.split(":")
-        getattr(importlib.import_module(module), name)(run=run, **kwargs)
+        task_function(function)(run=run, **kwargs)
     except Exception:  # noqa: BLE001 - the run's data is safe; report and go on
-        logger.exception("MLflow task %s failed", function)
-    logger.debug("MLflow task %s took %.2fs", function, time.perf_counter() - started)
+        logger.exception("MLflow task %s failed", label)
+    logger.debug("MLflow task %s took %.2fs", label, time.perf_counter() - started)

@@ -227,8 +227,10 @@ class WorkerSession:
     def wake(self) -> None:
         self._cast("wake")
 
-    def run_task(self, function: str, kwargs: dict[str, Any]) -> None:
-        self._cast("run_task", function=function, kwargs=kwargs)
+    def run_task(self, function: Any, kwargs: dict[str, Any]) -> None:
+        from medkit_exp.tracking.session import task_reference
+
+        self._cast("run_task", function=task_reference(function), kwargs=kwargs)
 
     def stop_monitor(self) -> None:
         self._cast("stop_monitor")

@@ -44,3 +44,8 @@ def free_port() -> int:
 
 def metric_steps(client, run_id: str, key: str) -> list[int]:
     return sorted(metric.step for metric in client.get_metric_history(run_id, key))
+
+
+def tag_task(run, key: str, value: str) -> None:
+    """An MLflow task (module-level, so a tracking worker can import it): tag the run."""
+    run.client.set_tag(run.run_id, key, value)

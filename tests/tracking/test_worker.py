@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from medkit_exp.errors import TrackingError
+from medkit_exp.training import TrainerCallback
 from tests.tracking.helpers import metric_steps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,3 +120,23 @@ def test_without_a_worker_process_tracking_runs_in_the_training_process(make_tra
         make_trainer(callback=[callback], nb_training_epochs=1).train()
     assert "No MLflow tracking worker (no process left): tracking runs in the training process" in caplog.text
     assert client.get_run(callback.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("worker", [True, False])
+def test_run_task_takes_the_function_itself(make_trainer, make_callback, client, worker):
+    from tests.tracking.helpers import tag_task
+
+    class TagAtEnd(TrainerCallback):
+        def on_train_end(self):
+            callback.run.run_task(tag_task, key="task", value="ran")
+
+    callback = make_callback(worker=worker)
+    make_trainer(callback=[TagAtEnd(), callback]).train()
+    assert client.get_run(callback.run_id).data.tags["task"] == "ran"
+
+
+def test_run_task_refuses_a_function_no_process_can_import(make_callback):
+    from medkit_exp.tracking.session import task_reference
+
+    with pytest.raises(TypeError, match="module-level function"):
+        task_reference(lambda run: None)
