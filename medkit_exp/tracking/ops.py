@@ -18,11 +18,11 @@ with ``"link": true`` (files written once: checkpoints) is hard-linked into a lo
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from medkit_exp.tracking.files import link_or_copy, local_artifact_root
 from medkit_exp.tracking.params import MAX_PARAMS_PER_BATCH, chunks
 
 logger = logging.getLogger(__name__)
@@ -192,38 +192,6 @@ def _log_artifact(client: Any, run_id: str, local_path: str, artifact_path: str 
         client.log_artifacts(run_id, str(path), artifact_path)
     else:
         client.log_artifact(run_id, str(path), artifact_path)
-
-
-def local_artifact_root(artifact_uri: str) -> Path | None:
-    """The folder of a run's artifacts when they live on this machine (a path or ``file:``), else None."""
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(artifact_uri)
-    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
-        return Path(unquote(parsed.path))
-    if parsed.scheme == "" and artifact_uri.startswith("/"):
-        return Path(artifact_uri)
-    return None
-
-
-def link_or_copy(source: Path, target_dir: Path) -> None:
-    """Put a file, or a folder's contents, into ``target_dir`` as MLflow's local artifact store
-    does, with hard links instead of copies where the file system allows: for files written once
-    and never changed in place (checkpoints), so that a checkpoint costs neither the time nor the
-    disk of a second copy."""
-    import shutil
-
-    files = [(source, target_dir / source.name)] if source.is_file() else [
-        (path, target_dir / path.relative_to(source)) for path in sorted(source.rglob("*")) if path.is_file()
-    ]
-    for path, destination in files:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if destination.exists() or destination.is_symlink():
-            destination.unlink()
-        try:
-            os.link(path, destination)
-        except OSError:  # another file system, no hard links: copy
-            shutil.copy2(path, destination)
 
 
 def get_or_create_experiment(client: Any, name: str, artifact_location: str | None = None) -> str:

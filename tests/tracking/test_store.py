@@ -201,3 +201,15 @@ def test_mlflow_errors_on_open_become_one_line_with_what_to_do(tmp_path, error, 
     message = str(store_error(uri, RuntimeError(error)))
     assert "\n" not in message and expected in message and str(tmp_path / "mlflow.db") in message
     assert "[SQL:" not in message
+
+
+def test_link_or_copy_leaves_out_excluded_names(tmp_path):
+    from medkit_exp.tracking.files import link_or_copy
+
+    source = tmp_path / "checkpoint"
+    source.mkdir()
+    (source / "model.bin").write_bytes(b"weights")
+    (source / "optimizer.pt").write_bytes(b"state")
+    target = link_or_copy(source, tmp_path / "model" / "tagger", exclude={"optimizer.pt"})
+    assert sorted(p.name for p in target.iterdir()) == ["model.bin"]
+    assert (target / "model.bin").stat().st_ino == (source / "model.bin").stat().st_ino
