@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from medkit_exp.app import config_dir
+from medkit_exp.conf_location import config_dir
 from medkit_exp.cli import build_component, build_metrics, build_trainer_config, run_params
 from medkit_exp.config_check import check_config
 from medkit_exp.errors import ConfigError
@@ -128,7 +128,7 @@ def seqeval_direct(references, predictions, scheme: str) -> dict[str, float]:
         per_label = {}
     for label in LABELS:
         values = per_label.get(label, (0.0, 0.0, 0.0, 0))
-        scores.update({f"{label}_{m}": float(v) for m, v in zip(("precision", "recall", "f1", "support"), values)})
+        scores.update({f"labels/{label}/{m}": float(v) for m, v in zip(("precision", "recall", "f1", "support"), values)})
     return scores
 
 
@@ -141,9 +141,10 @@ def test_seqeval_computer_equals_seqeval_and_has_the_entity_metric_names(scheme,
     scores = computer.compute({"references": references, "predictions": predictions})
     expected = seqeval_direct(references, predictions, scheme)
     entity = EntityMetricsComputer(tags, tagging_scheme=scheme)
-    assert set(scores) == set(entity.metric_names) == set(expected)
+    supports = {f"labels/{label}/support": float(count) for label, count in computer.supports.items()}
+    assert set(scores) == set(entity.metric_names) and set(scores) | set(supports) == set(expected)
     for name, value in expected.items():
-        assert scores[name] == pytest.approx(value, abs=1e-12), name
+        assert {**scores, **supports}[name] == pytest.approx(value, abs=1e-12), name
 
 
 def test_metrics_name_builds_the_named_computer(tmp_path, tiny_bert_dir):

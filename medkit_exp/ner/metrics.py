@@ -21,7 +21,10 @@ from medkit_exp.ner.tagging import OUTPUT_SCHEMES, labels_of_tags, split_tag, ta
 logger = logging.getLogger(__name__)
 
 SUMMARY_METRICS = ("precision", "recall", "f1", "macro_precision", "macro_recall", "macro_f1")
-PER_LABEL_METRICS = ("precision", "recall", "f1", "support")
+PER_LABEL_METRICS = ("precision", "recall", "f1")
+#: Where per-label metrics live: a namespace of their own, so that a label named like a split
+#: (``test``) or a summary metric can never be read as one (``labels/test/f1``, not ``test_f1``).
+LABELS_PREFIX = "labels/"
 IGNORE_INDEX = -100
 
 
@@ -44,6 +47,31 @@ def _f1(precision: float, recall: float) -> float:
     return 2.0 * precision * recall / denominator if denominator else 0.0
 
 
+def label_metric(label: str, metric: str) -> str:
+    """The name of a per-label metric: ``labels/<label>/<metric>``.
+
+    >>> label_metric("test", "f1")
+    'labels/test/f1'
+    """
+    return f"{LABELS_PREFIX}{label}/{metric}"
+
+
+def label_table(scores: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """``{label: {metric: value}}`` from the per-label names of ``scores`` (any prefix before
+    ``labels/``, e.g. ``eval/labels/X/f1``, is ignored); labels in sorted order.
+
+    >>> label_table({"f1": 0.5, "labels/X/f1": 1.0, "labels/X/support": 2.0})
+    {'X': {'f1': 1.0, 'support': 2.0}}
+    """
+    table: dict[str, dict[str, float]] = {}
+    for name, value in scores.items():
+        _, found, rest = name.partition(LABELS_PREFIX)
+        label, slash, metric = rest.rpartition("/")
+        if found and slash and label:
+            table.setdefault(label, {})[metric] = value
+    return {label: table[label] for label in sorted(table)}
+
+
 def _mean(values: list[float]) -> float:
     if not values:
         return 0.0  # no entity at all: seqeval gives nan here, 0 is safer to track
@@ -58,11 +86,12 @@ def entity_scores(
     """Micro, macro and per-label precision/recall/F1 (+ support) of entity multisets.
 
     Each entity is a tuple whose first item is its label; two entities match when their tuples
-    are equal. Per-label metrics are given for ``labels`` and every label seen; the macro
-    average runs over the labels seen in ``true`` or ``pred`` only (as seqeval).
+    are equal. Per-label metrics (``labels/<label>/<precision|recall|f1|support>``, see
+    :func:`label_metric`) are given for ``labels`` and every label seen; the macro average runs
+    over the labels seen in ``true`` or ``pred`` only (as seqeval).
 
     >>> scores = entity_scores(Counter([("X", 0, 2)]), Counter([("X", 0, 2), ("Y", 3, 4)]))
-    >>> scores["precision"], scores["recall"], scores["Y_support"]
+    >>> scores["precision"], scores["recall"], scores["labels/Y/support"]
     (0.5, 1.0, 0.0)
     """
     hits = true & pred
@@ -77,9 +106,8 @@ def entity_scores(
         precision = _ratio(count["hit"][label], count["pred"][label])
         recall = _ratio(count["hit"][label], count["true"][label])
         per_label[label] = (precision, recall, _f1(precision, recall))
-        scores.update(
-            zip((f"{label}_{m}" for m in PER_LABEL_METRICS), (*per_label[label], float(count["true"][label])))
-        )
+        scores.update(zip((label_metric(label, m) for m in (*PER_LABEL_METRICS, "support")),
+                          (*per_label[label], float(count["true"][label]))))
     precision = _ratio(sum(count["hit"].values()), sum(count["pred"].values()))
     recall = _ratio(sum(count["hit"].values()), sum(count["true"].values()))
     scores.update(precision=precision, recall=recall, f1=_f1(precision, recall))
@@ -88,14 +116,32 @@ def entity_scores(
     return scores
 
 
-def _metric_names(labels: Iterable[str]) -> list[str]:
+def metric_names(labels: Iterable[str]) -> list[str]:
+    """The names an :class:`EntityMetricsComputer` over ``labels`` gives (supports aside).
+
+    >>> metric_names(["DISO"])[-3:]
+    ['labels/DISO/precision', 'labels/DISO/recall', 'labels/DISO/f1']
+    """
     names = list(SUMMARY_METRICS)
     for label in sorted(labels):
-        per_label = [f"{label}_{metric}" for metric in PER_LABEL_METRICS]
-        if set(per_label) & set(SUMMARY_METRICS):
-            raise ConfigError("labels", f"the label {label!r} gives metric names that clash with {SUMMARY_METRICS}")
-        names += per_label
+        names += [label_metric(label, metric) for metric in PER_LABEL_METRICS]
     return names
+
+
+# The name config_values (a check before the model loads) imports.
+_metric_names = metric_names
+
+
+def split_supports(scores: dict[str, float]) -> tuple[dict[str, float], dict[str, int]]:
+    """``scores`` less its per-label supports, and the supports as ``{label: count}``: a support
+    is a count of the data, the same at every evaluation, not a curve."""
+    kept, supports = {}, {}
+    for name, value in scores.items():
+        if name.startswith(LABELS_PREFIX) and name.endswith("/support"):
+            supports[name[len(LABELS_PREFIX): -len("/support")]] = int(value)
+        else:
+            kept[name] = value
+    return kept, supports
 
 
 class EntityMetricsComputer:
@@ -106,7 +152,9 @@ class EntityMetricsComputer:
     sub-tokens) into tag strings; when ``input_batch`` has a bool ``"eval_mask"`` [B, T], it
     chooses the scored positions instead (the gold tag still comes from ``labels``).
     ``compute`` gives ``precision``, ``recall``, ``f1`` (micro), ``macro_*`` and, for each label
-    of ``id2label``, ``<label>_precision/_recall/_f1/_support``, equal to seqeval's strict mode.
+    of ``id2label``, ``labels/<label>/<precision|recall|f1>``, equal to seqeval's strict mode.
+    The number of gold entities of each label (the support) is a count of the data, not a score
+    that moves: it is left out of the metrics and kept in :attr:`supports` after each ``compute``.
 
     >>> computer = EntityMetricsComputer(["O", "B-DISO", "I-DISO"])
     >>> computer.compute({"references": [["B-DISO", "I-DISO", "O"]], "predictions": [["B-DISO", "I-DISO", "O"]]})["f1"]
@@ -126,8 +174,10 @@ class EntityMetricsComputer:
                 raise ConfigError("id2label", str(error)) from None
         self.tagging_scheme = tagging_scheme
         self.labels = labels_of_tags(self.id2label.values())
-        self._metric_names = _metric_names(self.labels)
+        self._metric_names = metric_names(self.labels)
         self._recording: list[WindowTags] | None = None
+        #: ``{label: gold entities}`` of the last :meth:`compute` ({} before the first).
+        self.supports: dict[str, int] = {}
 
     @property
     def metric_names(self) -> list[str]:
@@ -194,7 +244,7 @@ class EntityMetricsComputer:
                 raise ValueError(f"sequence {index}: {len(ref)} reference tags but {len(hyp)} predicted")
             true.update((label, index, start, end) for label, start, end in tags_to_chunks(ref, self.tagging_scheme))
             pred.update((label, index, start, end) for label, start, end in tags_to_chunks(hyp, self.tagging_scheme))
-        scores = entity_scores(true, pred, self.labels)
+        scores, self.supports = split_supports(entity_scores(true, pred, self.labels))
         unexpected = sorted(set(scores) - set(self._metric_names))
         if unexpected:  # a label outside id2label: cannot come from argmax over id2label
             logger.warning("tags name labels outside id2label: %s", unexpected)
@@ -222,8 +272,9 @@ def evaluate_documents(gold_docs: Sequence[TextDocument], pred_docs: Sequence[Te
     """Exact-match entity evaluation on documents: same label and same character spans.
 
     Documents pair by ``doc_id`` when every document has a unique one, else by position.
-    Returns the names of :class:`EntityMetricsComputer` (micro, macro, per label with
-    ``_support``) for the labels seen in gold or predictions. A predicted document whose text
+    Returns the names of :class:`EntityMetricsComputer` (micro, macro, per label) and the
+    per-label supports ``labels/<label>/support`` (a one-off evaluation shows them in its
+    table) for the labels seen in gold or predictions. A predicted document whose text
     differs from its gold one is a DataError.
 
     >>> from medkit_exp.ner.documents import Entity

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from medkit_exp.errors import ConfigError
-from medkit_exp.ner.metrics import PER_LABEL_METRICS, EntityMetricsComputer
+from medkit_exp.ner.metrics import PER_LABEL_METRICS, EntityMetricsComputer, label_metric
 
 #: The pip extra that installs seqeval.
 SEQEVAL_EXTRA = "medkit_exp[seqeval]"
@@ -39,8 +39,8 @@ class SeqevalMetricsComputer(EntityMetricsComputer):
     """Strict entity-level metrics computed by ``seqeval.metrics.classification_report``
     (``mode="strict"``, the tagger's scheme). Tag preparation, names and recording are
     :class:`EntityMetricsComputer`'s; a label of ``id2label`` absent from both references and
-    predictions gets 0 with support 0 (seqeval leaves it out), and the macro averages of a set
-    without any entity are 0 (seqeval gives NaN, which cannot rank checkpoints)."""
+    predictions gets 0 with support 0 (seqeval leaves it out; supports in :attr:`supports`, as
+    the parent's), and the macro averages of a set without any entity are 0 (seqeval gives NaN, which cannot rank checkpoints)."""
 
     def __init__(self, id2label: Mapping[int, str] | Any, tagging_scheme: str = "iob2"):
         missing = seqeval_missing()
@@ -49,7 +49,8 @@ class SeqevalMetricsComputer(EntityMetricsComputer):
         super().__init__(id2label, tagging_scheme)
 
     def compute(self, all_data: Mapping[str, list[list[str]]]) -> dict[str, float]:
-        """seqeval's strict micro, macro and per-label precision/recall/F1 (+ support)."""
+        """seqeval's strict micro, macro and per-label precision/recall/F1 (supports in
+        :attr:`supports`)."""
         import seqeval.scheme
         from seqeval.metrics import classification_report
 
@@ -63,14 +64,17 @@ class SeqevalMetricsComputer(EntityMetricsComputer):
                 references, predictions, mode="strict", scheme=scheme, output_dict=True, zero_division=0
             )
         scores: dict[str, float] = {}
+        supports: dict[str, int] = {}
         for prefix, average in _AVERAGES.items():
             for metric, name in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score")):
                 value = float(report[average][name])
                 scores[f"{prefix}{metric}"] = 0.0 if value != value else value  # NaN: no entity at all
         for label in sorted(set(self.labels) | {key for key in report if not key.endswith(" avg")}):
             row = report.get(label, {})
-            values = [row.get(name, 0.0) for name in ("precision", "recall", "f1-score", "support")]
-            scores.update({f"{label}_{metric}": float(value) for metric, value in zip(PER_LABEL_METRICS, values)})
+            values = [row.get(name, 0.0) for name in ("precision", "recall", "f1-score")]
+            scores.update({label_metric(label, metric): float(value) for metric, value in zip(PER_LABEL_METRICS, values)})
+            supports[label] = int(row.get("support", 0))
+        self.supports = supports
         return scores
 
 

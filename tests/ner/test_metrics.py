@@ -12,7 +12,7 @@ import torch
 
 from medkit_exp.errors import ConfigError, DataError
 from medkit_exp.ner.documents import Entity, TextDocument
-from medkit_exp.ner.metrics import EntityMetricsComputer, entity_scores, evaluate_documents
+from medkit_exp.ner.metrics import EntityMetricsComputer, entity_scores, evaluate_documents, label_table
 from medkit_exp.ner.tagging import make_tag_labels
 from medkit_exp.training.batch import BatchData
 from medkit_exp.training.metrics import MetricsComputer
@@ -36,7 +36,7 @@ def seqeval_report(refs, preds, seqeval_scheme):
         )
 
 
-def assert_equals_seqeval(ours, report):
+def assert_equals_seqeval(ours, report, supports):
     """Bit-for-bit equality with seqeval's classification report (macro nan: no entity at all)."""
     for name, row in report.items():
         values = (row["precision"], row["recall"], row["f1-score"])
@@ -48,8 +48,9 @@ def assert_equals_seqeval(ours, report):
             else:
                 assert (ours["macro_precision"], ours["macro_recall"], ours["macro_f1"]) == values
         elif name != "weighted avg":
-            assert (ours[f"{name}_precision"], ours[f"{name}_recall"], ours[f"{name}_f1"]) == values, name
-            assert ours[f"{name}_support"] == row["support"], name
+            per_label = (ours[f"labels/{name}/precision"], ours[f"labels/{name}/recall"], ours[f"labels/{name}/f1"])
+            assert per_label == values, name
+            assert supports[name] == row["support"], name
 
 
 HAND_WRITTEN = {
@@ -71,18 +72,18 @@ HAND_WRITTEN = {
 @pytest.mark.parametrize(("scheme", "seqeval_scheme"), SCHEMES)
 def test_hand_written_sequences_equal_seqeval(scheme, seqeval_scheme):
     refs, preds = HAND_WRITTEN[scheme]
-    ours = EntityMetricsComputer(make_tag_labels(["A", "B", "C"], scheme), scheme).compute(
-        {"references": refs, "predictions": preds}
-    )
-    assert_equals_seqeval(ours, seqeval_report(refs, preds, seqeval_scheme))
-    assert ours["C_support"] == 0 and ours["C_f1"] == 0.0  # a label of id2label never seen
+    computer = EntityMetricsComputer(make_tag_labels(["A", "B", "C"], scheme), scheme)
+    ours = computer.compute({"references": refs, "predictions": preds})
+    assert_equals_seqeval(ours, seqeval_report(refs, preds, seqeval_scheme), computer.supports)
+    assert computer.supports["C"] == 0 and ours["labels/C/f1"] == 0.0  # a label of id2label never seen
 
 
 def test_hand_written_iob2_values():
     refs, preds = HAND_WRITTEN["iob2"]
-    ours = EntityMetricsComputer(make_tag_labels(["A", "B"])).compute({"references": refs, "predictions": preds})
+    computer = EntityMetricsComputer(make_tag_labels(["A", "B"]))
+    ours = computer.compute({"references": refs, "predictions": preds})
     # gold: A(0,2) B(3,4) A(5,8) B(0,2); predicted: A(0,2) B(0,1) B(1,2) -> 1 hit of 3 / 4
-    assert (ours["precision"], ours["recall"], ours["A_support"], ours["B_support"]) == (1 / 3, 1 / 4, 2.0, 2.0)
+    assert (ours["precision"], ours["recall"], computer.supports) == (1 / 3, 1 / 4, {"A": 2, "B": 2})
 
 
 @pytest.mark.parametrize(("scheme", "seqeval_scheme"), SCHEMES)
@@ -98,8 +99,9 @@ def test_random_sequences_equal_seqeval_bit_for_bit(scheme, seqeval_scheme):
             pred = [tag if rng.random() < 0.7 else rng.choice(tags) for tag in ref]
             refs.append(ref)
             preds.append(pred)
-        ours = EntityMetricsComputer(tags, scheme).compute({"references": refs, "predictions": preds})
-        assert_equals_seqeval(ours, seqeval_report(refs, preds, seqeval_scheme))
+        computer = EntityMetricsComputer(tags, scheme)
+        ours = computer.compute({"references": refs, "predictions": preds})
+        assert_equals_seqeval(ours, seqeval_report(refs, preds, seqeval_scheme), computer.supports)
 
 
 def test_prepare_batch_uses_labels_mask_or_eval_mask():
@@ -147,7 +149,7 @@ def test_prepared_batches_concatenate_into_compute():
     batches = [computer.prepare_batch({"logits": logits}, {"labels": torch.tensor([[1, 2, 0]])}) for _ in range(2)]
     all_data = {key: sum((batch[key] for batch in batches), []) for key in batches[0]}
     scores = computer.compute(all_data)
-    assert scores["f1"] == 1.0 and scores["X_support"] == 2.0
+    assert scores["f1"] == 1.0 and computer.supports == {"X": 2}
 
 
 def test_metric_names_list_what_compute_returns():
@@ -155,7 +157,18 @@ def test_metric_names_list_what_compute_returns():
     scores = computer.compute({"references": [["U-DISO"]], "predictions": [["O"]]})
     assert sorted(computer.metric_names) == sorted(scores)
     assert computer.metric_names[:6] == ["precision", "recall", "f1", "macro_precision", "macro_recall", "macro_f1"]
-    assert "ANAT_support" in computer.metric_names and scores["DISO_recall"] == 0.0
+    assert "labels/ANAT/f1" in computer.metric_names and scores["labels/DISO/recall"] == 0.0
+    assert not any("support" in name for name in scores)  # a count of the data, not a curve
+    assert computer.supports == {"ANAT": 0, "DISO": 1}
+
+
+def test_a_label_named_like_a_split_or_a_summary_metric_cannot_be_misread():
+    computer = EntityMetricsComputer(make_tag_labels(["test", "macro", "f1"]))
+    scores = computer.compute({"references": [["B-test", "O"]], "predictions": [["B-test", "B-macro"]]})
+    assert scores["labels/test/f1"] == 1.0 and scores["labels/macro/precision"] == 0.0
+    assert not any(name.startswith(("test", "dev", "train", "eval")) for name in scores)
+    assert scores["f1"] == pytest.approx(2 / 3)  # the summary name is the summary, whatever the labels
+    assert label_table({f"eval/{k}": v for k, v in scores.items()})["test"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
 
 
 def test_bad_configuration():
@@ -163,8 +176,6 @@ def test_bad_configuration():
         EntityMetricsComputer(["O", "B-X"], "iob1")
     with pytest.raises(ConfigError, match="id2label"):
         EntityMetricsComputer(["O", "U-X"], "iob2")
-    with pytest.raises(ConfigError, match="clash"):
-        EntityMetricsComputer(["O", "B-macro", "I-macro"])
     with pytest.raises(ValueError, match="2 reference tags but 1 predicted"):
         EntityMetricsComputer(["O", "B-X"]).compute({"references": [["O", "O"]], "predictions": [["O"]]})
 
@@ -197,8 +208,9 @@ def test_evaluate_documents_exact_spans_and_labels_per_label():
     ]
     scores = evaluate_documents(gold, pred)  # paired by id, whatever the order
     assert (scores["precision"], scores["recall"]) == (2 / 5, 2 / 4)
-    assert (scores["DISO_precision"], scores["DISO_recall"], scores["DISO_support"]) == (0.5, 0.5, 2.0)
-    assert (scores["TIME_f1"], scores["PHYS_recall"], scores["ANAT_support"]) == (1.0, 0.0, 0.0)
+    table = label_table(scores)
+    assert table["DISO"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2.0}
+    assert (table["TIME"]["f1"], table["PHYS"]["recall"], table["ANAT"]["support"]) == (1.0, 0.0, 0.0)
     assert scores["macro_recall"] == (0.5 + 1.0 + 0.0 + 0.0) / 4
 
 
