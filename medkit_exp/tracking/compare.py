@@ -6,7 +6,11 @@
 The table has one row per run: its name, id, status, the params whose values differ between
 the runs, and for each metric its best value (max, or min for a metric named like a loss; see
 ``--goal``), the step of the best value, and its last value. Rows are sorted by the first
-metric's best value.
+metric's best value. Per-label metrics are named ``eval/labels/<label>/<precision|recall|f1>``.
+
+``--plot`` draws one panel per metric (and ``train/loss``), one line per run in the same colour
+in every panel, the runs listed in the table's order in a legend beside the panels; the path
+written is printed on stderr.
 """
 
 from __future__ import annotations
@@ -63,8 +67,10 @@ def find_runs(client: Any, experiment: str | None = None, parent_run_id: str | N
 
 
 def default_metrics(runs: list[Any]) -> list[str]:
-    """f1-like eval metrics if the runs have some (at most 4), else eval/loss (else any eval metric)."""
-    keys = sorted({key for run in runs for key in run.data.metrics if key.startswith("eval/")})
+    """f1-like eval metrics if the runs have some (at most 4: the summary ones, ``eval/f1``
+    first, before the per-label ``eval/labels/...``), else eval/loss (else any eval metric)."""
+    keys = sorted({key for run in runs for key in run.data.metrics if key.startswith("eval/")},
+                  key=lambda key: (key != "eval/f1", key.startswith("eval/labels/"), key))
     f1_like = [key for key in keys if "f1" in key.lower()]
     if f1_like:
         return f1_like[:4]
@@ -109,26 +115,35 @@ def differing_params(summaries: list[RunSummary]) -> list[str]:
     return [key for key in keys if len({summary.params.get(key) for summary in with_params}) > 1]
 
 
+def ranked(summaries: list[RunSummary], metric: str | None, goal: str = "auto") -> list[RunSummary]:
+    """The runs best first by ``metric``'s best value; runs without it last, in their order."""
+    if metric is None:
+        return list(summaries)
+    minimize = lower_is_better(metric, goal)
+
+    def key(summary: RunSummary) -> tuple[bool, float]:
+        best = best_point(summary.curves.get(metric, []), minimize)
+        return (best is None, 0.0 if best is None else best[1] if minimize else -best[1])
+
+    return sorted(summaries, key=key)
+
+
 def comparison_table(summaries: list[RunSummary], metrics: list[str], goal: str = "auto") -> tuple[list[str], list[list[str]]]:
     """Headers and rows of the comparison, best run first."""
     params = differing_params(summaries)
     headers = ["run", "run_id", "status", *params]
     for metric in metrics:
         headers += [f"best {metric}", f"best {metric} step", f"last {metric}"]
-    scored = []
-    for summary in summaries:
+    rows = []
+    for summary in ranked(summaries, metrics[0] if metrics else None, goal):
         row = [summary.label, summary.run_id[:8], summary.status, *(summary.params.get(key, MISSING) for key in params)]
-        sort_key = None
-        for index, metric in enumerate(metrics):
+        for metric in metrics:
             points = summary.curves.get(metric, [])
             best = best_point(points, lower_is_better(metric, goal))
             row += [_number(best[1]), str(best[0])] if best else [MISSING, MISSING]
             row.append(_number(points[-1][1]) if points else MISSING)
-            if index == 0 and best is not None:
-                sort_key = best[1] if lower_is_better(metric, goal) else -best[1]
-        scored.append((sort_key is None, sort_key or 0.0, row))
-    scored.sort(key=lambda item: (item[0], item[1]))
-    return headers, [row for _, _, row in scored]
+        rows.append(row)
+    return headers, rows
 
 
 def render(headers: list[str], rows: list[list[str]], fmt: str = "markdown") -> str:
@@ -151,13 +166,17 @@ def render(headers: list[str], rows: list[list[str]], fmt: str = "markdown") -> 
     return "\n".join([line(headers), line(["---"] * len(headers)), *(line(row) for row in rows)]) + "\n"
 
 
-def plot_comparison(client: Any, summaries: list[RunSummary], metrics: list[str], path: str, title: str | None = None) -> Any:
-    """Learning curves of the runs (the metrics and train/loss), one panel per metric, as a PNG."""
+def plot_comparison(
+    client: Any, summaries: list[RunSummary], metrics: list[str], path: str, title: str | None = None,
+    goal: str = "auto",
+) -> Any:
+    """Learning curves of the runs (the metrics and train/loss), one panel per metric, as a PNG;
+    the runs in the table's order (best first). The path written, or None (nothing to draw)."""
     from medkit_exp.tracking.plots import plot_runs
 
     keys = [*metrics, *(["train/loss"] if "train/loss" not in metrics else [])]
     curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    for summary in summaries:
+    for summary in ranked(summaries, metrics[0] if metrics else None, goal):
         run_curves = dict(summary.curves)
         for key in keys:
             if key not in run_curves:
@@ -177,6 +196,19 @@ def compare_runs(
     goal: str = "auto",
 ) -> str:
     """The comparison table as text (and the learning curves written to ``plot``)."""
+    return run_comparison(tracking_uri, experiment, parent_run_id, metrics, fmt, plot, goal)[0]
+
+
+def run_comparison(
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    parent_run_id: str | None = None,
+    metrics: list[str] | None = None,
+    fmt: str = "markdown",
+    plot: str | None = None,
+    goal: str = "auto",
+) -> tuple[str, Any]:
+    """:func:`compare_runs`'s table and the path of the plot it wrote (None: none written)."""
     from mlflow import MlflowClient
 
     from medkit_exp.tracking.runs import resolve_tracking_uri
@@ -189,11 +221,13 @@ def compare_runs(
     metrics = list(metrics) if metrics else default_metrics(runs)
     summaries = summarize(client, runs, metrics)
     headers, rows = comparison_table(summaries, metrics, goal)
+    written = None
     if plot:
         title = experiment or f"children of {parent_run_id}"
-        if plot_comparison(client, summaries, metrics, plot, title=title) is None:
-            logger.warning("No metric history to plot for %s", title)
-    return render(headers, rows, fmt)
+        written = plot_comparison(client, summaries, metrics, plot, title=title, goal=goal)
+        if written is None:
+            logger.warning("No metric history to plot for %s: %s not written", title, plot)
+    return render(headers, rows, fmt), written
 
 
 def _number(value: float) -> str:
@@ -215,15 +249,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --experiment or --parent-run-id")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        text = compare_runs(args.tracking_uri, args.experiment, args.parent_run_id, args.metric, args.format, args.plot, args.goal)
+        text, written = run_comparison(args.tracking_uri, args.experiment, args.parent_run_id, args.metric,
+                                       args.format, args.plot, args.goal)
     except ValueError as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             handle.write(text)
+        sys.stderr.write(f"table written to {args.output}\n")
     else:
         sys.stdout.write(text)
+    if written is not None:  # on stderr: stdout may be the table, piped somewhere
+        sys.stderr.write(f"learning curves written to {written}\n")
     return 0
 
 

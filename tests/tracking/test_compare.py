@@ -71,12 +71,32 @@ def test_compare_the_children_of_a_sweep_with_a_plot(sweep, tracking_uri, tmp_pa
     _, parent, runs = sweep
     plot = tmp_path / "curves.png"
     assert main(["--tracking-uri", tracking_uri, "--parent-run-id", parent, "--plot", str(plot)]) == 0
-    table = capsys.readouterr().out
+    captured = capsys.readouterr()
+    table = captured.out
     lines = table.strip().splitlines()
     assert lines[0].startswith("| run | run_id | status | trainer.lr |")
     assert "best eval/loss" in lines[0]  # the default metric without an f1
     assert len(lines) == 4 and "alone" not in table
     assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert f"learning curves written to {plot}" in captured.err  # the path, where the table is not
+
+
+def test_the_plot_lists_runs_in_the_tables_order_in_one_colour_each(sweep, client, monkeypatch):
+    import medkit_exp.tracking.plots as plots
+    from medkit_exp.tracking.compare import plot_comparison, summarize
+
+    experiment_name, _, runs = sweep
+    found = client.search_runs([client.get_experiment_by_name(experiment_name).experiment_id])
+    summaries = summarize(client, found, ["eval/accuracy"])
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda figure, path: drawn.setdefault("figure", figure))
+    plot_comparison(client, summaries, ["eval/accuracy"], "unused.png")
+    figure = drawn["figure"]
+    order = [row[0] for row in comparison_table(summaries, ["eval/accuracy"])[1] if row[0] != "sweep"]
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == order
+    panels = [{line.get_label(): line.get_color() for line in axis.get_lines()} for axis in figure.axes]
+    assert [axis.get_title() for axis in figure.axes] == ["eval/accuracy", "train/loss"]
+    assert panels[0] == panels[1] and len(set(panels[0].values())) == 3
 
 
 def test_compare_as_html_through_the_script(sweep, tracking_uri, tmp_path):
@@ -111,3 +131,13 @@ def test_table_and_formats_without_mlflow():
     assert best_point([(1, 0.3), (2, float("nan")), (3, 0.1)], minimize=True) == (3, 0.1)
     with pytest.raises(ValueError):
         render(headers, rows, "xml")
+
+
+def test_default_metrics_are_the_summary_f1_first_then_per_label():
+    from types import SimpleNamespace
+
+    from medkit_exp.tracking.compare import default_metrics
+
+    keys = ["eval/labels/a/f1", "eval/labels/b/f1", "eval/macro_f1", "eval/f1", "eval/labels/c/f1", "eval/loss"]
+    runs = [SimpleNamespace(data=SimpleNamespace(metrics={key: 0.5 for key in keys}))]
+    assert default_metrics(runs) == ["eval/f1", "eval/macro_f1", "eval/labels/a/f1", "eval/labels/b/f1"]
