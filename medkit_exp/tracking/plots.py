@@ -287,6 +287,7 @@ def plot_label_scores(scores: dict[str, dict[str, float]], output_path: str | Pa
     names = [f"{label}\n(n={int(scores[label]['support'])})" if "support" in scores[label] else label for label in labels]
     axis.set_xticks(positions, names, fontsize=8)
     axis.set_ylim(0, 1.1)
+    axis.set_ylabel("score")
     axis.grid(axis="y", alpha=0.3)
     axis.legend(fontsize=7, ncols=3, loc="upper right")
     return _save(figure, output_path)
