@@ -88,6 +88,10 @@ class DefaultPrinterCallback(TrainerCallback):
         if self._bars_enabled():
             self._open_bar()
 
+    def on_epoch_begin(self, epoch: int) -> None:
+        if self._bar is not None:
+            self._describe_bar(refresh=True)
+
     def on_evaluate(self, metrics: dict[str, float], step: int) -> None:
         value = metrics.get(self._metric)
         if isinstance(value, (int, float)) and not math.isnan(value):
@@ -208,7 +212,7 @@ class DefaultPrinterCallback(TrainerCallback):
             self._bar.update(state.global_step - self._bar.n)
             self._describe_bar()
 
-    def _describe_bar(self) -> None:
+    def _describe_bar(self, refresh: bool = False) -> None:
         state = getattr(self, "state", None)
         if state is not None and state.epoch:
             self._bar.set_description_str(f"epoch {state.epoch}/{self._planned_epochs()}", refresh=False)
@@ -217,7 +221,7 @@ class DefaultPrinterCallback(TrainerCallback):
             postfix.append(f"loss {self._loss:.4f}")
         if self._samples_per_second:
             postfix.append(f"{self._samples_per_second:.1f} samples/s")
-        self._bar.set_postfix_str(", ".join(postfix), refresh=False)
+        self._bar.set_postfix_str(", ".join(postfix), refresh=refresh)
 
     def _close_bars(self) -> None:
         for name in ("_eval_bar", "_bar"):
