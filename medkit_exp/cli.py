@@ -18,11 +18,14 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from medkit_exp.app import config_dir  # noqa: F401 - also medkit_exp.cli.config_dir
+from medkit_exp.conf_location import config_dir  # noqa: F401 - also medkit_exp.cli.config_dir
 from medkit_exp.errors import ConfigError, MedkitExpError
-from medkit_exp.sweeps.context import current_trial
+from medkit_exp.run_context import RunContext
+from medkit_exp.sweeps.trial_context import current_trial
 
 logger = logging.getLogger("medkit_exp")
+#: The callbacks entry that is the ``tracking`` group (``${tracking}`` in conf/callbacks/default.yaml).
+TRACKING_ENTRY = "callbacks.tracking"
 
 
 def _register_schema() -> None:
@@ -114,8 +117,9 @@ def train(cfg: DictConfig) -> float | None:
     # resume_from with nothing to resume, or a new run over a run's checkpoints: refused before
     # anything is written into the folder or loaded
     check_resume_choice(Path(trainer_config.output_dir), cfg.resume_from)
+    name_trial_run(cfg)
     print_config(cfg)
-    if cfg.tracking.enabled and cfg.tracking.get("worker", True):  # imports MLflow while we import torch
+    if cfg.tracking is not None and cfg.tracking.worker:  # imports MLflow while we import torch
         from medkit_exp.tracking.worker import prestart
 
         prestart(cfg.tracking.tracking_uri, plots=cfg.tracking.plots or cfg.tracking.dev_report,
@@ -216,41 +220,51 @@ def build_scheduler(scheduler_cfg: DictConfig) -> Any:
 def build_callbacks(
     cfg: DictConfig, splits: dict[str, list], component: Any = None, metrics_computer: Any = None
 ) -> list[Any]:
-    from medkit_exp.training import DefaultPrinterCallback, EarlyStoppingCallback
+    """The callbacks the config's ``callbacks`` entries name, in their order (printer, early
+    stopping, tracking, pruning), built by :func:`~medkit_exp.callback_entries.instantiate_callbacks`."""
+    from medkit_exp.callback_entries import entry_keys, instantiate_callbacks
 
-    callbacks: list[Any] = [DefaultPrinterCallback(progress_bar=cfg.callbacks.progress_bar)]
-    stopping = cfg.callbacks.early_stopping
-    if stopping.enabled:
-        callbacks.append(EarlyStoppingCallback(stopping.metric, stopping.patience, stopping.min_delta, stopping.mode))
-    if cfg.tracking.enabled:
-        from hydra.core.hydra_config import HydraConfig
+    run = run_context(cfg, splits, component, metrics_computer)
+    return instantiate_callbacks(OmegaConf.to_container(cfg.callbacks, resolve=True), run, entry_keys(cfg.callbacks))
 
-        from medkit_exp.ner.data import corpus_root
-        from medkit_exp.tracking.app import tracking_callbacks_from_config
 
-        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-        params = run_params(OmegaConf.to_container(cfg, resolve=True))
-        params["component"] = resolved_component_params(params.get("component") or {}, component)
-        trial = current_trial()
-        if trial is not None and not params["tracking"].get("run_name"):
-            params["tracking"]["run_name"] = f"trial-{trial.number}"
-        callbacks += tracking_callbacks_from_config(
-            params["tracking"], params, OmegaConf.to_yaml(cfg, resolve=True), overrides, splits,
-            data_source=str(corpus_root(OmegaConf.to_object(cfg.data))), data_name=cfg.data.name,
-            parent_run_id=trial.parent_run_id if trial else None, extra_tags=trial.child_tags() if trial else None,
-            component=component, metrics_computer=metrics_computer,
-        )
-    return callbacks + sweep_callbacks(cfg, callbacks)
+def run_context(cfg: DictConfig, splits: dict[str, list], component: Any, metrics_computer: Any) -> RunContext:
+    """What the factory entries get as ``run``: the config, the params to record, the data..."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from medkit_exp.ner.data import corpus_root
+
+    overrides = tuple(HydraConfig.get().overrides.task) if HydraConfig.initialized() else ()
+    config = OmegaConf.to_container(cfg, resolve=True)
+    params = run_params(config)
+    params["component"] = resolved_component_params(params.get("component") or {}, component)
+    trial = current_trial()
+    return RunContext(
+        config=config, params=params, config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        overrides=overrides, splits=splits, data_name=cfg.data.name,
+        data_source=str(corpus_root(OmegaConf.to_object(cfg.data))), component=component,
+        metrics_computer=metrics_computer, parent_run_id=trial.parent_run_id if trial else None,
+        extra_tags=trial.child_tags() if trial else {},
+    )
+
+
+def name_trial_run(cfg: DictConfig) -> None:
+    """A sweep trial's tracked run is named ``trial-<number>`` unless ``tracking.run_name`` names it:
+    set in the config itself, so that the record, the printed config and the run agree."""
+    trial = current_trial()
+    if trial is not None and cfg.get("tracking") is not None and not cfg.tracking.run_name:
+        cfg.tracking.run_name = f"trial-{trial.number}"
 
 
 def run_params(config: dict[str, Any]) -> dict[str, Any]:
     """The resolved config as MLflow params: the values the run uses. Left out: the run's own
-    folders (different for every run; the ``output_dir`` tag holds it) and the scheduler and
-    optimizer keys their choice does not use (check_config made sure they kept their defaults)."""
+    folders (different for every run; the ``output_dir`` tag holds it), the scheduler and
+    optimizer keys their choice does not use (check_config made sure they kept their defaults)
+    and ``callbacks.tracking``, the ``tracking`` group again (recorded once, as ``tracking.*``)."""
     from medkit_exp.config_check import unused_keys
     from medkit_exp.tracking.params import RUN_SPECIFIC_KEYS, without_keys
 
-    return without_keys(config, (*RUN_SPECIFIC_KEYS, *unused_keys(config)))
+    return without_keys(config, (*RUN_SPECIFIC_KEYS, *unused_keys(config), TRACKING_ENTRY))
 
 
 def resolved_component_params(settings: dict[str, Any], component: Any) -> dict[str, Any]:
@@ -268,17 +282,6 @@ def resolved_component_params(settings: dict[str, Any], component: Any) -> dict[
         elif isinstance(getattr(component, key, None), (str, int, float, bool)):
             resolved[key] = getattr(component, key)
     return resolved
-
-
-def sweep_callbacks(cfg: DictConfig, callbacks: list[Any]) -> list[Any]:
-    """In a trial of the Optuna sweeper: the callback that reports to Optuna and prunes."""
-    trial = current_trial()
-    if trial is None:
-        return []
-    from medkit_exp.sweeps.pruning import OptunaPruningCallback
-
-    tracker = next((cb for cb in callbacks if hasattr(cb, "run_id") and hasattr(cb, "parent_run_id")), None)
-    return [OptunaPruningCallback(trial, cfg.optimized_metric, run_id_of=(lambda: tracker.run_id) if tracker else None)]
 
 
 def best_value(history: list[dict[str, dict[str, float]]], metric: str, minimize: bool) -> float | None:

@@ -109,6 +109,8 @@ def check_config(cfg: Any, schema: type) -> None:
     check_values(cfg, schema)
     if "component" in cfg:  # last: importing the component's class imports torch (a bad value reports faster)
         check_component_keys(cfg.component)
+    if "callbacks" in cfg:  # their classes import the training package (torch)
+        check_callbacks(cfg.callbacks)
 
     check_devices(cfg)
 
@@ -152,6 +154,21 @@ def check_component_keys(component: Any) -> type:
     return cls
 
 
+def check_callbacks(callbacks: Any) -> None:
+    """Each entry of ``callbacks`` names a class or factory that takes its keys (and a class is
+    built once): :func:`medkit_exp.callback_entries.check_callback_entries`."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from medkit_exp.callback_entries import check_callback_entries, entry_keys
+
+    try:
+        entries = OmegaConf.to_container(callbacks, resolve=True)
+    except OmegaConfBaseException:  # a value known only when the job runs: checked then
+        return
+    check_callback_entries(entries, entry_keys(callbacks))
+
+
 def check_scheduler(scheduler: Any, schema: type) -> None:
     """A known schedule; a key the schedule does not use keeps its default (it would be ignored)."""
     check_used_keys("scheduler", scheduler, schema, SCHEDULER_KEYS)
@@ -182,9 +199,3 @@ def unused_keys(config: dict[str, Any]) -> list[str]:
         used = (*common, *used_by.get(node.get("name"), ()))
         unused += [f"{group}.{key}" for key in node if key != "name" and key not in used]
     return unused
-
-
-def unused_scheduler_keys(scheduler: dict[str, Any]) -> list[str]:
-    """The keys of a resolved ``scheduler`` group that its schedule does not use."""
-    used = SCHEDULER_KEYS.get(scheduler.get("name"), ())
-    return [key for key in scheduler if key != "name" and key not in used]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medkit_exp.config_check import check_command_line, check_config, command_line_args
-from medkit_exp.config_keys import check_key, is_config_group, suggestion
+from medkit_exp.config_keys import ENTRY_GROUPS, check_key, entry_off_error, is_config_group, suggestion
 from medkit_exp.config_values import output_folder
 from medkit_exp.errors import ConfigError
 
@@ -61,7 +61,7 @@ def check_composed_command_line(schema: type, args: Any) -> None:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    from medkit_exp.app import config_dir
+    from medkit_exp.conf_location import config_dir
 
     config_name, overrides = CONFIG_NAMES[schema.__name__], list(args.overrides)
     # Hydra warns of a missing search path (reported below, in one line); it warns again when it runs.
@@ -219,8 +219,12 @@ def composition_error(error: Exception, schema: type) -> ConfigError:
 
 
 def type_error(error: Any) -> ConfigError:
-    """OmegaConf's error for a value of the wrong type (``trainer.batch_size=abc``), in one line."""
-    return ConfigError(str(error.full_key), _first_line(str(error)))
+    """OmegaConf's error for a value of the wrong type (``trainer.batch_size=abc``), in one line;
+    a key of a callbacks entry that is off names the options that turn it on."""
+    key = str(error.full_key)
+    if key.startswith(ENTRY_GROUPS) and "not in struct" in str(error):
+        return entry_off_error(key)
+    return ConfigError(key, _first_line(str(error)))
 
 
 def _missing_option(error: Any) -> ConfigError:
@@ -263,7 +267,7 @@ def _composition_message(message: str, schema: type) -> ConfigError:
 def _nearest_key(key: str, schema: type) -> str:
 
     if "." not in key and not is_config_group(key):
-        from medkit_exp.app import config_dir
+        from medkit_exp.conf_location import config_dir
 
         groups = [p.name for p in Path(config_dir()).iterdir() if p.is_dir()]
         return suggestion(key, groups).replace("valid:", "config groups:")

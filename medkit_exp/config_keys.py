@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from medkit_exp.app import config_dir
+from medkit_exp.conf_location import config_dir
 from medkit_exp.errors import ConfigError
 
 #: Keys whose value is another key's (one key per value): the trainer's optimisation settings are
@@ -47,6 +47,10 @@ SCHEDULER_KEYS = {
 }
 
 
+#: Open groups of named entries (each a ``_target_``, or null): their keys are the entries' classes'.
+ENTRY_GROUPS = ("callbacks.",)
+
+
 # ----------------------------------------------------------------------------- messages
 def unknown_key(prefix: str, key: str, valid: Iterable[str], what: str = "unknown config key") -> ConfigError:
     """``ConfigError`` naming ``prefix + key`` and the nearest of ``valid`` (else all of them)."""
@@ -69,9 +73,18 @@ def suggestion(value: str, valid: Iterable[str]) -> str:
 # ----------------------------------------------------------------------------- schemas
 @lru_cache(maxsize=None)
 def schema_fields(schema: type) -> dict[str, Any]:
-    """A dataclass's fields and their (resolved) types."""
+    """A dataclass's fields and their (resolved) types; an optional group (``tracking``, null
+    when off) as its dataclass, whose keys are checked the same."""
     hints = typing.get_type_hints(schema)
-    return {spec.name: hints[spec.name] for spec in dataclasses.fields(schema)}
+    return {spec.name: optional_dataclass(hints[spec.name]) for spec in dataclasses.fields(schema)}
+
+
+def optional_dataclass(kind: Any) -> Any:
+    """``X`` for ``X | None`` when ``X`` is a dataclass, else ``kind``."""
+    args = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+    if len(args) == 1 and dataclasses.is_dataclass(args[0]) and type(None) in typing.get_args(kind):
+        return args[0]
+    return kind
 
 
 def check_key(key: str, schema: type, added: bool = False) -> None:
@@ -88,6 +101,9 @@ def check_key(key: str, schema: type, added: bool = False) -> None:
         kind, prefix = fields[part], f"{prefix}{part}."
         if prefix == "component." and len(parts) > position + 1 and not added:
             _check_component_file_key(parts[position + 1])
+            return
+        if prefix in ENTRY_GROUPS and len(parts) > position + 2 and not added:
+            _check_entry_file_key(prefix, parts[position + 1], parts[position + 2])
             return
         if not dataclasses.is_dataclass(kind):
             return  # a value, or an open mapping: Hydra checks the rest
@@ -111,6 +127,53 @@ def component_file_keys() -> frozenset[str]:
     for path in sorted(Path(config_dir(), "component").glob("*.yaml")):
         keys.update(str(k) for k in OmegaConf.load(path).keys() if k != "defaults")
     return frozenset(keys)
+
+
+def _check_entry_file_key(prefix: str, entry: str, key: str) -> None:
+    """Without ``+``, Hydra sets only the keys of an entry a ``conf/`` file has."""
+    entries = entry_file_keys(prefix.rstrip("."))
+    if entry not in entries:
+        raise unknown_key(prefix, entry, entries, what=f"no such entry in conf/ (a new one: +{prefix}{entry}._target_=CLASS)")
+    if key not in entries[entry] and not key.startswith("_"):
+        raise unknown_key(f"{prefix}{entry}.", key, [k for k in entries[entry] if not k.startswith("_")],
+                          what=f"not in conf/ (a parameter of its class not set there: +{prefix}{entry}.KEY=VALUE)")
+
+
+def entry_file_keys(group: str) -> dict[str, frozenset[str]]:
+    """The keys of each entry of an open group of named entries (``callbacks``) in ``conf/``: the
+    group's own files, and the files that add entries to it (``hparams_search``...)."""
+    keys: dict[str, set[str]] = {}
+    for _, entry, settings in _entries_in_files(group):
+        keys.setdefault(entry, set()).update(settings)
+    return {entry: frozenset(found) for entry, found in keys.items()}
+
+
+def entry_off_error(key: str) -> ConfigError:
+    """A key of an entry that is null in the composed config: which options turn it on."""
+    group, entry = key.split(".")[:2]
+    options = sorted({option for option, name, settings in _entries_in_files(group) if name == entry and settings})
+    turn_on = f"choose {' or '.join(options)} first, or" if options else ""
+    return ConfigError(key, f"{group}.{entry} is off (null) in this config: {turn_on} add it whole "
+                            f"with +{group}.{entry}._target_=CLASS")
+
+
+@lru_cache(maxsize=None)
+def _entries_in_files(group: str) -> tuple[tuple[str, str, frozenset[str]], ...]:
+    """(``group=option`` of the file, entry, its keys) for each entry set in a ``conf/`` file."""
+    from omegaconf import DictConfig, OmegaConf
+
+    found = []
+    root = Path(config_dir())
+    for path in sorted(root.rglob("*.yaml")):
+        node = OmegaConf.load(path)
+        node = node if path.parent.name == group else node.get(group) if isinstance(node, DictConfig) else None
+        option = f"{path.parent.relative_to(root).as_posix()}={path.stem}"
+        for entry in (node.keys() if isinstance(node, DictConfig) else ()):
+            settings = node._get_node(entry)  # unresolved: callbacks.tracking is ${tracking}
+            if entry != "defaults":
+                names = frozenset(str(k) for k in (settings.keys() if isinstance(settings, DictConfig) else ()))
+                found.append((option, str(entry), names))
+    return tuple(found)
 
 
 def derived_key_error(key: str) -> ConfigError:

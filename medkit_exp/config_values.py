@@ -121,10 +121,10 @@ RULES: dict[str, Rule] = {
     "scheduler.min_lr_ratio": number(0.0, 1.0), "scheduler.mode": choice("max", "min"),
     "scheduler.factor": number(0.0, strict=True, below=1.0), "scheduler.patience": number(0, integer=True),
     "metrics.name": choice(*METRICS_NAMES),
-    "callbacks.progress_bar": flag(optional=True), "callbacks.early_stopping.enabled": flag(),
-    "callbacks.early_stopping.metric": text(), "callbacks.early_stopping.patience": number(1, integer=True),
-    "callbacks.early_stopping.min_delta": number(0.0), "callbacks.early_stopping.mode": choice("max", "min"),
-    "tracking.enabled": flag(), "tracking.tracking_uri": text(optional=True), "tracking.experiment_name": text(),
+    # callbacks: open (named entries, see ENTRY_RULES); its entries are checked by the instantiator
+    "callbacks": anything,
+    "tracking._target_": text(), "tracking._partial_": flag(),  # imported with the callbacks entries
+    "tracking.tracking_uri": text(optional=True), "tracking.experiment_name": text(),
     "tracking.run_name": text(optional=True), "tracking.log_every_n_steps": number(1, integer=True),
     "tracking.log_checkpoints": flag(), "tracking.log_model": flag(),
     "tracking.register_model_name": text(optional=True), "tracking.model_alias": text(optional=True),
@@ -138,6 +138,13 @@ RULES: dict[str, Rule] = {
     "batch_size": batch_size, "device": number(-1, integer=True),
     "save_predictions": flag(), "input_format": choice("auto", "brat", "conll", "jsonl"),
     "input_errors": choice("raise", "skip"), "output_format": choice("jsonl", "brat"),
+}
+#: The values of the packaged callbacks entries (another entry's class checks its own when built).
+ENTRY_RULES: dict[str, Rule] = {
+    "callbacks.printer.progress_bar": flag(optional=True),
+    "callbacks.early_stopping.metric": text(), "callbacks.early_stopping.patience": number(1, integer=True),
+    "callbacks.early_stopping.min_delta": number(0.0), "callbacks.early_stopping.mode": choice("max", "min"),
+    "callbacks.pruning.metric": text(),
 }
 #: Groups checked by building their dataclass (the key prefixed to its errors).
 BUILT_GROUPS = ("trainer", "data")
@@ -182,7 +189,7 @@ def check_values(cfg: Any, schema: type) -> None:
     if "trainer" in cfg and _value(cfg.trainer, "precision") == "fp16" and "component" in cfg \
             and cfg.component is not None and cfg.component.get("device", None) == -1:
         raise ConfigError("trainer.precision", "fp16 needs a CUDA device (component.device=N); on CPU use bf16 or 32")
-    if "tracking" in cfg and cfg.tracking.get("model_alias") and not cfg.tracking.get("register_model_name"):
+    if "tracking" in cfg and cfg.tracking is not None and cfg.tracking.get("model_alias") and not cfg.tracking.get("register_model_name"):
         raise ConfigError("tracking.model_alias", "needs tracking.register_model_name (it names a version of it)")
 
 
@@ -220,13 +227,25 @@ def _check_fields(node: Any, schema: type, prefix: str) -> None:
         if name not in node or name == "component" or key in BUILT_GROUPS:
             continue
         if dataclasses.is_dataclass(kind):
-            _check_fields(node[name], kind, f"{key}.")
+            if node[name] is not None:  # an optional group turned off (tracking=none)
+                _check_fields(node[name], kind, f"{key}.")
             continue
         if key not in RULES:
             raise ConfigError(key, "has no value rule (medkit_exp.config_values.RULES): add one")
         value = _value(node, name)
         if value is not _UNRESOLVED:
             RULES[key](key, value)
+        if key == "callbacks" and isinstance(value, dict):
+            _check_entries(key, value)
+
+
+def _check_entries(group: str, entries: dict[str, Any]) -> None:
+    """The values of the entries :data:`ENTRY_RULES` knows."""
+    for name, entry in entries.items():
+        for setting, value in (entry.items() if isinstance(entry, dict) else ()):
+            rule = ENTRY_RULES.get(f"{group}.{name}.{setting}")
+            if rule is not None:
+                rule(f"{group}.{name}.{setting}", value)
 
 
 def _value(node: Any, name: str) -> Any:
@@ -265,18 +284,19 @@ def _check_scheduler(node: Any) -> None:
 def check_metric_names(cfg: Any) -> None:
     """The eval metrics the config watches exist: the tagger's entity metrics name them from its
     labels (the Trainer checks again once built, but only after the model loads)."""
-    from medkit_exp.ner.metrics import PER_LABEL_METRICS, SUMMARY_METRICS
+    from medkit_exp.ner.metrics import metric_names
 
     labels = _value(cfg.component, "labels") if "labels" in cfg.component else _UNRESOLVED
     if not isinstance(labels, list) or "metrics" not in cfg or cfg.metrics.name not in METRICS_NAMES:
         return
-    names = {"loss", *SUMMARY_METRICS, *(f"{label}_{metric}" for label in labels for metric in PER_LABEL_METRICS)}
+    names = {"loss", *metric_names(labels)}
     watched = [("optimized_metric", cfg, "optimized_metric"), ("trainer.checkpoint_metric", cfg.get("trainer"),
                                                                  "checkpoint_metric")]
     if "scheduler" in cfg and cfg.scheduler.name == "plateau":
         watched.append(("trainer.metric_to_track_lr", cfg.get("trainer"), "metric_to_track_lr"))
-    if "callbacks" in cfg and cfg.callbacks.early_stopping.enabled:
-        watched.append(("callbacks.early_stopping.metric", cfg.callbacks.early_stopping, "metric"))
+    stopping = cfg.callbacks.get("early_stopping") if "callbacks" in cfg else None
+    if stopping is not None and "metric" in stopping:
+        watched.append(("callbacks.early_stopping.metric", stopping, "metric"))
     for key, node, name in watched:
         value = _value(node, name) if node is not None and name in node else _UNRESOLVED
         if value is not _UNRESOLVED and value not in names:
@@ -295,15 +315,6 @@ def check_tagger(component: Any) -> None:
         from medkit_exp.ner.data import _labels
 
         _labels("component.labels", labels)
-    if isinstance(labels, list):
-        from medkit_exp.ner.metrics import _metric_names
-
-        try:
-            _metric_names(labels)  # a label whose metric names clash with the summary ones
-        except ConfigError as error:
-            node = component._get_node("labels")
-            key = "data.labels" if str(node._value()).replace(" ", "") == "${data.labels}" else "component.labels"
-            raise ConfigError(key, error.message) from None
     length = _value(component, "tokenizer_max_length") if "tokenizer_max_length" in component else None
     limit = model_length_limit(_value(component, "model_name_or_path") if "model_name_or_path" in component else None)
     if isinstance(length, int) and limit is not None and length > limit:

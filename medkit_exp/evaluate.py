@@ -28,7 +28,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from medkit_exp.app import config_dir
+from medkit_exp.conf_location import config_dir
 from medkit_exp.errors import ConfigError
 from medkit_exp.schema import EvaluateConfig
 
@@ -82,7 +82,7 @@ def evaluate(cfg: DictConfig) -> float | None:
         files.append(write_jsonl(predicted, output_dir / f"predictions_{cfg.split}.jsonl"))
     print(format_report(report, tagger.labels), flush=True)
     print(f"\nMetrics written to {files[0]}", flush=True)
-    if cfg.tracking.enabled:
+    if cfg.tracking is not None:  # tracking=none sets it to null
         log_to_mlflow(OmegaConf.to_container(cfg.tracking, resolve=True), report, files)
     return words.get(cfg.optimized_metric)
 

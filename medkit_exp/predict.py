@@ -20,7 +20,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from medkit_exp.app import config_dir
+from medkit_exp.conf_location import config_dir
 from medkit_exp.errors import ConfigError, DataError
 from medkit_exp.schema import PredictConfig
 

@@ -91,46 +91,14 @@ class MetricsConfig:
 
 
 @dataclass
-class EarlyStoppingConfig:
-    """``callbacks.early_stopping``: stop when an eval metric stops improving.
-
-    Parameters
-    ----------
-    enabled: add the EarlyStoppingCallback.
-    metric: the eval metric watched (default: ``optimized_metric``).
-    patience: evaluations without improvement before stopping.
-    min_delta: the smallest change that counts as an improvement.
-    mode: "max" or "min": is a higher metric better?
-    """
-
-    enabled: bool = False
-    metric: str = "f1"
-    patience: int = 3
-    min_delta: float = 0.0
-    mode: str = "max"
-
-
-@dataclass
-class CallbacksConfig:
-    """Group ``callbacks``: progress display and early stopping (MLflow is the ``tracking`` group).
-
-    Parameters
-    ----------
-    progress_bar: progress bars; null: on when stderr is a terminal.
-    early_stopping: see ``callbacks.early_stopping.*``.
-    """
-
-    progress_bar: bool | None = None
-    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
-
-
-@dataclass
 class TrackingConfig:
-    """Group ``tracking``: the MLflow record of a run (``tracking=none`` turns it off).
+    """Group ``tracking``: the MLflow record of a run (``tracking=none`` sets it to null: off).
+    A callbacks entry (``callbacks.tracking`` is ``${tracking}``): a factory given the run.
 
     Parameters
     ----------
-    enabled: track the run in MLflow.
+    _target_: the factory of the run's tracking callbacks.
+    _partial_: true: the factory is completed with the run (``run=``) when the callbacks are built.
     tracking_uri: null: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory.
     experiment_name: the MLflow experiment (created if missing).
     run_name: the MLflow run name; null: MLflow picks one.
@@ -149,7 +117,8 @@ class TrackingConfig:
         of the weights; the signature is checked either way).
     """
 
-    enabled: bool = True
+    _target_: str = "medkit_exp.tracking_entry.mlflow_callbacks"
+    _partial_: bool = True
     tracking_uri: str | None = None
     experiment_name: str = "default"
     run_name: str | None = None
@@ -185,8 +154,8 @@ class MedkitExpConfig:
     optimizer: see the ``optimizer`` group.
     scheduler: see the ``scheduler`` group.
     metrics: see the ``metrics`` group.
-    callbacks: see the ``callbacks`` group.
-    tracking: see the ``tracking`` group.
+    callbacks: see the ``callbacks`` group: named entries, each a ``_target_`` (null: off).
+    tracking: see the ``tracking`` group (null: no tracking).
     """
 
     experiment_name: str = "default"
@@ -201,8 +170,8 @@ class MedkitExpConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    callbacks: dict[str, Any] = field(default_factory=dict)
+    tracking: TrackingConfig | None = field(default_factory=TrackingConfig)
 
 
 @dataclass

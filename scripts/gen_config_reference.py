@@ -160,11 +160,15 @@ def schema_rows(cls: type, values: dict[str, Any], comments: dict[str, str], pre
 def _dataclass_type(cls: type, spec: dataclasses.Field) -> type | None:
     import typing
 
-    hint = typing.get_type_hints(cls).get(spec.name)
+    from medkit_exp.config_keys import optional_dataclass
+
+    hint = optional_dataclass(typing.get_type_hints(cls).get(spec.name))  # tracking: null when off
     return hint if dataclasses.is_dataclass(hint) else None
 
 
 TABLE_HEAD = ["| key | type | default | description |", "|---|---|---|---|"]
+#: Groups of open keys (a class's parameters), documented from their files rather than a schema.
+OPEN_GROUPS = ("component", "callbacks")
 
 
 def options_lines(group: str, options: dict[str, list[tuple[str, str]]], default: str | None) -> list[str]:
@@ -204,7 +208,7 @@ def render() -> str:
     ]
     groups = []
     for spec in dataclasses.fields(schema.MedkitExpConfig):
-        if spec.name == "component" or _dataclass_type(schema.MedkitExpConfig, spec) is not None:
+        if spec.name in OPEN_GROUPS or _dataclass_type(schema.MedkitExpConfig, spec) is not None:
             groups.append(spec.name)
             continue
         out.append(_row(spec, values.get(spec.name), root_docs))
@@ -215,10 +219,20 @@ def render() -> str:
         if group == "component":
             out += _component_lines(values["component"], comments)
             continue
+        if group == "callbacks":
+            out += _entries_lines(group, values[group], comments)
+            continue
         spec = next(f for f in dataclasses.fields(schema.MedkitExpConfig) if f.name == group)
         group_comments = {f"{group}.{key}": text for key, text in comments.items()}
         cls = _dataclass_type(schema.MedkitExpConfig, spec)
-        out += TABLE_HEAD + schema_rows(cls, values[group], group_comments, f"{group}.")
+        out += TABLE_HEAD
+        import typing
+
+        optional = typing.get_type_hints(schema.MedkitExpConfig)[group] is not cls
+        if optional and values[group] is not None:  # an optional group: null turns it off
+            out.append(f"| `{group}` | {cell(f'`{spec.type}`')} | the keys below | "
+                       f"{cell(root_docs.get(group, ''))} |")
+        out += schema_rows(cls, values[group], group_comments, f"{group}.")
     for command, name, cls_name, _ in APPLICATIONS[1:]:
         cls = getattr(schema, cls_name)
         own = {f.name for f in dataclasses.fields(schema.MedkitExpConfig)}
@@ -238,6 +252,43 @@ def render() -> str:
 
 def _row(spec: dataclasses.Field, value: Any, docs: dict[str, str]) -> str:
     return f"| `{spec.name}` | {cell(f'`{spec.type}`')} | {cell(show(value))} | {cell(docs.get(spec.name, ''))} |"
+
+
+def _entries_lines(group: str, values: dict[str, Any], comments: dict[str, str]) -> list[str]:
+    """An open group of named entries: each entry's keys as the group's files set them."""
+    from medkit_exp.config_keys import _entries_in_files
+
+    lines = [
+        "Named entries, built in this order by one instantiator "
+        "(`medkit_exp.callback_entries.instantiate_callbacks`): `_target_` names the class, the other keys "
+        "are its parameters; `_partial_: true` names a factory also given the run (`run=RunContext`), "
+        "which may return several callbacks; null turns an entry off. Add one with "
+        "`+callbacks.NAME._target_=module.Class`. The entries of `conf/`:",
+        "",
+        "| key | set by | default there | description |",
+        "|---|---|---|---|",
+        f"| `{group}` | `{group}=default` | the entries below | named entries, each a `_target_` (null: off) |",
+    ]
+    for option, entry, names in _entries_in_files(group):
+        file_comments = yaml_comments(CONF / f"{option.replace('=', '/')}.yaml")[1]
+        prefix = "" if option.startswith(f"{group}=") else f"{group}."
+        node = OmegaConf_load(CONF / f"{option.replace('=', '/')}.yaml")
+        node = node if not prefix else node.get(group, {})
+        raw = node.get(entry) if isinstance(node, dict) else None
+        if not names:
+            lines.append(f"| `{group}.{entry}` | `{option}` | {cell(show(raw))} | "
+                         f"{cell(file_comments.get(f'{prefix}{entry}', ''))} |")
+        for name in sorted(names, key=lambda n: (not n.startswith("_"), n)):
+            value = raw.get(name) if isinstance(raw, dict) else None
+            text = file_comments.get(f"{prefix}{entry}.{name}", "")
+            lines.append(f"| `{group}.{entry}.{name}` | `{option}` | {cell(show(value))} | {cell(text)} |")
+    return lines
+
+
+def OmegaConf_load(path: Path) -> Any:  # noqa: N802 - the file as plain containers, unresolved
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
 
 
 def _component_lines(values: dict[str, Any], comments: dict[str, str]) -> list[str]:

@@ -30,8 +30,7 @@ MISSPELT = [
     ("optimizer", "optimizer.weight_decy", "optimizer.weight_decay"),
     ("scheduler", "scheduler.warmup_ration", "scheduler.warmup_ratio"),
     ("metrics", "metrics.nme", "metrics.name"),
-    ("callbacks", "callbacks.progress_barr", "callbacks.progress_bar"),
-    ("callbacks.early_stopping", "callbacks.early_stopping.patiance", "callbacks.early_stopping.patience"),
+    ("callbacks", "callbacks.printer.progress_barr", "callbacks.printer.progress_bar"),
     ("tracking", "tracking.log_modl", "tracking.log_model"),
     ("top-level", "seeed", "seed"),
 ]

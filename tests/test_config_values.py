@@ -22,7 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import ValidationError
 
-from medkit_exp.app import config_dir
+from medkit_exp.conf_location import config_dir
 from medkit_exp.config_check import check_command_line, check_config, command_line_args
 from medkit_exp.config_keys import component_file_keys, schema_fields
 from medkit_exp.config_compose import check_composed_command_line, type_error
@@ -68,9 +68,8 @@ NEEDS = {"scheduler.mode": ["scheduler=plateau"], "scheduler.factor": ["schedule
          "trainer.metric_to_track_lr": ["scheduler=plateau"],
          "callbacks.early_stopping.metric": ["callbacks=early_stopping"]}
 #: Values bad only with the rest of the config or the machine: a stride as long as the window
-#: (debug=fast: 64 sub-tokens), a label whose metric names clash with the summary ones, fp16 on
-#: CPU, a CUDA device the machine lacks.
-EXTRA = {"component.stride": ["64"], "data.labels": ["[macro,x]"], "trainer.precision": ["fp16"],
+#: (debug=fast: 64 sub-tokens), fp16 on CPU, a CUDA device the machine lacks.
+EXTRA = {"component.stride": ["64"], "trainer.precision": ["fp16"],
          "component.device": ["1000"], "device": ["1000"]}  # (no machine has cuda:1000)
 #: Eval metrics watched by the run: a name the metrics never produce is refused before the model loads.
 METRIC_KEYS = {"optimized_metric", "trainer.checkpoint_metric", "trainer.metric_to_track_lr",

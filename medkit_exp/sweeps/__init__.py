@@ -5,12 +5,12 @@
   failure rate, heartbeat), registered in Hydra's ConfigStore.
 - :mod:`~medkit_exp.sweeps.search_space`: Hydra's override grammar -> Optuna distributions, checked.
 - :mod:`~medkit_exp.sweeps.factories`: samplers, pruners and storages from the config.
-- :mod:`~medkit_exp.sweeps.context` and :mod:`~medkit_exp.sweeps.pruning`: the running job sees
+- :mod:`~medkit_exp.sweeps.trial_context` and :mod:`~medkit_exp.sweeps.pruning`: the running job sees
   its trial; a training callback reports each evaluation and prunes.
 - :mod:`~medkit_exp.sweeps.budget` and :mod:`~medkit_exp.sweeps.heartbeat`: ``n_trials`` over the
   whole study, shared by workers; trials of dead workers failed and run again.
 - :mod:`~medkit_exp.sweeps.mlflow_parent`, :mod:`~medkit_exp.sweeps.plots`,
   :mod:`~medkit_exp.sweeps.results`: the parent MLflow run, its plots, ``optimization_results.yaml``.
 
-Nothing heavy is imported here: the application imports :mod:`~medkit_exp.sweeps.context` on start.
+Nothing heavy is imported here: the application imports :mod:`~medkit_exp.sweeps.trial_context` on start.
 """

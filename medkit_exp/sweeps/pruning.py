@@ -3,13 +3,17 @@
 >>> callback = OptunaPruningCallback(current_trial(), metric="f1")             # doctest: +SKIP
 >>> Trainer(component, config, train, dev, callback=[mlflow_cb, callback]).train()  # doctest: +SKIP
 
+The application adds it through config only: ``hparams_search=ner_optuna`` sets the entry
+``callbacks.pruning`` (``_target_: medkit_exp.sweeps.pruning.pruning_callbacks``, a factory given
+the run), which the callbacks' instantiator builds after the tracking entry.
+
 At every evaluation the tracked metric is reported to the trial (``trial.report(value, step)``)
 with step = the number of the evaluation (1, 2, ...; the epoch with ``eval_strategy=epoch``), so
 that trials with different batch sizes are compared at the same point of their training (the
 optimizer step would differ) and a pruner's ``n_warmup_steps`` counts evaluations. When the
 study's pruner rejects the trial, the callback asks the loop to stop (a last checkpoint is
 saved, the MLflow run ends normally) and records it in the
-:class:`~medkit_exp.sweeps.context.TrialContext`; the sweeper then tells Optuna the trial was
+:class:`~medkit_exp.sweeps.trial_context.TrialContext`; the sweeper then tells Optuna the trial was
 PRUNED and marks its MLflow run.
 """
 
@@ -20,7 +24,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from medkit_exp.sweeps.context import TrialContext
+from medkit_exp.run_context import RunContext
+from medkit_exp.sweeps.trial_context import TrialContext, current_trial
 from medkit_exp.training.callbacks import TrainerCallback
 
 logger = logging.getLogger(__name__)
@@ -29,7 +34,7 @@ logger = logging.getLogger(__name__)
 class OptunaPruningCallback(TrainerCallback):
     """Report ``metric`` at each evaluation to the context's trial; stop a pruned trial.
 
-    context: the trial (:func:`medkit_exp.sweeps.context.current_trial`).
+    context: the trial (:func:`medkit_exp.sweeps.trial_context.current_trial`).
     metric: the eval metric the sweep optimises (the app's ``optimized_metric``).
     run_id_of: returns the MLflow run id of this training (None without tracking); it is recorded in
         the context so that the sweeper can mark the run's trial state.
@@ -74,3 +79,15 @@ class OptunaPruningCallback(TrainerCallback):
             run_id = self.run_id_of()
             if run_id:
                 self.context.child_run_id = run_id
+
+
+def pruning_callbacks(run: RunContext, *, metric: str) -> list[OptunaPruningCallback]:
+    """The config entry ``callbacks.pruning``: in a trial of the sweeper, the callback reporting
+    ``metric`` to the trial, which records the run's tracker run id (``run.tracking_run_id``);
+    outside a trial, none (a warning says so: the entry is then left unused)."""
+    trial = current_trial()
+    if trial is None:
+        logger.warning("callbacks.pruning: this run is no trial of the medkit_optuna sweeper: no pruning callback")
+        return []
+    # read at each call: the tracking factory sets run.tracking_run_id when it builds its callback
+    return [OptunaPruningCallback(trial, metric, run_id_of=lambda: run.tracking_run_id())]

@@ -5,7 +5,7 @@ hydra/sweeper=medkit_optuna`` with a search space) runs it. Before any trial it 
 search space against the composed config, builds the sampler, pruner and storage and opens the
 study (a new one, or the one of that name in the storage, which it continues). Then, while the
 study holds fewer than ``n_trials`` trials (see :mod:`medkit_exp.sweeps.budget`), it asks Optuna
-for a trial, publishes it (:mod:`medkit_exp.sweeps.context`), launches the training job through
+for a trial, publishes it (:mod:`medkit_exp.sweeps.trial_context`), launches the training job through
 Hydra's launcher with the trial's overrides, and tells Optuna the outcome: COMPLETE with the
 job's return value (the best eval value of ``optimized_metric``), PRUNED when the pruning
 callback stopped it, FAIL when it raised. A heartbeat marks running trials, so the trials of a
@@ -117,6 +117,9 @@ class OptunaSweeper(Sweeper):
             redact_url(settings.storage) or "in memory", _counts_text(study), space.describe(),
         )
         sweep = _Sweep(study, space, settings, pruning=type(pruner).__name__ != "NopPruner")
+        if (self.config.get("callbacks") or {}).get("pruning") is None:  # the entry hparams_search=ner_optuna sets
+            logger.warning("No callbacks.pruning entry: the trials report no evaluation to Optuna before they end, "
+                           "none is pruned, and their MLflow runs get no optuna.trial_state tag")
         sweep.parent = self._open_parent(sweep, created)
         for number in fail_stale_trials(study, settings.stale_after, settings.stale_trial_retries):
             if sweep.parent is not None:
@@ -173,8 +176,8 @@ class OptunaSweeper(Sweeper):
         from medkit_exp.tracking.runs import resolve_tracking_uri
         from medkit_exp.tracking.store import prepare_store
 
-        tracking = self.config.get("tracking")
-        if tracking is not None and tracking.get("enabled", False):
+        tracking = self.config.get("tracking")  # null: tracking=none
+        if tracking is not None:
             prepare_store(resolve_tracking_uri(tracking.get("tracking_uri")))
 
     def _open_parent(self, sweep: _Sweep, created: bool) -> Any:
@@ -184,7 +187,7 @@ class OptunaSweeper(Sweeper):
         from medkit_exp.tracking.runs import resolve_tracking_uri
 
         tracking = self.config.get("tracking")
-        if tracking is None or not tracking.get("enabled", False):
+        if tracking is None:
             return None
         settings = sweep.settings
         description = {
@@ -243,7 +246,7 @@ class OptunaSweeper(Sweeper):
         from hydra.core.utils import JobStatus
         from optuna.trial import TrialState
 
-        from medkit_exp.sweeps.context import TrialContext, active_trial
+        from medkit_exp.sweeps.trial_context import TrialContext, active_trial
         from medkit_exp.sweeps.heartbeat import HeartbeatThread
         from medkit_exp.tracking.params import redact_override
 

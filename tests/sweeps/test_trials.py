@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from medkit_exp.sweeps.budget import close_surplus, counted, has_room, is_surplus
-from medkit_exp.sweeps.context import TrialContext, active_trial, current_trial
+from medkit_exp.sweeps.trial_context import TrialContext, active_trial, current_trial
 from medkit_exp.sweeps.factories import make_storage
 from medkit_exp.sweeps.heartbeat import HEARTBEAT_ATTR, HeartbeatThread, fail_stale_trials
 from medkit_exp.sweeps.pruning import OptunaPruningCallback
