@@ -105,18 +105,18 @@ class CostMeter:
 
     def patch_sender(self) -> None:
         """Count the CPU time of every AsyncRunLogger thread (read when the thread ends)."""
-        from medkit_exp.tracking import callback as callback_module
+        from medkit_exp.tracking import tracker as tracker_module  # where a run's sender is made
 
         meter = self
 
-        class MeteredLogger(callback_module.AsyncRunLogger):
+        class MeteredLogger(tracker_module.AsyncRunLogger):
             def _loop(self) -> None:
                 try:
                     super()._loop()
                 finally:
                     meter.sender_cpu += time.thread_time()
 
-        callback_module.AsyncRunLogger = MeteredLogger
+        tracker_module.AsyncRunLogger = MeteredLogger
 
 
 def timed_run(args: argparse.Namespace, workdir: Path, name: str, tracked: bool, meter: CostMeter | None = None) -> tuple[float, int]:

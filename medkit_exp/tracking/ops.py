@@ -1,28 +1,27 @@
-"""Tracking operations: plain JSON-serializable dicts, sent to MLflow or kept in the spool.
+"""Tracking operations executed against MLflow, through its public client API.
 
-One format for both paths means what could not be sent is replayed exactly as it would have
-been sent. The operations::
+:func:`apply_op` executes one :data:`~medkit_exp.tracking.messages.Operation` (the one place that
+does); :func:`send_op` drops, with a warning, what the server rejects for good;
+:func:`merge_metric_ops` batches consecutive metric operations; :class:`MetricDeduper` makes a
+replay idempotent. Also the run's creation (:func:`create_run`, from a spool's spec) and what a
+resumed run already has (:func:`logged_max_steps`).
 
-    {"op": "metrics", "metrics": [[key, value, timestamp_ms, step], ...]}
-    {"op": "params", "params": {key: value}}         only absent keys are logged (resume-safe)
-    {"op": "tags", "tags": {key: value}}
-    {"op": "inputs", "datasets": [{"entity": {...}, "context": "train"}]}
-    {"op": "artifact", "local_path": path, "artifact_path": folder or null, "link": true|false}
-    {"op": "status", "status": "RUNNING" | "FINISHED" | "FAILED" | "KILLED", "end_time": ms or null}
-
-Every operation is idempotent, metrics included: :class:`MetricDeduper` drops points whose
-(key, step) the run already has, so replaying something that did arrive adds nothing. An artifact
-with ``"link": true`` (files written once: checkpoints) is hard-linked into a local artifact store.
+An artifact with ``link=True`` (files written once: checkpoints) is hard-linked into a local
+artifact store (:mod:`medkit_exp.tracking.files`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from medkit_exp.tracking.files import link_or_copy, local_artifact_root
+from medkit_exp.tracking.messages import (
+    LogArtifacts, LogInputs, LogMetrics, LogParams, MetricPoint, Operation, SetStatus, SetTags, now_ms,
+)
 from medkit_exp.tracking.params import MAX_PARAMS_PER_BATCH, chunks
 
 logger = logging.getLogger(__name__)
@@ -35,47 +34,43 @@ PERMANENT_ERROR_CODES = frozenset(
 )
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def is_permanent_error(error: BaseException) -> bool:
     """True for errors the server would repeat (bad value, unknown run); others may be transient."""
     return getattr(error, "error_code", None) in PERMANENT_ERROR_CODES
 
 
-def redact_op(op: dict[str, Any]) -> dict[str, Any]:
+def redact_op(op: Operation) -> Operation:
     """The operation without secrets (credentials in URLs, secret-named keys' values...): every
     path to MLflow and to the spool goes through it. Metrics, artifacts and statuses hold none."""
     from medkit_exp.redaction import redact_data
 
-    kind = op.get("op")
-    if kind in ("params", "tags"):
-        return {**op, kind: {key: value for key, value in redact_data(dict(op[kind])).items()}}
-    if kind == "inputs":
-        return {**op, "datasets": redact_data(op["datasets"])}
+    match op:
+        case LogParams(params=params):
+            return replace(op, params=redact_data(dict(params)))
+        case SetTags(tags=tags):
+            return replace(op, tags=redact_data(dict(tags)))
+        case LogInputs(datasets=datasets):
+            return replace(op, datasets=tuple(redact_data(list(datasets))))
     return op
 
 
 def metric_points(metrics: dict[str, float], step: int, timestamp: int | None = None) -> list[list[Any]]:
-    timestamp = now_ms() if timestamp is None else timestamp
-    return [[key, float(value), timestamp, int(step)] for key, value in metrics.items()]
+    """The points of a ``{"op": "metrics", ...}`` record (the callback's older form of LogMetrics)."""
+    return [list(point) for point in LogMetrics.at_step(metrics, step, timestamp).points]
 
 
-def merge_metric_ops(ops: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def merge_metric_ops(ops: Iterable[Operation]) -> list[Operation]:
     """Consecutive metric operations merged into batches MLflow accepts (order kept)."""
-    merged: list[dict[str, Any]] = []
+    batches: list[Operation] = []
+    points: list[MetricPoint] = []
     for op in ops:
-        if op["op"] == "metrics" and merged and merged[-1]["op"] == "metrics":
-            merged[-1] = {"op": "metrics", "metrics": merged[-1]["metrics"] + op["metrics"]}
-        else:
-            merged.append(op)
-    batches: list[dict[str, Any]] = []
-    for op in merged:
-        if op["op"] == "metrics":
-            batches.extend({"op": "metrics", "metrics": part} for part in chunks(op["metrics"], MAX_METRICS_PER_BATCH))
-        else:
-            batches.append(op)
+        if isinstance(op, LogMetrics):
+            points.extend(op.points)
+            continue
+        batches.extend(LogMetrics(tuple(part)) for part in chunks(points, MAX_METRICS_PER_BATCH))
+        points = []
+        batches.append(op)
+    batches.extend(LogMetrics(tuple(part)) for part in chunks(points, MAX_METRICS_PER_BATCH))
     return batches
 
 
@@ -96,7 +91,7 @@ class MetricDeduper:
             if key not in self.known:
                 self.known[key] = {metric.step for metric in client.get_metric_history(run_id, key)}
 
-    def filter(self, points: list[list[Any]]) -> list[list[Any]]:
+    def filter(self, points: list[MetricPoint]) -> list[MetricPoint]:
         kept = []
         for point in points:
             key, step = point[0], point[3]
@@ -105,40 +100,42 @@ class MetricDeduper:
             kept.append(point)
         return kept
 
-    def mark_sent(self, points: list[list[Any]]) -> None:
+    def mark_sent(self, points: list[MetricPoint]) -> None:
         for point in points:
             self.known.setdefault(point[0], set()).add(point[3])
 
 
-def apply_op(client: Any, run_id: str, op: dict[str, Any], deduper: MetricDeduper | None = None) -> None:
-    """Send one operation for ``run_id``; MLflow's exceptions propagate."""
-    kind = op["op"]
-    if kind == "metrics":
-        _log_metrics(client, run_id, op["metrics"], deduper)
-    elif kind == "params":
-        _log_params(client, run_id, op["params"])
-    elif kind == "tags":
-        from mlflow.entities import RunTag
+def apply_op(client: Any, run_id: str, op: Operation, deduper: MetricDeduper | None = None) -> None:
+    """Execute one operation for ``run_id`` (MLflow's public client API); its exceptions propagate.
 
-        tags = [RunTag(key, str(value)) for key, value in op["tags"].items()]
-        for part in chunks(tags, MAX_PARAMS_PER_BATCH):
-            client.log_batch(run_id, tags=part)
-    elif kind == "inputs":
-        from medkit_exp.tracking.datasets import dataset_input
+    The one place an operation meets MLflow: the sender (in the training process or the worker)
+    and the spool's replay both come here.
+    """
+    match op:
+        case LogMetrics(points=points):
+            _log_metrics(client, run_id, list(points), deduper)
+        case LogParams(params=params):
+            _log_params(client, run_id, params)
+        case SetTags(tags=tags):
+            from mlflow.entities import RunTag
 
-        client.log_inputs(run_id, datasets=[dataset_input(d["entity"], d["context"]) for d in op["datasets"]])
-    elif kind == "artifact":
-        _log_artifact(client, run_id, op["local_path"], op.get("artifact_path"), link=op.get("link", False))
-    elif kind == "status":
-        if op["status"] == "RUNNING":
+            for part in chunks([RunTag(key, str(value)) for key, value in tags.items()], MAX_PARAMS_PER_BATCH):
+                client.log_batch(run_id, tags=part)
+        case LogInputs(datasets=datasets):
+            from medkit_exp.tracking.datasets import dataset_input
+
+            client.log_inputs(run_id, datasets=[dataset_input(d["entity"], d["context"]) for d in datasets])
+        case LogArtifacts(local_path=local_path, artifact_path=artifact_path, link=link):
+            _log_artifact(client, run_id, local_path, artifact_path, link=link)
+        case SetStatus(status="RUNNING"):
             client.update_run(run_id, status="RUNNING")
-        else:
-            client.set_terminated(run_id, status=op["status"], end_time=op.get("end_time"))
-    else:
-        raise ValueError(f"unknown tracking operation {kind!r}")
+        case SetStatus(status=status, end_time=end_time):
+            client.set_terminated(run_id, status=status, end_time=end_time)
+        case _:
+            raise TypeError(f"not a tracking operation: {op!r}")
 
 
-def send_op(client: Any, run_id: str, op: dict[str, Any], deduper: MetricDeduper | None = None) -> None:
+def send_op(client: Any, run_id: str, op: Operation, deduper: MetricDeduper | None = None) -> None:
     """:func:`apply_op`, dropping with a warning an operation the server rejects for good.
 
     Other errors (connection refused, timeouts, server errors) propagate: the caller keeps the
@@ -149,10 +146,10 @@ def send_op(client: Any, run_id: str, op: dict[str, Any], deduper: MetricDeduper
     except Exception as error:
         if not is_permanent_error(error):
             raise
-        logger.warning("MLflow rejected a %r operation for run %s, dropped: %s", op["op"], run_id, error)
+        logger.warning("MLflow rejected a %r operation for run %s, dropped: %s", op.kind, run_id, error)
 
 
-def _log_metrics(client: Any, run_id: str, points: list[list[Any]], deduper: MetricDeduper | None) -> None:
+def _log_metrics(client: Any, run_id: str, points: list[MetricPoint], deduper: MetricDeduper | None) -> None:
     from mlflow.entities import Metric
 
     if deduper is not None:
@@ -164,7 +161,7 @@ def _log_metrics(client: Any, run_id: str, points: list[list[Any]], deduper: Met
         deduper.mark_sent(points)
 
 
-def _log_params(client: Any, run_id: str, params: dict[str, str]) -> None:
+def _log_params(client: Any, run_id: str, params: Mapping[str, Any]) -> None:
     """Log the params the run does not have; keep (and warn about) those it has with another value."""
     from mlflow.entities import Param
 
@@ -219,3 +216,20 @@ def create_run(client: Any, spec: dict[str, Any]) -> str:
         tags["mlflow.parentRunId"] = spec["parent_run_id"]
     run = client.create_run(experiment_id, start_time=spec.get("start_time"), tags=tags, run_name=spec.get("run_name"))
     return run.info.run_id
+
+
+def logged_max_steps(client: Any, run_id: str) -> dict[str, int]:
+    """The last step of every metric a run has (a resumed run skips steps up to these)."""
+    run = client.get_run(run_id)
+    return {
+        key: max(metric.step for metric in history)
+        for key in run.data.metrics
+        if (history := client.get_metric_history(run_id, key))
+    }
+
+
+__all__ = [  # now_ms, link_or_copy and local_artifact_root: re-exported for this module's importers
+    "MAX_METRICS_PER_BATCH", "MetricDeduper", "apply_op", "create_run", "get_or_create_experiment",
+    "is_permanent_error", "link_or_copy", "local_artifact_root", "logged_max_steps", "merge_metric_ops",
+    "metric_points", "now_ms", "redact_op", "send_op",
+]

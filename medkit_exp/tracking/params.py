@@ -269,3 +269,9 @@ def _is_sequence(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return True
     return not isinstance(value, _SCALARS) and isinstance(value, Sequence)
+
+
+def trainer_config_dict(config: Any) -> dict[str, Any]:
+    """A TrainerConfig (or any config object) as a dict, for params."""
+    to_dict = getattr(config, "to_dict", None)
+    return to_dict() if callable(to_dict) else dict(getattr(config, "__dict__", {}))

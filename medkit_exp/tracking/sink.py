@@ -19,7 +19,8 @@ import threading
 import time
 from typing import Any
 
-from medkit_exp.tracking.ops import MetricDeduper, merge_metric_ops, metric_points, send_op
+from medkit_exp.tracking.messages import Operation
+from medkit_exp.tracking.ops import MetricDeduper, merge_metric_ops, send_op
 from medkit_exp.tracking.spool import RunSpool, replay
 
 logger = logging.getLogger(__name__)
@@ -60,13 +61,9 @@ class AsyncRunLogger:
         self._thread.start()
 
     # ------------------------------------------------------------------ training thread side
-    def submit(self, op: dict[str, Any]) -> None:
+    def submit(self, op: Operation) -> None:
         """Queue an operation (returns at once)."""
         self._queue.put(op)
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        if metrics:
-            self.submit({"op": "metrics", "metrics": metric_points(metrics, step)})
 
     def wake(self) -> None:
         """Send what is queued now rather than at the next interval (returns at once)."""
@@ -112,7 +109,7 @@ class AsyncRunLogger:
                 return
 
     def _process(self, items: list[Any]) -> bool:
-        ops: list[dict[str, Any]] = []
+        ops: list[Operation] = []
         for item in items:
             if isinstance(item, threading.Event) or item is _STOP:
                 self._send(ops)
@@ -129,7 +126,7 @@ class AsyncRunLogger:
             self._reconnect()
         return False
 
-    def _send(self, ops: list[dict[str, Any]]) -> None:
+    def _send(self, ops: list[Operation]) -> None:
         if not ops:
             return
         if not self.online and time.monotonic() - self._last_try >= self.retry_interval:
@@ -146,7 +143,7 @@ class AsyncRunLogger:
                 self._to_spool(batches[index:])
                 return
 
-    def _to_spool(self, ops: list[dict[str, Any]]) -> None:
+    def _to_spool(self, ops: list[Operation]) -> None:
         self.spool.append(ops)
         self.spooled += len(ops)
 

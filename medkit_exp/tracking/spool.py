@@ -3,7 +3,8 @@
 Layout, one folder per tracked run (``local_id``, stable across resumes)::
 
     OUTPUT_DIR/mlflow_spool/<local_id>/run.json    the run: tracking URI, experiment, name, run id
-                                       ops.jsonl   operations not yet sent (see ``ops``), in order
+                                       ops.jsonl   operations not yet sent, in order (JSON records
+                                               of :mod:`~medkit_exp.tracking.messages`)
                                        acked       how many lines of ops.jsonl were sent
 
 Replay sends the operations after ``acked`` (creating the run first if it was never created)
@@ -24,10 +25,12 @@ import argparse
 import json
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from medkit_exp.redaction import REDACTED, redact_data, redact_url
+from medkit_exp.tracking.messages import LogMetrics, Operation, as_operation, from_record, to_record
 from medkit_exp.tracking.ops import MetricDeduper, create_run, merge_metric_ops, redact_op, send_op
 
 logger = logging.getLogger(__name__)
@@ -65,13 +68,14 @@ class RunSpool:
         self.write_spec(spec)
 
     # ------------------------------------------------------------------ operations
-    def append(self, ops: list[dict[str, Any]]) -> None:
+    def append(self, ops: Sequence[Operation | Mapping[str, Any]]) -> None:
+        """Append operations (``{"op": ...}`` records are read as operations), on disk when this returns."""
         if not ops:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / OPS_FILE, "a", encoding="utf-8") as handle:
             for op in ops:
-                handle.write(json.dumps(redact_op(op)) + "\n")
+                handle.write(json.dumps(to_record(redact_op(as_operation(op)))) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -86,13 +90,13 @@ class RunSpool:
         path = self.directory / ACKED_FILE
         return int(path.read_text().strip() or 0) if path.exists() else 0
 
-    def pending(self) -> list[dict[str, Any]]:
+    def pending(self) -> list[Operation]:
         """Operations not yet acknowledged, in order."""
         ops = []
         for line in self._lines()[self.acked():]:
             try:
-                ops.append(json.loads(line))
-            except json.JSONDecodeError:
+                ops.append(from_record(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
                 logger.warning("Skipping a damaged line of %s", self.directory / OPS_FILE)
         return ops
 
@@ -126,7 +130,7 @@ def replay(spool: RunSpool, client: Any) -> str:
         spool.clear()
         return run_id
     deduper = MetricDeduper()
-    deduper.load_from_run(client, run_id, {p[0] for op in ops if op["op"] == "metrics" for p in op["metrics"]})
+    deduper.load_from_run(client, run_id, {p[0] for op in ops if isinstance(op, LogMetrics) for p in op.points})
     done = spool.acked()
     # Merging keeps order; ``acked`` advances by the source lines each merged group covers.
     for group in _groups(ops):
@@ -139,11 +143,11 @@ def replay(spool: RunSpool, client: Any) -> str:
     return run_id
 
 
-def _groups(ops: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+def _groups(ops: list[Operation]) -> list[list[Operation]]:
     """Runs of consecutive metric operations, and every other operation alone."""
-    groups: list[list[dict[str, Any]]] = []
+    groups: list[list[Operation]] = []
     for op in ops:
-        if op["op"] == "metrics" and groups and groups[-1][0]["op"] == "metrics":
+        if isinstance(op, LogMetrics) and groups and isinstance(groups[-1][0], LogMetrics):
             groups[-1].append(op)
         else:
             groups.append([op])

@@ -10,13 +10,21 @@ training, the training process only writes each operation to a pipe (microsecond
 - :func:`prestart` starts a worker early and has it import what the run will need; the
   callback takes it (or starts one) at ``on_train_begin`` and gives it back at the end, so a
   process that trains several times (a sweep, a test session) reuses it.
-- :class:`WorkerSession` is the training process's side of one run: the methods of
-  :class:`~medkit_exp.tracking.session.RunSession`, which runs in the worker. Calls that return
-  something wait for the answer (``open``, ``flush``, ``state``, ``close``); the others return at
-  once. The worker handles them in order.
-- The protocol is one JSON object per line: ``{"id"?, "call", "args"}`` to the worker on its
-  stdin, ``{"id", "result"|"error"}`` and ``{"log": record}`` back on its stdout; the worker's
-  log records are re-emitted by the training process's loggers (its handlers, its log file).
+- :class:`WorkerSession` is the training process's side of one run: the session calls of
+  :class:`~medkit_exp.tracking.session.MessageSession`, whose messages the worker hands to a
+  :class:`~medkit_exp.tracking.tracker.RunTracker`. Those that return something wait for the
+  answer (``open``, ``flush``, ``state``, ``close``); the others return at once. The worker
+  handles them in order.
+- The protocol: the messages of :mod:`medkit_exp.tracking.messages`, pickled, each in a frame
+  (its length and its request number, -1 when no answer is awaited) on the worker's stdin;
+  :class:`~medkit_exp.tracking.messages.Reply` and
+  :class:`~medkit_exp.tracking.messages.ForwardedLog` frames back on its stdout; the worker's log
+  records are re-emitted by the training process's loggers (its handlers, its log file). A task
+  travels as its function, which pickle sends by module and name.
+- The environment: the worker inherits the training process's when it starts; each run's
+  :class:`~medkit_exp.tracking.messages.Open` carries the variables MLflow's work reads
+  (:func:`~medkit_exp.tracking.uris.tracking_environment`) and the working directory, as they are
+  when the run starts (a pooled worker serves several runs).
 - The worker ignores SIGINT (Ctrl-C stops the training, which ends the run KILLED itself) and
   lives in its own session. If the training process dies without closing the run, the worker
   sees its stdin close, sends what it has, ends the run KILLED and exits.
@@ -25,28 +33,53 @@ training, the training process only writes each operation to a pipe (microsecond
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
+import pickle
 import signal
+import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from medkit_exp.tracking.messages import Close, ForwardedLog, Open, Reply, SessionRequest, SetStatus, SetTags, Warm
+from medkit_exp.tracking.session import MessageSession
+from medkit_exp.tracking.uris import tracking_environment
 
 logger = logging.getLogger(__name__)
 
-WARM_MODULES = ("mlflow", "mlflow.entities", "medkit_exp.tracking.session", "medkit_exp.tracking.context",
+WARM_MODULES = ("mlflow", "mlflow.entities", "medkit_exp.tracking.tracker", "medkit_exp.tracking.context",
                 "medkit_exp.tracking.datasets", "mlflow.data.meta_dataset")
 PLOT_MODULES = ("medkit_exp.tracking.plots", "matplotlib.figure", "matplotlib.backends.backend_agg")
 # GitPython: MLflow reads the code's git commit when it logs a model (0.14 s to import)
-MODEL_MODULES = ("medkit_exp.tracking.ner_model", "git")
+MODEL_MODULES = ("git",)
 REPLY_TIMEOUT = 600.0  # seconds an answer may take (a close that sends a large spool)
+NO_REPLY = -1
+_FRAME = struct.Struct(">Iq")  # payload length, request number (NO_REPLY: none awaited)
 
 
 class WorkerError(RuntimeError):
     """The worker failed a call, or is gone."""
+
+
+def write_frame(stream: IO[bytes], request_id: int, message: Any) -> None:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_FRAME.pack(len(payload), request_id) + payload)
+    stream.flush()
+
+
+def read_frame(stream: IO[bytes]) -> tuple[int, bytes] | None:
+    """The next frame's request number and payload; None at the end of the stream (or a frame cut
+    short: the writer died while writing it)."""
+    header = stream.read(_FRAME.size)
+    if len(header) < _FRAME.size:
+        return None
+    length, request_id = _FRAME.unpack(header)
+    payload = stream.read(length)
+    return (request_id, payload) if len(payload) == length else None
 
 
 # ---------------------------------------------------------------------- training process side
@@ -61,7 +94,7 @@ class WorkerProcess:
         )
         self._lock = threading.Lock()
         self._next_id = 0
-        self._waiting: dict[int, list[Any]] = {}  # id -> [event, reply]
+        self._waiting: dict[int, tuple[threading.Event, list[Reply]]] = {}
         self._reader = threading.Thread(target=self._read, name="medkit-exp-tracking-worker", daemon=True)
         self._reader.start()
 
@@ -69,56 +102,52 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process.poll() is None and self._reader.is_alive()
 
-    def cast(self, call: str, **args: Any) -> None:
-        """Send a call without waiting."""
-        self._write({"call": call, "args": args})
+    def tell(self, message: SessionRequest) -> None:
+        """Send a message without waiting."""
+        self._write(NO_REPLY, message)
 
-    def call(self, call: str, timeout: float | None = REPLY_TIMEOUT, **args: Any) -> Any:
-        """Send a call and wait for its result; WorkerError if it failed or no answer came."""
-        event = threading.Event()
+    def ask(self, message: SessionRequest, timeout: float | None = REPLY_TIMEOUT) -> Any:
+        """Send a message and wait for its result; WorkerError if it failed or no answer came."""
+        event, slot = threading.Event(), []
         with self._lock:
             self._next_id += 1
-            message_id = self._next_id
-            self._waiting[message_id] = [event, None]
-        self._write({"id": message_id, "call": call, "args": args})
+            request_id = self._next_id
+            self._waiting[request_id] = (event, slot)
+        self._write(request_id, message)
         if not event.wait(timeout):
-            self._waiting.pop(message_id, None)
-            raise WorkerError(f"the MLflow tracking worker did not answer {call!r} within {timeout}s")
-        reply = self._waiting.pop(message_id)[1]
-        if "error" in reply:
-            raise WorkerError(reply["error"]["message"])
-        return reply.get("result")
+            self._waiting.pop(request_id, None)
+            raise WorkerError(f"the MLflow tracking worker did not answer {type(message).__name__} within {timeout}s")
+        self._waiting.pop(request_id, None)
+        reply = slot[0]
+        if reply.error is not None:
+            raise WorkerError(reply.error)
+        return reply.result
 
-    def _write(self, message: dict[str, Any]) -> None:
-        data = (json.dumps(message, default=str) + "\n").encode("utf-8")  # a stray type: its text, not a crash
+    def _write(self, request_id: int, message: SessionRequest) -> None:
         try:
             with self._lock:
-                self.process.stdin.write(data)
-                self.process.stdin.flush()
+                write_frame(self.process.stdin, request_id, message)  # type: ignore[arg-type]
         except (BrokenPipeError, OSError, ValueError) as error:
             raise WorkerError(f"the MLflow tracking worker is gone (exit code {self.process.poll()})") from error
 
     def _read(self) -> None:
-        for line in self.process.stdout:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if "log" in message:
-                _emit(message["log"])
-            elif message.get("id") in self._waiting:
-                slot = self._waiting[message["id"]]
-                slot[1] = message
-                slot[0].set()
-        gone = {"error": {"message": f"the MLflow tracking worker ended (exit code {self.process.poll()})"}}
-        for slot in list(self._waiting.values()):
-            slot[1] = gone
-            slot[0].set()
+        while (frame := read_frame(self.process.stdout)) is not None:  # type: ignore[arg-type]
+            message = pickle.loads(frame[1])
+            if isinstance(message, ForwardedLog):
+                _emit(message.fields)
+            elif isinstance(message, Reply) and message.request_id in self._waiting:
+                event, slot = self._waiting[message.request_id]
+                slot.append(message)
+                event.set()
+        gone = f"the MLflow tracking worker ended (exit code {self.process.poll()})"
+        for request_id, (event, slot) in list(self._waiting.items()):
+            slot.append(Reply(request_id, error=gone))
+            event.set()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close its stdin (the worker exits) and wait a little for it."""
         try:
-            self.process.stdin.close()
+            self.process.stdin.close()  # type: ignore[union-attr]
         except OSError:
             pass
         try:
@@ -127,8 +156,8 @@ class WorkerProcess:
             self.process.kill()
 
 
-def _emit(fields: dict[str, Any]) -> None:
-    record = logging.makeLogRecord(fields)
+def _emit(fields: Any) -> None:
+    record = logging.makeLogRecord(dict(fields))
     target = logging.getLogger(record.name)
     if target.isEnabledFor(record.levelno):
         target.handle(record)
@@ -155,17 +184,20 @@ def release(worker: WorkerProcess) -> None:
             _idle.append(worker)
 
 
-def prestart(tracking_uri: str | None = None, plots: bool = True, log_model: bool = False) -> None:
+def prestart(tracking_uri: str | None = None, plots: bool = True, log_model: bool = False,
+             modules: Sequence[str] = ()) -> None:
     """Have an idle worker ready and importing what a run needs (and opening its store), so that
-    this happens while the training process does its own start. Returns at once."""
-    modules = list(WARM_MODULES) + (list(PLOT_MODULES) if plots else []) + (list(MODEL_MODULES) if log_model else [])
+    this happens while the training process does its own start. Returns at once.
+
+    ``modules``: more modules the run's tasks will import there (a component's model logging)."""
+    names = [*WARM_MODULES, *(PLOT_MODULES if plots else ()), *(MODEL_MODULES if log_model else ()), *modules]
     with _pool_lock:
         worker = next((w for w in _idle if w.alive), None)
     if worker is None:
         worker = WorkerProcess()
         release(worker)
     try:
-        worker.cast("warm", tracking_uri=tracking_uri, modules=modules, env=dict(os.environ), cwd=os.getcwd())
+        worker.tell(Warm(tracking_uri, tuple(names), tracking_environment(), os.getcwd()))
     except WorkerError as error:
         logger.debug("MLflow tracking worker not warmed: %s", error)
 
@@ -178,84 +210,44 @@ def _stop_idle_workers() -> None:
         worker.stop()
 
 
-class WorkerSession:
-    """One run's :class:`~medkit_exp.tracking.session.RunSession`, in a worker (see the module doc)."""
+class WorkerSession(MessageSession):
+    """One run's session, its messages handled in a worker (see the module doc)."""
 
     remote = True
 
     def __init__(self, request: dict[str, Any]):
-        self.request = request
+        super().__init__(request)
         self.worker = acquire()
-        self.tracking_uri: str | None = None
-        self._state: dict[str, Any] = {"run_id": None, "online": False}
         self._failed = False
+
+    def _open_message(self) -> Open:
+        return Open(self.request, tracking_environment(), os.getcwd())
 
     def open(self) -> dict[str, Any]:
         try:
-            result = self.worker.call("open", request=self.request, env=dict(os.environ), cwd=os.getcwd())
+            return super().open()
         except WorkerError as error:
             release(self.worker)  # still good for another run, unless it is gone
             from medkit_exp.errors import TrackingError
 
             raise TrackingError(f"MLflow could not open the run: {error}") from error
-        self.tracking_uri = result["tracking_uri"]
-        self._state = {"run_id": result["run_id"], "online": result["online"]}
-        return result
-
-    @property
-    def run_id(self) -> str | None:
-        if self._state["run_id"] is None:
-            self.state()  # a run created late (the server was away at the start)
-        return self._state["run_id"]
-
-    @property
-    def online(self) -> bool:
-        return bool(self._state["online"])
-
-    def state(self) -> dict[str, Any]:
-        result = self._call("state", timeout=60)
-        if result is not None:
-            self._state = result
-        return self._state
-
-    def describe(self) -> None:
-        self._cast("describe")
-
-    def submit(self, op: dict[str, Any]) -> None:
-        self._cast("submit", op=op)
-
-    def wake(self) -> None:
-        self._cast("wake")
-
-    def run_task(self, function: Any, kwargs: dict[str, Any]) -> None:
-        from medkit_exp.tracking.session import task_reference
-
-        self._cast("run_task", function=task_reference(function), kwargs=kwargs)
-
-    def stop_monitor(self) -> None:
-        self._cast("stop_monitor")
-
-    def flush(self, timeout: float | None = None) -> bool:
-        result = self._call("flush", timeout=None if timeout is None else timeout + 60, flush_timeout=timeout)
-        return bool(result)
 
     def close(self, timeout: float | None = None) -> dict[str, Any]:
-        result = self._call("close", timeout=None if timeout is None else timeout + 60, close_timeout=timeout)
-        if result is None:
-            result = {"run_id": self._state["run_id"], "pending": 0, "spool_dir": None}
-        self._state["run_id"] = result["run_id"]
+        result = super().close(timeout)
         release(self.worker)
         return result
 
-    def _cast(self, call: str, **args: Any) -> None:
+    def _tell(self, message: SessionRequest) -> None:
         try:
-            self.worker.cast(call, **args)
+            self.worker.tell(message)
         except WorkerError as error:
             self._lost(error)
 
-    def _call(self, call: str, timeout: float | None, **args: Any) -> Any:
+    def _ask(self, message: SessionRequest, timeout: float | None = REPLY_TIMEOUT) -> Any:
+        if isinstance(message, Open):  # its failure is the caller's (the run cannot start)
+            return self.worker.ask(message, timeout)
         try:
-            return self.worker.call(call, timeout=timeout, **args)
+            return self.worker.ask(message, timeout)
         except WorkerError as error:
             self._lost(error)
             return None
@@ -281,37 +273,37 @@ class _Forward(logging.Handler):
             message = record.getMessage()
             if record.exc_info:
                 message += "\n" + logging.Formatter().formatException(record.exc_info)
-            self.send({"log": {"name": record.name, "levelno": record.levelno, "levelname": record.levelname,
-                               "msg": message, "created": record.created, "threadName": record.threadName}})
+            self.send(ForwardedLog({"name": record.name, "levelno": record.levelno, "levelname": record.levelname,
+                                    "msg": message, "created": record.created, "threadName": record.threadName}))
         except Exception:  # noqa: BLE001 - logging must not fail
             self.handleError(record)
 
 
-def _sync(env: dict[str, str] | None, cwd: str | None) -> None:
-    """The training process's environment and working directory (MLflow reads both)."""
-    if env is not None:
-        os.environ.clear()
-        os.environ.update(env)
+def _enter(env: Any, cwd: str | None) -> None:
+    """The training process's tracking variables and working directory (MLflow reads both)."""
+    from medkit_exp.tracking.uris import apply_tracking_environment
+
+    apply_tracking_environment(env)
     if cwd:
         os.chdir(cwd)
 
 
-def _warm(tracking_uri: str | None, modules: list[str], env: dict[str, str], cwd: str) -> None:
+def _warm(message: Warm) -> None:
     import importlib
     import time
 
     started = time.perf_counter()
-    _sync(env, cwd)
-    for name in modules:
+    _enter(message.env, message.cwd)
+    for name in message.modules:
         try:
             importlib.import_module(name)
         except Exception as error:  # noqa: BLE001 - whatever fails here fails again, reported, at its use
             logger.debug("Worker warm-up: cannot import %s: %s", name, error)
     try:
-        from medkit_exp.tracking.runs import is_remote, resolve_tracking_uri
         from medkit_exp.tracking.store import prepare_store
+        from medkit_exp.tracking.uris import is_remote, resolve_tracking_uri
 
-        uri = resolve_tracking_uri(tracking_uri)
+        uri = resolve_tracking_uri(message.tracking_uri)
         if not is_remote(uri):  # a local store: create it once, under its lock; a server may be away
             prepare_store(uri)
     except Exception as error:  # noqa: BLE001
@@ -319,18 +311,66 @@ def _warm(tracking_uri: str | None, modules: list[str], env: dict[str, str], cwd
     logger.debug("Worker warm-up took %.2fs", time.perf_counter() - started)
 
 
+class _Server:
+    """The worker's side: one :class:`~medkit_exp.tracking.tracker.RunTracker` per run, fed the
+    messages in order."""
+
+    def __init__(self, send: Any):
+        self.send = send
+        self.tracker: Any = None  # a RunTracker between Open and Close
+
+    def serve_one(self, request_id: int, payload: bytes) -> None:
+        message: Any = None
+        try:
+            message = pickle.loads(payload)  # a task whose module cannot be imported fails here
+            result = self._handle(message)
+            if request_id != NO_REPLY:
+                self.send(Reply(request_id, result))
+        except Exception as error:  # noqa: BLE001 - answered, or logged
+            if isinstance(message, Open):
+                self.tracker = None
+            if request_id != NO_REPLY:
+                self.send(Reply(request_id, error=f"{type(error).__name__}: {error}"))
+            else:
+                logger.exception("MLflow tracking worker: %s failed", type(message).__name__ if message else "a message")
+
+    def _handle(self, message: SessionRequest) -> Any:
+        from medkit_exp.tracking.session import RunSession
+
+        if isinstance(message, Warm):
+            return _warm(message)
+        if isinstance(message, Open):
+            _enter(message.env, message.cwd)
+            # The tasks' run handles get this in-worker session: their uploads join the run's queue.
+            self.tracker = RunSession(message.request).tracker
+        if self.tracker is None:
+            raise RuntimeError(f"{type(message).__name__} before Open")
+        result = self.tracker.handle(message)
+        if isinstance(message, Close):
+            self.tracker = None
+        return result
+
+    def end_orphan_run(self) -> None:
+        """The training process is gone without closing its run: end it KILLED."""
+        if self.tracker is None:
+            return
+        logger.warning("The training process ended without closing MLflow run %s: ended KILLED", self.tracker.run_id)
+        from medkit_exp.tracking.messages import now_ms
+
+        self.tracker.handle(SetTags({"error": "the training process ended without closing the run"}))
+        self.tracker.handle(SetStatus("KILLED", now_ms()))
+        self.tracker.handle(Close(timeout=120))
+
+
 def serve() -> None:
     """The worker's main loop (see the module docstring)."""
-    from medkit_exp.tracking.session import RunSession
-
-    channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    channel = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # what libraries print goes to stderr, not into the protocol
     write_lock = threading.Lock()
 
-    def send(message: dict[str, Any]) -> None:
+    def send(message: Reply | ForwardedLog) -> None:
         with write_lock:
-            channel.write(json.dumps(message, default=str) + "\n")
-            channel.flush()
+            write_frame(channel, NO_REPLY, message)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from medkit_exp.redaction import install_log_redaction
@@ -339,55 +379,10 @@ def serve() -> None:
     root = logging.getLogger()
     root.handlers[:] = [_Forward(send)]
     root.setLevel(logging.DEBUG)
-    session: RunSession | None = None
-    for line in sys.stdin.buffer:
-        message = json.loads(line)
-        call, args = message["call"], message.get("args", {})
-        try:
-            result: Any = None
-            if call == "warm":
-                _warm(**args)
-            elif call == "open":
-                _sync(args["env"], args["cwd"])
-                session = RunSession(args["request"])
-                result = session.open()
-            elif session is None:
-                raise RuntimeError(f"{call!r} before 'open'")
-            elif call == "describe":
-                session.describe()
-            elif call == "submit":
-                session.submit(args["op"])
-            elif call == "wake":
-                session.wake()
-            elif call == "state":
-                result = session.state()
-            elif call == "run_task":
-                session.run_task(args["function"], args["kwargs"])
-            elif call == "stop_monitor":
-                session.stop_monitor()
-            elif call == "flush":
-                result = session.flush(args.get("flush_timeout"))
-            elif call == "close":
-                result = session.close(args.get("close_timeout"))
-                session = None
-            else:
-                raise ValueError(f"unknown call {call!r}")
-            if "id" in message:
-                send({"id": message["id"], "result": result})
-        except Exception as error:  # noqa: BLE001 - answered, or logged
-            if call == "open":
-                session = None
-            if "id" in message:
-                send({"id": message["id"], "error": {"message": f"{type(error).__name__}: {error}"}})
-            else:
-                logger.exception("MLflow tracking worker: %r failed", call)
-    if session is not None:  # the training process is gone without closing its run
-        from medkit_exp.tracking.ops import now_ms
-
-        logger.warning("The training process ended without closing MLflow run %s: ended KILLED", session.run_id)
-        session.submit({"op": "tags", "tags": {"error": "the training process ended without closing the run"}})
-        session.submit({"op": "status", "status": "KILLED", "end_time": now_ms()})
-        session.close(timeout=120)
+    server = _Server(send)
+    while (frame := read_frame(sys.stdin.buffer)) is not None:
+        server.serve_one(*frame)
+    server.end_orphan_run()
     channel.flush()
     sys.stderr.flush()
     os._exit(0)  # everything is sent and committed: no interpreter teardown to wait for

@@ -11,8 +11,9 @@ import pytest
 import requests
 
 from medkit_exp.tracking import replay_spool
+from medkit_exp.tracking.messages import LogMetrics, SetTags, from_record, to_record
 from medkit_exp.tracking.ops import get_or_create_experiment
-from medkit_exp.tracking.runs import HTTP_ENV_DEFAULTS
+from medkit_exp.tracking.uris import HTTP_ENV_DEFAULTS
 from medkit_exp.tracking.sink import AsyncRunLogger
 from medkit_exp.tracking.spool import RunSpool, main as spool_main, run_spools
 from tests.tracking.helpers import SignalAt, free_port, metric_steps
@@ -125,7 +126,7 @@ def test_server_away_mid_run_no_point_lost_or_duplicated(client, experiment_name
     def log(steps, mode):
         flaky.mode = mode
         for step in steps:
-            sink.log_metrics({"train/loss": 1.0 / (step + 1), "train/lr": 0.1}, step)
+            sink.submit(LogMetrics.at_step({"train/loss": 1.0 / (step + 1), "train/lr": 0.1}, step))
         assert sink.flush(timeout=30)
 
     with caplog.at_level(logging.WARNING, logger="medkit_exp.tracking"):
@@ -147,7 +148,7 @@ def test_server_away_mid_run_no_point_lost_or_duplicated(client, experiment_name
 def test_a_spool_cut_mid_line_still_replays(client, experiment_name, tmp_path):
     spool = RunSpool.for_run(tmp_path, "cut")
     spool.write_spec({"run_id": None, "experiment_name": experiment_name, "run_name": "cut", "start_time": None})
-    spool.append([{"op": "metrics", "metrics": [["m", 1.0, 1000, step]]} for step in range(3)])
+    spool.append([LogMetrics((("m", 1.0, 1000, step),)) for step in range(3)])
     with open(spool.directory / "ops.jsonl", "a") as handle:
         handle.write('{"op": "metrics", "metr')  # the process died while writing
     assert spool_main([str(tmp_path), "--tracking-uri", client.tracking_uri]) == 0
@@ -159,7 +160,7 @@ def test_a_spool_cut_mid_line_still_replays(client, experiment_name, tmp_path):
 def test_http_defaults_only_when_unset(monkeypatch):
     import os
 
-    from medkit_exp.tracking.runs import configure_http_env
+    from medkit_exp.tracking.uris import configure_http_env
 
     configure_http_env("sqlite:///x.db")
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
@@ -167,3 +168,18 @@ def test_http_defaults_only_when_unset(monkeypatch):
     configure_http_env("http://server:5000")
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "42"
+
+
+def test_a_spool_written_before_typed_operations_still_replays(client, experiment_name, tmp_path):
+    """ops.jsonl keeps its record format: lines an older version spooled are read as operations."""
+    spool = RunSpool.for_run(tmp_path, "older")
+    spool.write_spec({"run_id": None, "experiment_name": experiment_name, "run_name": "older", "start_time": None})
+    spool.directory.joinpath("ops.jsonl").write_text(
+        '{"op": "metrics", "metrics": [["m", 2.0, 1000, 4]]}\n{"op": "tags", "tags": {"stage": "old"}}\n'
+        '{"op": "artifact", "local_path": "/nonexistent", "artifact_path": null}\n')
+    assert [to_record(op) for op in spool.pending()][:2] == [
+        {"op": "metrics", "metrics": [["m", 2.0, 1000, 4]]}, {"op": "tags", "tags": {"stage": "old"}}]
+    assert from_record(to_record(SetTags({"a": "1"}))) == SetTags({"a": "1"})
+    assert spool_main([str(tmp_path), "--tracking-uri", client.tracking_uri]) == 0
+    run = client.get_run(spool.read_spec()["run_id"])
+    assert run.data.tags["stage"] == "old" and metric_steps(client, run.info.run_id, "m") == [4]

@@ -135,8 +135,13 @@ def test_run_task_takes_the_function_itself(make_trainer, make_callback, client,
     assert client.get_run(callback.run_id).data.tags["task"] == "ran"
 
 
-def test_run_task_refuses_a_function_no_process_can_import(make_callback):
-    from medkit_exp.tracking.session import task_reference
+def test_run_task_refuses_a_function_no_process_can_import():
+    """In the worker or not, alike: a worker could not import a lambda or a nested function."""
+    from medkit_exp.tracking.run_handle import RunHandle
 
-    with pytest.raises(TypeError, match="module-level function"):
-        task_reference(lambda run: None)
+    def nested(run):
+        pass
+
+    for function in (lambda run: None, nested):
+        with pytest.raises(TypeError, match="module-level function"):
+            RunHandle("0" * 32, "sqlite:///unused.db").run_task(function)

@@ -1,0 +1,20 @@
+"""The tracking callback's options read into the form it works with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def checkpoint_kinds(value: bool | str | Sequence[str] | None) -> list[str]:
+    """``log_checkpoints`` as a list: True is both, False/None is none, a string is one."""
+    if value is None or value is False:
+        return []
+    if value is True:
+        return ["best", "last"]
+    kinds = [value] if isinstance(value, str) else list(value)
+    unknown = [kind for kind in kinds if kind not in ("best", "last")]
+    if unknown:
+        from medkit_exp.errors import ConfigError
+
+        raise ConfigError("tracking.log_checkpoints", f"must be 'best', 'last' or both, got {unknown}")
+    return kinds
