@@ -212,8 +212,6 @@ def runs_figure(curves: dict[str, dict[str, Series]], metrics: list[str], title:
 
     A run keeps its colour in every panel; one legend for the figure, right of the panels, in
     the order of ``curves``; steps on integer ticks. None when no run has any of ``metrics``."""
-    from matplotlib.ticker import MaxNLocator
-
     metrics = [m for m in metrics if any(run.get(m) for run in curves.values())]
     if not metrics:
         return None
@@ -230,7 +228,6 @@ def runs_figure(curves: dict[str, dict[str, Series]], metrics: list[str], title:
                                     linewidth=1.2, color=colors[label], label=label)
                 handles.setdefault(label, line)
         _label_axis(axis, metric, metric.rsplit("/", 1)[-1])
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     ordered = [label for label in curves if label in handles]
     figure.legend([handles[label] for label in ordered], ordered, loc="outside right upper", fontsize=8,
                   ncols=nb_columns, title=f"{len(ordered)} runs", title_fontsize=8, frameon=False)
@@ -238,6 +235,9 @@ def runs_figure(curves: dict[str, dict[str, Series]], metrics: list[str], title:
 
 
 def _label_axis(axis: Any, title: str, y_label: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: never a tick at 2.5
     axis.set_title(title, fontsize=10)
     axis.set_xlabel("optimizer step")
     axis.set_ylabel(y_label)

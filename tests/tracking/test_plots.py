@@ -67,6 +67,8 @@ def test_learning_curves_have_labelled_axes_readable_legends_and_the_best_marked
     assert [axis.get_title() for axis in axes] == ["loss", "eval F1", "learning rate"]
     assert [axis.get_ylabel() for axis in axes] == ["loss", "F1 (entity level)", "learning rate"]
     assert all(axis.get_xlabel() == "optimizer step" for axis in axes)
+    figure.canvas.draw()
+    assert all(float(tick).is_integer() for axis in axes for tick in axis.get_xticks())
     # f1 rises to 0.5 at step 50, then falls: the best is at step 50, marked in every panel
     for axis in axes:
         labels = [text.get_text() for text in axis.get_legend().get_texts()]
