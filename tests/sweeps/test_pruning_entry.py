@@ -27,7 +27,7 @@ def test_the_factory_reads_the_run_id_the_tracking_factory_sets_later(caplog):
         (callback,) = pruning_callbacks(run, metric="f1")
     assert isinstance(callback, OptunaPruningCallback) and callback.context is context
     run.tracking_run_id = lambda: "abc123"  # what a tracking factory does when it builds its callback
-    callback.on_train_end()
+    callback.on_train_begin(None)  # where the callback records it (and again at the end)
     assert context.child_run_id == "abc123"
 
 
