@@ -49,3 +49,10 @@ def metric_steps(client, run_id: str, key: str) -> list[int]:
 def tag_task(run, key: str, value: str) -> None:
     """An MLflow task (module-level, so a tracking worker can import it): tag the run."""
     run.client.set_tag(run.run_id, key, value)
+
+
+def env_tag_task(run, name: str) -> None:
+    """An MLflow task: tag the run with the environment variable ``name`` as its process sees it."""
+    import os
+
+    run.client.set_tag(run.run_id, f"env.{name}", os.environ.get(name, "<unset>"))

@@ -145,3 +145,68 @@ def test_run_task_refuses_a_function_no_process_can_import():
     for function in (lambda run: None, nested):
         with pytest.raises(TypeError, match="module-level function"):
             RunHandle("0" * 32, "sqlite:///unused.db").run_task(function)
+
+
+def test_a_pooled_worker_sees_the_tracking_variables_of_each_run_and_keeps_its_others(
+        make_trainer, make_callback, client, tmp_path, monkeypatch):
+    """The worker started before these variables changed: each run's Open carries them (set ones
+    set, removed ones removed); a variable MLflow's work does not read is not its business."""
+    from tests.tracking.helpers import env_tag_task
+
+    current = {}
+
+    class TagEnv(TrainerCallback):
+        def on_train_end(self):
+            for name in ("MLFLOW_TEST_MARK", "UNRELATED_TEST_MARK"):
+                current["callback"].run.run_task(env_tag_task, name=name)
+
+    def tags_of_a_run(folder: str) -> dict[str, str]:
+        callback = current["callback"] = make_callback(worker=True, plots=False, log_checkpoints=False)
+        make_trainer(callback=[TagEnv(), callback], nb_training_epochs=1, output_dir=str(tmp_path / folder)).train()
+        return client.get_run(callback.run_id).data.tags
+
+    monkeypatch.setenv("MLFLOW_TEST_MARK", "first")
+    first = tags_of_a_run("first")
+    assert first["env.MLFLOW_TEST_MARK"] == "first"
+    monkeypatch.delenv("MLFLOW_TEST_MARK")
+    monkeypatch.setenv("UNRELATED_TEST_MARK", "set after the worker started")
+    second = tags_of_a_run("second")
+    assert second["env.MLFLOW_TEST_MARK"] == "<unset>"
+    assert second["env.UNRELATED_TEST_MARK"] == "<unset>"  # only the tracking variables travel
+
+
+def test_activate_restores_an_unset_fluent_tracking_uri(client, tmp_path, monkeypatch):
+    """Through MLflow's public API only: the URI unset before is unset after (MLflow's own
+    resolution applies again), a URI set before is set again."""
+    import mlflow
+
+    from medkit_exp.tracking.run_handle import RunHandle
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(None)
+    default = mlflow.get_tracking_uri()
+    run_id = client.create_run(client.create_experiment(f"activate-{tmp_path.name}")).info.run_id
+    handle = RunHandle(run_id, client.tracking_uri)
+    with handle.activate() as run:
+        assert run.info.run_id == run_id and mlflow.get_tracking_uri() == client.tracking_uri
+    assert "MLFLOW_TRACKING_URI" not in os.environ and mlflow.get_tracking_uri() == default
+    mlflow.set_tracking_uri("sqlite:///elsewhere.db")
+    try:
+        with handle.activate():
+            pass
+        assert mlflow.get_tracking_uri() == "sqlite:///elsewhere.db"
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_a_request_the_tracker_does_not_know_is_refused_by_type(tmp_path):
+    from medkit_exp.tracking.tracker import RunTracker
+
+    with pytest.raises(RuntimeError, match="Flush before Open"):
+        from medkit_exp.tracking.messages import Flush
+
+        RunTracker({}).handle(Flush())
+    tracker = RunTracker({})
+    tracker.logger = object()  # opened, as far as dispatch goes
+    with pytest.raises(TypeError, match="not a tracking request"):
+        tracker.handle({"call": "submit"})  # the former string-named calls mean nothing now
