@@ -42,6 +42,14 @@ def format_metrics_table(title: str, metrics: dict[str, float] | None) -> str:
     return "\n".join([f"{title}:", *(f"  {name:<{width}}  {_number(value)}" for name, value in numbers.items())])
 
 
+def _console_level(logger: logging.Logger) -> int:
+    """The level of the handler writing ``logger``'s records to the terminal (NOTSET: none)."""
+    for handler in logger.handlers:
+        if type(handler) is logging.StreamHandler and handler.stream in (sys.stdout, sys.stderr):
+            return handler.level
+    return logging.NOTSET
+
+
 class DefaultPrinterCallback(TrainerCallback):
     """Logs the run (start, one line per evaluation, epoch ends, end) and shows progress bars.
 
@@ -201,7 +209,10 @@ class DefaultPrinterCallback(TrainerCallback):
         self._redirect = contextlib.ExitStack()
         # Our own logger only when it prints by itself (logging unconfigured), else it would print twice.
         loggers = [logging.getLogger(), *([self.logger] if self.logger.handlers else [])]
+        levels = [_console_level(logger) for logger in loggers]
         self._redirect.enter_context(logging_redirect_tqdm(loggers))
+        for logger, level in zip(loggers, levels):  # tqdm's handler keeps the filters, not the level
+            logger.handlers[-1].setLevel(level)
 
     def _advance_bar(self) -> None:
         state = getattr(self, "state", None)

@@ -103,3 +103,22 @@ def test_an_exception_closes_the_bar_and_restores_the_handlers(make_trainer, pro
     with pytest.raises(Boom):
         make_trainer(nb_training_epochs=1, callback=[printer, Failing()]).train()
     assert printer._bar is None and logging.getLogger().handlers == handlers
+
+
+def test_while_the_bar_shows_the_terminal_keeps_its_level(make_trainer, capsys):
+    import sys
+
+    root = logging.getLogger()
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)  # the terminal shows warnings only
+    saved = root.level
+    root.addHandler(console)
+    root.setLevel(logging.DEBUG)
+    try:
+        make_trainer(nb_training_epochs=1, callback=[DefaultPrinterCallback(progress_bar=True)]).train()
+    finally:
+        root.removeHandler(console)
+        root.setLevel(saved)
+    err = capsys.readouterr().err
+    assert "1/1" in err or "steps" in err  # the bar showed
+    assert "Evaluation: step" not in err and "Training is completed" not in err  # INFO stayed off the terminal
