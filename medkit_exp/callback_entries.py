@@ -56,16 +56,23 @@ def entry_keys(node: Any, prefix: str = "callbacks") -> dict[str, str]:
 
 
 def build_entry(key: str, entry: Mapping[str, Any], run: Any) -> Any:
-    """One entry, built; the target's own errors named after ``key``."""
-    target = entry_target(key, entry)
+    """One entry, built by ``hydra.utils.instantiate`` (nested entries too: a ``_partial_`` one
+    is a ``functools.partial``, such as ``tracking.model_hooks``); a factory entry is then
+    called with ``run=``. The target's own errors are named after ``key``."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    entry_target(key, entry)  # a missing or unknown target: named here, not in Hydra's words
     settings = {str(k): v for k, v in entry.items() if not str(k).startswith("_")}
     try:
-        if entry.get("_partial_", False):
-            return target(**{RUN_PARAMETER: run}, **settings)
-        return target(**settings)
+        try:
+            built = instantiate(dict(entry), _convert_="all")
+        except InstantiationException as error:  # Hydra wraps the constructor's errors in its own
+            raise (error.__cause__ or error) from None
+        return built(**{RUN_PARAMETER: run}) if entry.get("_partial_", False) else built
     except MedkitExpError as error:
         raise _named(key, settings, error) from None
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, InstantiationException) as error:
         raise ConfigError(key, f"cannot build {entry['_target_']}: {type(error).__name__}: {error}") from error
 
 
@@ -107,18 +114,30 @@ def check_callback_entries(entries: Mapping[str, Any], keys: Mapping[str, str] |
     for name, entry in entries.items():
         if entry is None:
             continue
-        key = (keys or {}).get(name, f"callbacks.{name}")
-        target = entry_target(key, entry)
-        check_parameters(key, target, entry, bool(entry.get("_partial_", False)))
+        check_entry((keys or {}).get(name, f"callbacks.{name}"), entry)
 
 
-def check_parameters(key: str, target: Callable[..., Any], entry: Mapping[str, Any], partial: bool) -> None:
-    """Each key of ``entry`` is a parameter of ``target`` (a factory's ``run`` is the run's)."""
+def check_entry(key: str, entry: Mapping[str, Any], nested: bool = False) -> None:
+    """An entry and the entries among its settings (a mapping with ``_target_``, alone or in a
+    list: ``tracking.model_hooks.0``); a nested partial is completed by its consumer."""
+    target = entry_target(key, entry)
+    check_parameters(key, target, entry, bool(entry.get("_partial_", False)), nested)
+    for setting, value in entry.items():
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            if isinstance(item, Mapping) and "_target_" in item:
+                check_entry(f"{key}.{setting}" + ("" if index is None else f".{index}"), item, nested=True)
+
+
+def check_parameters(key: str, target: Callable[..., Any], entry: Mapping[str, Any], partial: bool,
+                     nested: bool = False) -> None:
+    """Each key of ``entry`` is a parameter of ``target`` (a factory's ``run`` is the run's), and
+    every required one is given (but those a nested partial's consumer gives)."""
     try:
         parameters = inspect.signature(target).parameters
     except (TypeError, ValueError):  # a builtin without a signature: its call checks
         return
-    if partial and RUN_PARAMETER not in parameters:
+    if partial and not nested and RUN_PARAMETER not in parameters:
         raise ConfigError(f"{key}._partial_", f"{entry['_target_']} takes no {RUN_PARAMETER!r}: "
                                               "a factory entry is completed with the run")
     if partial and RUN_PARAMETER in entry:
@@ -129,7 +148,8 @@ def check_parameters(key: str, target: Callable[..., Any], entry: Mapping[str, A
         for setting in settings:
             if setting not in names:
                 raise unknown_key(f"{key}.", setting, names, what=f"not a parameter of {entry['_target_']}")
+    bind = inspect.signature(target).bind_partial if nested and partial else inspect.signature(target).bind
     try:
-        inspect.signature(target).bind(**({RUN_PARAMETER: None} if partial else {}), **settings)
+        bind(**({RUN_PARAMETER: None} if partial and RUN_PARAMETER in parameters else {}), **settings)
     except TypeError as error:  # a required parameter left out
         raise ConfigError(key, f"{entry['_target_']}: {error}") from None

@@ -43,6 +43,11 @@ def probe_factory(run: RunContext, *, path: str, copies: int) -> list[EventsFile
     return [EventsFileCallback(f"{path}.{index}", label=run.data_name) for index in range(copies)]
 
 
+def nested_factory(run: RunContext, *, hooks: list[Any]) -> list[EventsFileCallback]:
+    """A factory entry whose ``hooks`` are nested partial entries, each completed here with the run."""
+    return [callback for hook in hooks for callback in hook(run=run)]
+
+
 def a_run() -> RunContext:
     return RunContext(config={}, params={}, config_yaml="", overrides=(), splits={}, data_name="demo", data_source="x")
 
@@ -59,6 +64,17 @@ def test_entries_are_built_in_order_null_is_off_and_a_factory_gets_the_run(tmp_p
         "DefaultPrinterCallback", "EventsFileCallback", "EventsFileCallback", "EventsFileCallback"]
     assert [c.label for c in callbacks[1:]] == ["demo", "demo", "events"]  # the factory's from run.data_name
     assert [c.path.name for c in callbacks[1:]] == ["p.0", "p.1", "last"]
+
+
+def test_nested_entries_are_built_too_a_partial_one_completed_by_its_consumer(tmp_path):
+    hook = {"_target_": f"{__name__}.probe_factory", "_partial_": True, "path": str(tmp_path / "h"), "copies": 1}
+    entry = {"_target_": f"{__name__}.nested_factory", "_partial_": True, "hooks": [hook]}
+    check_callback_entries({"probe": entry})
+    (built,) = instantiate_callbacks({"probe": entry}, a_run())
+    assert isinstance(built, EventsFileCallback) and built.label == "demo" and built.path.name == "h.0"
+    with pytest.raises(ConfigError) as raised:
+        check_callback_entries({"probe": {**entry, "hooks": [{**hook, "copiez": 1}]}})
+    assert raised.value.key == "callbacks.probe.hooks.0.copiez"
 
 
 @pytest.mark.parametrize(
