@@ -40,7 +40,8 @@ class SeqevalMetricsComputer(EntityMetricsComputer):
     (``mode="strict"``, the tagger's scheme). Tag preparation, names and recording are
     :class:`EntityMetricsComputer`'s; a label of ``id2label`` absent from both references and
     predictions gets 0 with support 0 (seqeval leaves it out; supports in :attr:`supports`, as
-    the parent's), and the macro averages of a set without any entity are 0 (seqeval gives NaN, which cannot rank checkpoints)."""
+    the parent's), and the macro averages of a set without any entity are 0 (seqeval gives NaN,
+    which cannot rank checkpoints)."""
 
     def __init__(self, id2label: Mapping[int, str] | Any, tagging_scheme: str = "iob2"):
         missing = seqeval_missing()
@@ -72,7 +73,8 @@ class SeqevalMetricsComputer(EntityMetricsComputer):
         for label in sorted(set(self.labels) | {key for key in report if not key.endswith(" avg")}):
             row = report.get(label, {})
             values = [row.get(name, 0.0) for name in ("precision", "recall", "f1-score")]
-            scores.update({label_metric(label, metric): float(value) for metric, value in zip(PER_LABEL_METRICS, values)})
+            scores.update({label_metric(label, metric): float(value)
+                           for metric, value in zip(PER_LABEL_METRICS, values)})
             supports[label] = int(row.get("support", 0))
         self.supports = supports
         return scores

@@ -119,8 +119,8 @@ def short_param_names(names: list[str]) -> dict[str, str]:
     would read the same or where the part alone says little, as ``name``), wrapped at
     underscores and dots into lines of at most :data:`NAME_WIDTH`.
 
-    >>> short_param_names(["optimizer.weight_decay", "trainer.gradient_accumulation_steps"])
-    {'optimizer.weight_decay': 'weight_decay', 'trainer.gradient_accumulation_steps': 'gradient_\\naccumulation_\\nsteps'}
+    >>> short_param_names(["optimizer.weight_decay", "trainer.gradient_accumulation_steps"]).values()
+    dict_values(['weight_decay', 'gradient_\\naccumulation_\\nsteps'])
     """
     last = {name: name.rsplit(".", 1)[-1] for name in names}
     clashes = {short for short in last.values() if list(last.values()).count(short) > 1}

@@ -85,7 +85,9 @@ def summarize(client: Any, runs: list[Any], metrics: list[str]) -> list[RunSumma
             if key in run.data.metrics:
                 history = client.get_metric_history(run.info.run_id, key)
                 curves[key] = sorted((m.step, m.value) for m in history)
-        summaries.append(RunSummary(run.info.run_id, run.info.run_name or "", run.info.status, dict(run.data.params), curves))
+        summaries.append(
+            RunSummary(run.info.run_id, run.info.run_name or "", run.info.status, dict(run.data.params), curves)
+        )
     return summaries
 
 
@@ -128,7 +130,9 @@ def ranked(summaries: list[RunSummary], metric: str | None, goal: str = "auto") 
     return sorted(summaries, key=key)
 
 
-def comparison_table(summaries: list[RunSummary], metrics: list[str], goal: str = "auto") -> tuple[list[str], list[list[str]]]:
+def comparison_table(
+    summaries: list[RunSummary], metrics: list[str], goal: str = "auto"
+) -> tuple[list[str], list[list[str]]]:
     """Headers and rows of the comparison, best run first."""
     params = differing_params(summaries)
     headers = ["run", "run_id", "status", *params]

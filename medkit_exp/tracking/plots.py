@@ -64,7 +64,8 @@ def learning_curve_panels(series: dict[str, Series]) -> list[tuple[str, list[str
     eval_metrics = sorted((name for name in series if name.startswith("eval/") and name != "eval/loss"),
                           key=lambda name: ("/labels/" in name, name))
     f1_like = [name for name in eval_metrics if is_f1_like(name)]
-    panels = [("loss", losses), ("eval F1" if f1_like else "eval metrics", (f1_like or eval_metrics)[:MAX_LINES_PER_PANEL])]
+    shown = (f1_like or eval_metrics)[:MAX_LINES_PER_PANEL]
+    panels = [("loss", losses), ("eval F1" if f1_like else "eval metrics", shown)]
     if "train/learning_rate" in series:
         panels.append(("learning rate", ["train/learning_rate"]))
     return [(title, names) for title, names in panels if names]
@@ -165,7 +166,8 @@ def learning_curves_figure(
                       markersize=3 if main else 2, linewidth=1.8 if main else 1.0, alpha=1.0 if main else 0.75,
                       linestyle="-" if "/labels/" not in name else "--", label=short_name(name))
         if best is not None:
-            axis.axvline(best[1], color="0.35", linestyle=":", linewidth=1.2, label=f"best {short_name(best[0])} (step {best[1]})")
+            axis.axvline(best[1], color="0.35", linestyle=":", linewidth=1.2,
+                         label=f"best {short_name(best[0])} (step {best[1]})")
             if best[0] in names:
                 axis.plot([best[1]], [best[2]], marker="*", markersize=12, color="gold", markeredgecolor="black",
                           linestyle="none", label=f"best value {best[2]:.4f}")
@@ -201,7 +203,9 @@ def run_colors(nb_runs: int) -> list[Any]:
     return [colormaps["turbo"](0.05 + 0.9 * i / (nb_runs - 1)) for i in range(nb_runs)]
 
 
-def plot_runs(curves: dict[str, dict[str, Series]], metrics: list[str], output_path: str | Path, title: str | None = None) -> Path | None:
+def plot_runs(
+    curves: dict[str, dict[str, Series]], metrics: list[str], output_path: str | Path, title: str | None = None
+) -> Path | None:
     """Draw :func:`runs_figure` to a PNG; None when no run has any of ``metrics``."""
     figure = runs_figure(curves, metrics, title)
     return None if figure is None else _save(figure, output_path)
@@ -267,7 +271,9 @@ def _save(figure: Any, output_path: str | Path) -> Path:
     return path
 
 
-def plot_label_scores(scores: dict[str, dict[str, float]], output_path: str | Path, title: str | None = None) -> Path | None:
+def plot_label_scores(
+    scores: dict[str, dict[str, float]], output_path: str | Path, title: str | None = None
+) -> Path | None:
     """Grouped bars of precision, recall and F1 per label: ``scores[label] = {"precision": ..,
     "recall": .., "f1": .., "support": ..}`` (support, when given, is written under the label)."""
     if not scores:
@@ -284,7 +290,8 @@ def plot_label_scores(scores: dict[str, dict[str, float]], output_path: str | Pa
         values = [scores[label].get(metric, 0.0) for label in labels]
         bars = axis.bar(positions + offset, values, width, label=metric)
         axis.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
-    names = [f"{label}\n(n={int(scores[label]['support'])})" if "support" in scores[label] else label for label in labels]
+    names = [f"{label}\n(n={int(scores[label]['support'])})" if "support" in scores[label] else label
+             for label in labels]
     axis.set_xticks(positions, names, fontsize=8)
     axis.set_ylim(0, 1.1)
     axis.set_ylabel("score")

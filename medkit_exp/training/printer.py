@@ -109,7 +109,8 @@ class DefaultPrinterCallback(TrainerCallback):
         self.logger.info(self._evaluation_line(metrics, step))
         if self.full_metrics:
             train = self._history_entry().get("train")
-            tables = [format_metrics_table("Training metrics", train), format_metrics_table("Evaluation metrics", metrics)]
+            tables = [format_metrics_table("Training metrics", train),
+                      format_metrics_table("Evaluation metrics", metrics)]
             self.logger.info("Metrics at step %d\n%s", step, "\n".join(t for t in tables if t))
 
     def on_epoch_end(self, metrics: dict[str, dict[str, float]], epoch: int, epoch_duration: float) -> None:

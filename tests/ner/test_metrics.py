@@ -168,7 +168,8 @@ def test_a_label_named_like_a_split_or_a_summary_metric_cannot_be_misread():
     assert scores["labels/test/f1"] == 1.0 and scores["labels/macro/precision"] == 0.0
     assert not any(name.startswith(("test", "dev", "train", "eval")) for name in scores)
     assert scores["f1"] == pytest.approx(2 / 3)  # the summary name is the summary, whatever the labels
-    assert label_table({f"eval/{k}": v for k, v in scores.items()})["test"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    table = label_table({f"eval/{k}": v for k, v in scores.items()})
+    assert table["test"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
 
 
 def test_bad_configuration():

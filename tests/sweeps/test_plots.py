@@ -57,7 +57,8 @@ def assert_inside(figure):
     renderer, box = figure.canvas.get_renderer(), figure.bbox
     for axis in figure.axes:
         extent = axis.get_tightbbox(renderer)
-        assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1 and box.y0 - 1 <= extent.y0 and extent.y1 <= box.y1 + 1, \
+        assert (box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1
+                and box.y0 - 1 <= extent.y0 and extent.y1 <= box.y1 + 1), \
             f"{axis} at {extent} cut by the figure's edge {box.bounds}"
 
 

@@ -24,7 +24,8 @@ def write_history(folder, nb_evals=8, best_in_state=None):
     """A history like a tagger's (per-label metrics), optionally a checkpoints/state.json."""
     lines = []
     for step in range(1, 10 * nb_evals + 1):
-        lines.append({"type": "log", "step": step, "loss": 2 * math.exp(-step / 30), "learning_rate": 5e-5 * (1 - step / 100)})
+        lines.append({"type": "log", "step": step, "loss": 2 * math.exp(-step / 30),
+                      "learning_rate": 5e-5 * (1 - step / 100)})
         if step % 10 == 0:
             f1 = round(0.1 * (step // 10) if step <= 50 else 0.5 - 0.01 * (step // 10 - 5), 4)
             metrics = {"loss": 1 / step, "f1": f1, "macro_f1": f1 - 0.05, "precision": f1, "recall": f1}
@@ -52,8 +53,10 @@ def assert_no_clipped_text(figure):
     if figure._suptitle is not None:
         artists.append(figure._suptitle)
     for artist in artists:
-        extent = artist.get_tightbbox(renderer) if hasattr(artist, "get_tightbbox") else artist.get_window_extent(renderer)
-        inside = extent.x0 >= box.x0 - 1 and extent.y0 >= box.y0 - 1 and extent.x1 <= box.x1 + 1 and extent.y1 <= box.y1 + 1
+        tight = hasattr(artist, "get_tightbbox")
+        extent = artist.get_tightbbox(renderer) if tight else artist.get_window_extent(renderer)
+        inside = (extent.x0 >= box.x0 - 1 and extent.y0 >= box.y0 - 1
+                  and extent.x1 <= box.x1 + 1 and extent.y1 <= box.y1 + 1)
         assert inside, f"{artist} at {extent} is cut by the figure's edge {box.bounds}"
 
 

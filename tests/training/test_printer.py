@@ -28,7 +28,8 @@ def test_one_line_per_evaluation_with_step_epoch_losses_metric_and_best(make_tra
     assert evaluations[0].startswith("Evaluation: step 4/16 | epoch 1/2 | train loss ")
     assert " | eval loss " in evaluations[0] and " | accuracy " in evaluations[0]
     assert "best accuracy" in evaluations[-1] and "(step " in evaluations[-1]
-    assert messages[0] == "Running training: 2 epochs, 16 optimizer steps, train batch size: 8, gradient accumulation steps: 1"
+    assert messages[0] == ("Running training: 2 epochs, 16 optimizer steps, train batch size: 8, "
+                           "gradient accumulation steps: 1")
     assert [m for m in messages if m.startswith("Epoch ")][0].startswith("Epoch 1 ended (duration: ")
     assert messages[-1].startswith("Training is completed: best accuracy ")
     assert not any("Evaluation metrics" in m for m in messages)  # the full table only on demand
