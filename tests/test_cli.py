@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from medkit_exp.cli import config_dir
+from medkit_exp.training.history import HISTORY_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -62,7 +63,7 @@ def test_debug_fast_end_to_end(tmp_path):
     state = json.loads((run / "checkpoints" / "state.json").read_text())
     assert state["last"] == "checkpoint-0000004"
     assert (run / "checkpoints" / state["best"] / "config.json").exists()
-    records = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run / HISTORY_FILE).read_text().splitlines()]
     assert [r["step"] for r in records if r["type"] == "eval"] == [2, 4]
     assert "f1" in records[-1]["eval"]
     assert "Training is completed" in (run / "cli.log").read_text()  # logs go to the run folder too

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from medkit_exp.cli import config_dir
 from medkit_exp.errors import CheckpointError, ConfigError, DataError
 from medkit_exp.ner.formats import read_brat, read_documents, read_jsonl, write_jsonl
+from medkit_exp.training.history import HISTORY_FILE
 from tests.test_cli import EXPERIMENTS, ROOT, run_cli
 
 DEMO_DEV = ROOT / "medkit_exp" / "ner" / "demo" / "dev"
@@ -60,7 +61,7 @@ def test_evaluate_a_run_folder_recomputes_the_training_evaluation(trained_run, t
         str(best.resolve()), "demo", "dev", 12
     )
     # Word level: what the training evaluation logged at the best checkpoint's step, recomputed.
-    history = [json.loads(line) for line in (trained_run / "history.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (trained_run / HISTORY_FILE).read_text().splitlines()]
     step = int(best.name.split("-")[1])
     logged = next(record["eval"] for record in history if record["type"] == "eval" and record["step"] == step)
     assert report["words"] == pytest.approx(logged, rel=1e-5)

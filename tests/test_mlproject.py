@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medkit_exp.training.history import HISTORY_FILE
 from tests.test_cli import ROOT
 
 DEMO_DEV = ROOT / "medkit_exp" / "ner" / "demo" / "dev"
@@ -57,7 +58,7 @@ def test_mlflow_run_trains_and_evaluates_into_the_runs_it_creates(tmp_path, monk
     assert run.info.status == "FINISHED"
     assert run.data.params["experiment"] == "ner"  # mlflow run's own parameter...
     assert run.data.params["tracking.run_name"] == "two words"  # ...and the training's: one run
-    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (run_dir / HISTORY_FILE).read_text().splitlines()]
     logged = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "eval/f1")}
     assert logged == pytest.approx({r["step"]: r["eval"]["f1"] for r in history if r["type"] == "eval"})
 

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from medkit_exp.sweeps.factories import make_storage
 from medkit_exp.sweeps.heartbeat import HEARTBEAT_ATTR
+from medkit_exp.training.history import HISTORY_FILE
 from tests.sweeps.conftest import FAST, load_study, run_cli, run_sweep, sweep_runs
 
 SWEEP = [*FAST, "hparams_search=ner_optuna"]
@@ -21,7 +22,7 @@ SWEEP = [*FAST, "hparams_search=ner_optuna"]
 
 def _history_f1(run_dir) -> dict[int, float]:
     """``{step: eval F1}`` of a trial's training, from its own history file."""
-    records = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run_dir / HISTORY_FILE).read_text().splitlines()]
     return {r["step"]: r["eval"]["f1"] for r in records if r["type"] == "eval"}
 
 
