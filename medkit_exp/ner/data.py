@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 
-import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -167,12 +165,3 @@ def load_corpus(config: NERDataConfig, only: Sequence[str] | None = None) -> dic
         )
         splits[name] = documents
     return splits
-
-
-def corpus_digest(documents: list[TextDocument]) -> str:
-    """A short stable digest of texts and entities (for tracking which data a run saw)."""
-    digest = hashlib.sha256()
-    for doc in documents:
-        entities = [(e.label, e.spans) for e in doc.entities]
-        digest.update(json.dumps([doc.text, entities], ensure_ascii=False).encode("utf-8"))
-    return digest.hexdigest()[:16]

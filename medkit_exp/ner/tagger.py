@@ -31,14 +31,13 @@ from medkit_exp.ner.label_map import (
     LabelMap, apply_label_map, as_bilou_names, head_tags, head_was_loaded, labels_of_model_folder, new_label_map,
     plan_label_map, resolve_scheme,
 )
-from medkit_exp.ner.tagger_files import check_saved_model, damaged_files_named, read_tagger_settings
+from medkit_exp.ner.tagger_files import TAGGER_CONFIG, check_saved_model, damaged_files_named, read_tagger_settings
 from medkit_exp.ner.tagging import TaggingReport, make_tag_labels, spans_to_tags, tokenize_words
 from medkit_exp.training.batch import BatchData
 from medkit_exp.training.optim import make_adamw, param_groups_with_weight_decay
 
 logger = logging.getLogger(__name__)
 
-TAGGER_CONFIG = "medkit_exp_tagger.json"
 SCHEMES = ("iob2", "bilou")
 UNKNOWN_LABEL_POLICIES = ("error", "drop")
 

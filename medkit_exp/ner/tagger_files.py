@@ -17,6 +17,7 @@ from typing import Any
 
 from medkit_exp.errors import CheckpointError, MedkitExpError
 
+TAGGER_CONFIG = "medkit_exp_tagger.json"  # the tagger's own settings, beside the Hugging Face files
 MODEL_CONFIG = "config.json"
 WEIGHTS_FILES = (
     "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json"
