@@ -29,7 +29,8 @@ What a run records
 - artifacts: ``config/config.yaml``, ``config/overrides.yaml``, ``history/history.jsonl``,
   ``plots/learning_curves.png``, ``checkpoints/best/`` and ``checkpoints/last/`` (per
   ``log_checkpoints``; only the first when they are the same checkpoint), and whatever the
-  ``log_model`` and ``extra_artifacts`` hooks add.
+  component's ``hooks`` (:mod:`medkit_exp.tracking.hooks`) or the ``log_model`` and
+  ``extra_artifacts`` functions add.
 - status: FINISHED, KILLED (SIGTERM/SIGINT, ``state.interrupted``) or FAILED (an exception).
 
 A resumed training (``trainer.train(resume_from_checkpoint=...)``) reattaches to the same run
@@ -59,6 +60,7 @@ from typing import Any
 
 from medkit_exp.training.callbacks import TrainerCallback, TrainerState
 from medkit_exp.tracking.datasets import DatasetInfo
+from medkit_exp.tracking.hooks import ArtifactHook, FunctionHooks, ModelLogger, TrackingHooks
 from medkit_exp.tracking.ops import metric_points, now_ms
 from medkit_exp.tracking.params import config_yaml, mlflow_params, redact_config, redact_override
 from medkit_exp.tracking.runs import RunHandle, checkpoint_kinds, is_number, trainer_config_dict
@@ -67,9 +69,6 @@ logger = logging.getLogger(__name__)
 
 ARTIFACTS_DIR = "mlflow_artifacts"  # files made for MLflow, in the run's output folder
 HISTORY_FILE = "history.jsonl"
-
-ModelLogger = Callable[[str, RunHandle], None]
-ArtifactHook = Callable[[RunHandle, TrainerState], None]
 
 
 class MLflowCallback(TrainerCallback):
@@ -86,15 +85,20 @@ class MLflowCallback(TrainerCallback):
     log_every_n_steps: log ``on_log`` values at global steps that are multiples of this.
     log_checkpoints: which checkpoints to upload at the end: "best", "last", both (True or
         ["best", "last"]) or none (False/None).
-    log_model: a hook ``model_logger(checkpoint_dir, run)`` that logs the best checkpoint as a model
-        (e.g. a transformers flavor), called at the end of a finished run.
+    hooks: the component's :class:`~medkit_exp.tracking.hooks.TrackingHooks`: its run tags, its
+        model (``log_model``) and artifacts (``log_artifacts``) at the end of the run. Their
+        ``callbacks()`` go to the Trainer beside this one (:func:`~medkit_exp.tracking.factory.mlflow_callbacks`
+        does it).
+    log_model: False: no model is logged (the hooks' ``log_model`` is not called); or a function
+        ``model_logger(checkpoint_dir, run)`` that logs the best checkpoint as a model (e.g. a
+        transformers flavor), called at the end of a finished run besides the hooks.
     parent_run_id: makes this run a child (tag ``mlflow.parentRunId``), for sweeps.
     plots: draw and upload the learning curves.
     system_metrics: MLflow's own system metrics monitor (needs psutil).
     config_yaml: the resolved config as YAML text, uploaded redacted as ``config/config.yaml``.
     overrides: the command-line overrides, uploaded redacted as ``config/overrides.yaml``.
     datasets: :func:`describe_dataset` results, logged as dataset inputs and ``data.*`` tags.
-    extra_artifacts: ``hook(run, state)`` called at the end of a finished or interrupted run.
+    extra_artifacts: functions ``hook(run, state)`` called at the end of a finished or interrupted run.
     artifact_location: artifact root of a new experiment (None: the store's default).
     flush_interval: seconds between two sends of the background logger.
     retry_interval: seconds between two tries to reach an unreachable server.
@@ -114,7 +118,7 @@ class MLflowCallback(TrainerCallback):
         tags: Mapping[str, Any] | None = None,
         log_every_n_steps: int = 1,
         log_checkpoints: bool | str | Sequence[str] | None = "best",
-        log_model: ModelLogger | None = None,
+        log_model: ModelLogger | bool | None = None,
         parent_run_id: str | None = None,
         plots: bool = True,
         system_metrics: bool = False,
@@ -122,6 +126,7 @@ class MLflowCallback(TrainerCallback):
         overrides: Sequence[str] | None = None,
         datasets: Sequence[DatasetInfo] | None = None,
         extra_artifacts: Sequence[ArtifactHook] = (),
+        hooks: Sequence[TrackingHooks] = (),
         artifact_location: str | None = None,
         flush_interval: float = 5.0,
         retry_interval: float = 10.0,
@@ -143,14 +148,17 @@ class MLflowCallback(TrainerCallback):
         install_log_redaction()  # a tracked run's logs (cli.log, the worker's) hold no credentials
         self.log_every_n_steps = log_every_n_steps
         self.log_checkpoints = checkpoint_kinds(log_checkpoints)
-        self.log_model = log_model
+        self.log_models = log_model is not False
+        # each function a hooks object of its own: one failing spares the others
+        functions = ([FunctionHooks(log_model)] if callable(log_model) else []) + [
+            FunctionHooks(artifact_hooks=[hook]) for hook in extra_artifacts]
+        self.hooks: list[TrackingHooks] = list(hooks) + functions
         self.parent_run_id = parent_run_id
         self.plots = plots
         self.system_metrics = system_metrics
         self.config_yaml = config_yaml
         self.overrides = list(overrides) if overrides is not None else None
         self.datasets = list(datasets or [])
-        self.extra_artifacts = list(extra_artifacts)
         self.artifact_location = artifact_location
         self.flush_interval, self.retry_interval = flush_interval, retry_interval
         self.http_max_retries, self.http_timeout = http_max_retries, http_timeout
@@ -248,6 +256,8 @@ class MLflowCallback(TrainerCallback):
         tags = {**run_tags(self.experiment_name, self.run_name, self.parent_run_id, output_dir),
                 **dataset_tags(self.datasets)}
         tags.update({str(k): str(v) for k, v in redact_config(self.tags).items()})
+        for hooks in self.hooks:  # facts about the component (a tagger's labels) win over the user's tags
+            tags.update({str(k): str(v) for k, v in hooks.run_tags().items()})
         if self._restored:
             tags["resumed_at_step"] = str(self.state.global_step)
         params = self.params if self.params is not None else {"trainer": trainer_config_dict(config)}
@@ -330,7 +340,9 @@ class MLflowCallback(TrainerCallback):
         history = output_dir / HISTORY_FILE
         if self.plots and self._session is not None and history.exists():
             png = output_dir / ARTIFACTS_DIR / "plots" / "learning_curves.png"
-            self._session.run_task("medkit_exp.tracking.plots:log_learning_curves",
+            from medkit_exp.tracking.plots import log_learning_curves
+
+            self._session.run_task(log_learning_curves,
                                    {"history": str(history), "png": str(png), "title": self.run_name})
             self._curves_drawn_at = self.state.global_step
 
@@ -348,13 +360,15 @@ class MLflowCallback(TrainerCallback):
         return tags
 
     def _run_hooks(self, status: str, state: TrainerState) -> None:
+        """Every hook's model first (a hook may log it in the background while artifacts are made),
+        then every hook's artifacts."""
         hooks: list[tuple[str, Callable[[], None]]] = []
         run = self.run
-        if self.log_model is not None and status == "FINISHED":
-            checkpoint = state.best_checkpoint or state.last_checkpoint
-            if checkpoint:
-                hooks.append(("log_model", lambda: self.log_model(checkpoint, run)))
-        hooks += [(getattr(h, "__name__", repr(h)), (lambda h=h: h(run, state))) for h in self.extra_artifacts]
+        checkpoint = state.best_checkpoint or state.last_checkpoint
+        if self.log_models and status == "FINISHED" and checkpoint:
+            hooks += [(f"{_name(h)}.log_model", (lambda h=h: h.log_model(checkpoint, run))) for h in self.hooks
+                      if not (isinstance(h, FunctionHooks) and h.model_logger is None)]
+        hooks += [(f"{_name(h)}.log_artifacts", (lambda h=h: h.log_artifacts(run, state))) for h in self.hooks]
         if hooks and (self._session is None or not self._session.online or run is None):
             logger.warning("MLflow unreachable: hooks %s not run", ", ".join(name for name, _ in hooks))
             return
@@ -365,3 +379,10 @@ class MLflowCallback(TrainerCallback):
             except Exception:  # noqa: BLE001 - the run's data is safe; report and go on
                 logger.exception("MLflow hook %s failed", name)
             logger.debug("MLflow hook %s took %.2fs", name, time.perf_counter() - started)
+
+
+def _name(hooks: TrackingHooks) -> str:
+    """A hook's name in log lines: its function's for :class:`FunctionHooks`, else its class's."""
+    functions = [getattr(hooks, "model_logger", None), *getattr(hooks, "artifact_hooks", ())]
+    named = [getattr(f, "__name__", repr(f)) for f in functions if f is not None]
+    return ", ".join(named) if named else type(hooks).__name__

@@ -7,12 +7,12 @@
 The digest is a SHA-256 over each record's canonical form: ``to_dict()`` as sorted JSON when
 the record has one (medkit documents, dataclasses with ``to_dict``), else its ``repr``. The
 same records in the same order have the same digest, in any process. Only metadata goes to
-MLflow (an ``mlflow.data`` dataset of source type ``medkit_exp``): the records are not uploaded.
+MLflow (a dataset input of source type ``medkit_exp``: name, digest, source, record count): the
+records are not uploaded.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -61,79 +61,22 @@ def describe_dataset(name: str, records: Iterable[Any], source: str, context: st
     return DatasetInfo(name=name, digest=digest, source=str(source), count=count, context=context or name)
 
 
-def mlflow_dataset(info: DatasetInfo) -> Any:
-    """The ``mlflow.data`` dataset of ``info`` (a metadata-only dataset with a record count)."""
-    return _classes()[1](info)
-
-
 def entity_dict(info: DatasetInfo) -> dict[str, Any]:
-    """The fields of the ``mlflow.entities.Dataset`` of ``info``, JSON-serializable (for the spool)."""
-    entity = mlflow_dataset(info)._to_mlflow_entity()
+    """The fields of the ``mlflow.entities.Dataset`` of ``info``, JSON-serializable (for the spool):
+    a metadata-only dataset (no schema) whose source is ``{"uri": source}`` and whose profile is
+    the number of records. Built from the public entity's fields: nothing of ``mlflow.data`` runs."""
     return {
-        "name": entity.name,
-        "digest": entity.digest,
-        "source_type": entity.source_type,
-        "source": entity.source,
-        "schema": entity.schema,
-        "profile": entity.profile,
+        "name": info.name,
+        "digest": info.digest,
+        "source_type": SOURCE_TYPE,
+        "source": json.dumps({"uri": info.source}),
+        "schema": None,
+        "profile": json.dumps({"num_records": info.count}),
     }
 
 
 def dataset_input(entity: dict[str, Any], context: str) -> Any:
-    """An ``mlflow.entities.DatasetInput`` from an :func:`entity_dict`."""
+    """An ``mlflow.entities.DatasetInput`` from an :func:`entity_dict`, for ``MlflowClient.log_inputs``."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
     return DatasetInput(dataset=Dataset(**entity), tags=[InputTag(key=CONTEXT_TAG, value=context)])
-
-
-@functools.lru_cache(maxsize=1)
-def _classes() -> tuple[type, type]:
-    """The mlflow.data classes, defined on first use so importing this module stays cheap."""
-    from mlflow.data.dataset_source import DatasetSource
-    from mlflow.data.meta_dataset import MetaDataset
-
-    class MedkitDatasetSource(DatasetSource):
-        """A source string (path, URI or description) of data read by medkit_exp."""
-
-        def __init__(self, uri: str):
-            self.uri = uri
-
-        @staticmethod
-        def _get_source_type() -> str:
-            return SOURCE_TYPE
-
-        def load(self, **kwargs: Any) -> Any:
-            raise NotImplementedError("a medkit_exp source only describes where the data came from")
-
-        @staticmethod
-        def _can_resolve(raw_source: Any) -> bool:
-            return False
-
-        @classmethod
-        def _resolve(cls, raw_source: Any) -> Any:
-            raise NotImplementedError
-
-        def to_dict(self) -> dict[str, Any]:
-            return {"uri": self.uri}
-
-        @classmethod
-        def from_dict(cls, source_dict: dict[str, Any]) -> Any:
-            return cls(source_dict["uri"])
-
-    class RecordsDataset(MetaDataset):
-        """Metadata of a list of records: name, digest, source and the number of records."""
-
-        def __init__(self, info: DatasetInfo):
-            self.count = info.count
-            super().__init__(MedkitDatasetSource(info.source), name=info.name, digest=info.digest)
-
-        @property
-        def profile(self) -> Any:
-            return {"num_records": self.count}
-
-        def to_dict(self) -> dict[str, str]:
-            config = super().to_dict()
-            config["profile"] = json.dumps(self.profile)
-            return config
-
-    return MedkitDatasetSource, RecordsDataset

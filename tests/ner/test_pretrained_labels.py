@@ -147,7 +147,7 @@ def test_kept_rows_are_bit_identical_new_ones_fresh_dropped_ones_warned(tiny_ber
     assert "['B-drug', 'I-drug']" in dropped.getMessage()
     (final,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Label map (pretrained head")]
     assert "new: ['B-treatment', 'I-treatment']" in final and "6: 'I-treatment'" in final
-    from medkit_exp.tracking.app import component_tags
+    from medkit_exp.ner.mlflow.hooks import component_tags
 
     assert component_tags(tagger)["tagger.label_map"] == "O B-test I-test B-problem I-problem B-treatment I-treatment"
     assert "dropped: ['B-drug', 'I-drug']" in component_tags(tagger)["tagger.label_map_origin"]

@@ -96,7 +96,7 @@ def test_logged_model_loads_and_predicts_entities_with_offsets(app_run, client, 
 
     from medkit_exp.ner.documents import TextDocument
     from medkit_exp.ner.prediction import predict
-    from medkit_exp.tracking.ner_model import entity_records
+    from medkit_exp.ner.mlflow.model import entity_records
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", app_run["tracking_uri"])  # the registry's URI too
     model = mlflow.pyfunc.load_model(f"models:/{APP_MODEL_NAME}@candidate")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from medkit_exp.ner.documents import Entity, TextDocument
-from medkit_exp.tracking.ner_report import (
+from medkit_exp.ner.mlflow.report import (
     MISSED,
     SPURIOUS,
     entity_confusion,
@@ -55,8 +55,8 @@ def test_same_spans_pair_equal_labels_first():
 
 
 def test_label_scores_from_flat_metric_names():
-    scores = {"problem_precision": 0.5, "problem_recall": 1.0, "problem_f1": 0.6667, "problem_support": 2.0,
-              "f1": 0.3, "test_f1": 0.0}
+    scores = {"labels/problem/precision": 0.5, "labels/problem/recall": 1.0, "labels/problem/f1": 0.6667,
+              "labels/problem/support": 2.0, "f1": 0.3, "labels/test/f1": 0.0}
     assert label_scores(scores, ["problem", "test", "treatment"]) == {
         "problem": {"precision": 0.5, "recall": 1.0, "f1": 0.6667, "support": 2.0}, "test": {"f1": 0.0},
     }
@@ -79,7 +79,7 @@ def test_write_dev_report_files(tmp_path):
     for name in ("label_scores.png", "confusion_matrix.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     scores = json.loads((tmp_path / "predictions" / "dev_scores.json").read_text())
-    assert scores["precision"] == 0.25 and scores["recall"] == 0.25 and scores["problem_recall"] == 0.5
+    assert scores["precision"] == 0.25 and scores["recall"] == 0.25 and scores["labels/problem/recall"] == 0.5
     records = [json.loads(line) for line in (tmp_path / "predictions" / "dev_sample.jsonl").read_text().splitlines()]
     assert len(records) == 1 and records[0]["doc_id"] == "d1"
     assert records[0]["predicted"][1] == {"label": "test", "spans": [[10, 15]], "text": "cough", "score": 0.6}
@@ -88,13 +88,12 @@ def test_write_dev_report_files(tmp_path):
 def test_hooks_log_nothing_for_a_component_that_is_not_a_tagger(make_trainer, make_callback, client, caplog):
     import logging
 
-    from medkit_exp.tracking.ner_hooks import NERTrackingHooks
+    from medkit_exp.ner.mlflow.hooks import NERTrackingHooks
 
     gold, _ = documents()
     hooks = NERTrackingHooks(gold)
-    callback = make_callback(plots=False, log_checkpoints=False, log_model=hooks.log_model,
-                             extra_artifacts=[hooks.log_dev_report])
-    with caplog.at_level(logging.INFO, logger="medkit_exp.tracking"):
+    callback = make_callback(plots=False, log_checkpoints=False, hooks=[hooks])
+    with caplog.at_level(logging.INFO, logger="medkit_exp"):
         make_trainer(callback=[callback], nb_training_epochs=1).train()
     run = client.get_run(callback.run_id)
     assert run.info.status == "FINISHED" and "model.uri" not in run.data.tags
@@ -104,27 +103,20 @@ def test_hooks_log_nothing_for_a_component_that_is_not_a_tagger(make_trainer, ma
 
 def test_an_alias_needs_a_registered_model_name():
     from medkit_exp.errors import ConfigError
-    from medkit_exp.tracking.ner_hooks import NERTrackingHooks
+    from medkit_exp.ner.mlflow.hooks import NERTrackingHooks
 
     with pytest.raises(ConfigError, match="tracking.model_alias"):
         NERTrackingHooks([], model_alias="champion")
 
 
-def test_quiet_model_logging_restores_what_it_changes(monkeypatch):
+def test_no_progress_bar_restores_the_environment(monkeypatch):
     import os
 
-    import mlflow.pyfunc
-    import mlflow.utils.environment as environment
-
-    from medkit_exp.tracking.ner_model import PROGRESS_BAR_ENV, quiet_model_logging
+    from medkit_exp.ner.mlflow.model import PROGRESS_BAR_ENV, no_progress_bar
 
     monkeypatch.delenv(PROGRESS_BAR_ENV, raising=False)
-    originals = environment.warn_dependency_requirement_mismatches, mlflow.pyfunc.warn_dependency_requirement_mismatches
-    with quiet_model_logging():
-        assert environment.warn_dependency_requirement_mismatches is not originals[0]
-        assert mlflow.pyfunc.warn_dependency_requirement_mismatches is not originals[1]
+    with no_progress_bar():
         assert os.environ[PROGRESS_BAR_ENV] == "false"
-    assert (environment.warn_dependency_requirement_mismatches, mlflow.pyfunc.warn_dependency_requirement_mismatches) == originals
     assert PROGRESS_BAR_ENV not in os.environ
 
 
@@ -137,14 +129,14 @@ def test_dev_report_predicts_with_the_trained_tagger_when_it_holds_the_checkpoin
     from medkit_exp.ner.metrics import evaluate_documents
     from medkit_exp.ner.prediction import predict
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable
-    from medkit_exp.tracking.ner_hooks import NERTrackingHooks
+    from medkit_exp.ner.mlflow.hooks import NERTrackingHooks
     from medkit_exp.training import Trainer, TrainerConfig
 
     labels = ["problem", "treatment", "test"]
     train, dev = (list(read_brat(f"{demo_corpus_dir()}/{split}"))[:8] for split in ("train", "dev"))
     tagger = HFEntityMatcherTrainable(str(tiny_bert_dir), labels=labels, tagging_scheme="iob2")
     hooks = NERTrackingHooks(dev, sample_size=2, trained_component=tagger)
-    callback = make_callback(plots=False, log_checkpoints=False, extra_artifacts=[hooks.log_dev_report])
+    callback = make_callback(plots=False, log_checkpoints=False, log_model=False, hooks=[hooks])
     config = TrainerConfig(output_dir=str(tmp_path / "run"), max_steps=2, batch_size=4, eval_strategy="no", seed=3)
     trainer = Trainer(tagger, config, train, None, callback=[callback])
     trainer.train()
@@ -166,14 +158,14 @@ def test_dev_report_reuses_the_evaluation_at_the_best_checkpoint(tiny_bert_dir, 
     from medkit_exp.ner import demo_corpus_dir, read_brat
     from medkit_exp.ner.metrics import evaluate_documents
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable
-    from medkit_exp.tracking.ner_hooks import NERTrackingHooks
+    from medkit_exp.ner.mlflow.hooks import NERTrackingHooks
     from medkit_exp.training import Trainer, TrainerConfig
 
     train, dev = (list(read_brat(f"{demo_corpus_dir()}/{split}"))[:8] for split in ("train", "dev"))
     tagger = HFEntityMatcherTrainable(str(tiny_bert_dir), labels=["problem", "treatment", "test"], tokenizer_max_length=32)
     computer = tagger.make_metrics_computer()
     hooks = NERTrackingHooks(dev, sample_size=2, trained_component=tagger, metrics_computer=computer)
-    callback = make_callback(plots=False, log_checkpoints=False, extra_artifacts=[hooks.log_dev_report])
+    callback = make_callback(plots=False, log_checkpoints=False, log_model=False, hooks=[hooks])
     # The highest loss ranks first: the best checkpoint is the first one, not the last.
     config = TrainerConfig(output_dir=str(tmp_path / "run"), max_steps=3, batch_size=4, eval_strategy="steps",
                            eval_steps=1, seed=3, learning_rate=1e-3, minimize_checkpoint_metric=False, keep_best_k=1)
@@ -197,14 +189,13 @@ def test_dev_report_reuses_the_evaluation_at_the_best_checkpoint(tiny_bert_dir, 
 def _tiny_tagger_run(tiny_bert_dir, callback_factory, tmp_path, **hook_options):
     from medkit_exp.ner import demo_corpus_dir, read_brat
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable
-    from medkit_exp.tracking.ner_hooks import NERTrackingHooks
+    from medkit_exp.ner.mlflow.hooks import NERTrackingHooks
     from medkit_exp.training import Trainer, TrainerConfig
 
     train, dev = (list(read_brat(f"{demo_corpus_dir()}/{split}"))[:8] for split in ("train", "dev"))
     tagger = HFEntityMatcherTrainable(str(tiny_bert_dir), labels=["problem", "treatment", "test"], tagging_scheme="iob2")
     hooks = NERTrackingHooks(dev, sample_size=2, trained_component=tagger, **hook_options)
-    model_logger, artifact_hooks = hooks.callback_hooks(log_model=True, dev_report=True)
-    callback = callback_factory(log_model=model_logger, extra_artifacts=artifact_hooks)
+    callback = callback_factory(hooks=[hooks])
     config = TrainerConfig(output_dir=str(tmp_path / "run"), max_steps=2, batch_size=4, eval_strategy="no", seed=3)
     Trainer(tagger, config, train, None, callback=[callback]).train()
     return callback
@@ -223,30 +214,33 @@ def test_model_and_dev_report_through_the_tracking_worker(tiny_bert_dir, make_ca
 
 
 @pytest.mark.parametrize("validate", [False, True])
-def test_model_serving_check_only_when_asked(tiny_bert_dir, make_callback, client, tmp_path, monkeypatch, validate):
-    """MLflow's check that loads the logged model and predicts its input example runs with
-    ``validate_model`` only; the model is logged either way."""
-    import mlflow.models.utils as model_utils
+def test_model_input_example_only_when_validated(tiny_bert_dir, make_callback, client, tmp_path, validate):
+    """MLflow validates every input example it logs (it loads the logged model and predicts it):
+    the model has one with ``validate_model`` only; it is logged either way, with its signature."""
+    from mlflow.models import Model
 
-    calls = []
-    original = model_utils._validate_serving_input
-    monkeypatch.setattr(model_utils, "_validate_serving_input", lambda *a, **k: calls.append(1) or original(*a, **k))
     callback = _tiny_tagger_run(tiny_bert_dir, lambda **kw: make_callback(plots=False, log_checkpoints=False, **kw),
                                 tmp_path, validate_model=validate)
-    assert len(calls) == (1 if validate else 0)
-    assert client.get_run(callback.run_id).data.tags["model.uri"].startswith("models:/")
+    model_uri = client.get_run(callback.run_id).data.tags["model.uri"]
+    assert model_uri.startswith("models:/")
+    folder = client.get_logged_model(model_uri.removeprefix("models:/")).artifact_location
+    model = Model.load(folder.removeprefix("file://"))
+    assert (model.saved_input_example_info is not None) == validate
+    assert model.signature.inputs.input_names() == ["text"]
 
 
-def test_logged_model_links_the_checkpoint_weights_into_a_local_store(tiny_bert_dir, client, experiment_name, tmp_path):
-    """Logging a checkpoint's tagger into a local artifact store links its files (no copy of the
-    weights) and copies the files MLflow writes; the model loads and predicts from the store."""
+def test_logged_model_holds_the_tagger_files_without_the_training_state(
+    tiny_bert_dir, client, experiment_name, tmp_path
+):
+    """The model's tagger artifact is the checkpoint's tagger folder less its optimizer, scheduler
+    and RNG states; the model loads and predicts from the store."""
     import os
 
     import mlflow
     import pandas as pd
 
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable
-    from medkit_exp.tracking.ner_model import log_tagger_model
+    from medkit_exp.ner.mlflow.model import log_tagger_model
     from medkit_exp.tracking.runs import RunHandle
 
     checkpoint = tmp_path / "checkpoint-0000001"
@@ -257,8 +251,7 @@ def test_logged_model_links_the_checkpoint_weights_into_a_local_store(tiny_bert_
     run_id = client.create_run(experiment_id).info.run_id
     info = log_tagger_model(checkpoint, RunHandle(run_id, client.tracking_uri), ["Fever and cough."])
     folder = client.get_logged_model(info.model_id).artifact_location.removeprefix("file://")
-    assert os.path.samefile(f"{folder}/artifacts/tagger/model.safetensors", checkpoint / "model.safetensors")
-    assert os.stat(f"{folder}/MLmodel").st_nlink == 1
+    assert os.path.isfile(f"{folder}/artifacts/tagger/model.safetensors")
     for name in ("trainer_state.pt", "optimizer.pt", "scheduler.pt", "trainer_config.yml"):
         assert not os.path.exists(f"{folder}/artifacts/tagger/{name}")
     model = mlflow.pyfunc.load_model(folder)

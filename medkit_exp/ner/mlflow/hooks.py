@@ -1,41 +1,75 @@
-"""End-of-run MLflow hooks of a NER tagger run: the model, and the report on the dev set.
+"""The NER tagger's part of its tracked run (a :class:`~medkit_exp.tracking.hooks.TrackingHooks`):
+its label map as run tags, its model, its report on the dev set.
 
->>> hooks = NERTrackingHooks(dev_documents, registered_model_name="ner-demo", model_alias="candidate")  # doctest: +SKIP
->>> model_logger, artifact_hooks = hooks.callback_hooks(log_model=True, dev_report=True)        # doctest: +SKIP
->>> callback = MLflowCallback(..., log_model=model_logger, extra_artifacts=artifact_hooks)          # doctest: +SKIP
+>>> from functools import partial                                                        # doctest: +SKIP
+>>> callbacks = mlflow_callbacks(run, model_hooks=[partial(ner_tracking_hooks, register_model_name="ner-demo")],
+...                              tracking_uri="sqlite:///mlflow.db", experiment_name="ner-demo")  # doctest: +SKIP
 
-Both hooks work on the run's best checkpoint (else its last) when it is a medkit_exp tagger
-folder (it has ``medkit_exp_tagger.json``); for any other component they log nothing and say so.
-The model is logged in a thread while the dev report is written (see :meth:`callback_hooks`),
-or in the tracking worker when the run has one.
+Both the model and the report work on the run's best checkpoint (else its last) when it is a
+medkit_exp tagger folder (it has ``medkit_exp_tagger.json``); for any other component they log
+nothing and say so. The model is logged in a thread while the dev report is written, or in the
+tracking worker when the run has one.
 
 - :meth:`NERTrackingHooks.log_model`: the pyfunc model ``model`` (see
-  :mod:`medkit_exp.tracking.ner_model`), with a signature and an input example made of the first
-  dev texts; registered under ``registered_model_name`` (with ``model_alias``) when given.
-- :meth:`NERTrackingHooks.log_dev_report`: per-label bars, confusion matrix and a sample of
-  predictions (see :mod:`medkit_exp.tracking.ner_report`). Given the Trainer's metrics computer,
-  the report reuses what the evaluation at the checkpoint's step predicted (give the Trainer
-  ``hooks.recorder`` among its callbacks); else the checkpoint predicts the dev set.
+  :mod:`medkit_exp.ner.mlflow.model`), with a signature (and, when MLflow validates it, an input
+  example made of the first dev texts); registered under ``registered_model_name`` (with
+  ``model_alias``) when given.
+- :meth:`NERTrackingHooks.log_artifacts`: the dev report: per-label bars, confusion matrix and a
+  sample of predictions (see :mod:`medkit_exp.ner.mlflow.report`). Given the Trainer's metrics
+  computer, the report reuses what the evaluation at the checkpoint's step predicted (the hooks'
+  :meth:`~NERTrackingHooks.callbacks` record it); else the checkpoint predicts the dev set.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from medkit_exp.ner.mlflow.recorder import EvalPredictionRecorder
+from medkit_exp.ner.mlflow.tasks import log_model_task
+from medkit_exp.ner.tagger_files import TAGGER_CONFIG
+from medkit_exp.run_context import RunContext
+from medkit_exp.tracking.callback import ARTIFACTS_DIR
+from medkit_exp.tracking.hooks import NoTrackingHooks
 from medkit_exp.training.callbacks import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
-TAGGER_CONFIG = "medkit_exp_tagger.json"  # written by HFEntityMatcherTrainable.save
 REPORT_DIR = "dev_report"
 
 
-class NERTrackingHooks:
-    """The model logger and the dev-report hook of a tagger run (one instance per run).
+def ner_tracking_hooks(
+    run: RunContext, *, register_model_name: str | None = None, model_alias: str | None = None,
+    prediction_sample_size: int = 20, validate_model: bool = False, dev_report: bool = True,
+) -> NERTrackingHooks:
+    """The hooks of a tagger run from its settings (a ``model_hooks`` factory of
+    :func:`medkit_exp.tracking.factory.mlflow_callbacks`): the dev split is ``run.splits["dev"]``,
+    the tagger trained ``run.component``, and with ``dev_report`` the report reuses the evaluations
+    of ``run.metrics_computer``."""
+    if prediction_sample_size < 0:
+        from medkit_exp.errors import ConfigError
+
+        raise ConfigError("tracking.prediction_sample_size", f"must be >= 0, got {prediction_sample_size}")
+    return NERTrackingHooks(
+        run.splits.get("dev"), registered_model_name=register_model_name, model_alias=model_alias,
+        sample_size=prediction_sample_size, trained_component=run.component, validate_model=validate_model,
+        metrics_computer=run.metrics_computer if dev_report else None, dev_report=dev_report,
+    )
+
+
+def component_tags(component: Any) -> dict[str, str]:
+    """Run tags describing the component: a tagger's head, ``tagger.label_map`` (its tags in row
+    order) and ``tagger.label_map_origin`` (new head, or the rows kept from a pretrained one)."""
+    label_map = getattr(component, "label_map", None)
+    mlflow_tags = getattr(label_map, "mlflow_tags", None)
+    return dict(mlflow_tags()) if callable(mlflow_tags) else {}
+
+
+class NERTrackingHooks(NoTrackingHooks):
+    """The tracking hooks of a tagger run (one instance per run).
 
     Parameters
     ----------
@@ -45,15 +79,17 @@ class NERTrackingHooks:
     sample_size: documents in the prediction sample.
     example_texts: input example of the model when there is no dev split.
     batch_size: prediction batch size.
-    trained_component: the tagger being trained: when its final weights are those of the
-        checkpoint reported on (the last checkpoint, saved at the final step), it predicts the dev
-        set instead of a copy loaded from the checkpoint folder.
-    validate_model: have MLflow load the logged model and predict its input example.
+    trained_component: the tagger being trained: its label map is the run's tags, and when its
+        final weights are those of the checkpoint reported on (the last checkpoint, saved at the
+        final step), it predicts the dev set instead of a copy loaded from the checkpoint folder.
+    validate_model: log the model with an input example, which MLflow validates (it loads the
+        logged model and predicts it); without, the model has no input example.
     metrics_computer: the Trainer's :class:`~medkit_exp.ner.metrics.EntityMetricsComputer`,
-        when the Trainer evaluates on ``dev_documents``: :attr:`recorder` (a callback to give the
-        Trainer) then keeps what each evaluation predicted, and the report takes the predictions
-        of the evaluation at the reported checkpoint's step instead of predicting the dev set
-        again (when they do not fit the dev documents, it predicts).
+        when the Trainer evaluates on ``dev_documents``: :attr:`recorder` (one of
+        :meth:`callbacks`) then keeps what each evaluation predicted, and the report takes the
+        predictions of the evaluation at the reported checkpoint's step instead of predicting the
+        dev set again (when they do not fit the dev documents, it predicts).
+    dev_report: write and log the dev report at the end of the run.
 
     When the run's MLflow work is done in a tracking worker (``run.remote``), the model is logged
     there, at once, while this process writes the dev report; the report's plots are drawn there too.
@@ -70,6 +106,7 @@ class NERTrackingHooks:
         trained_component: Any = None,
         validate_model: bool = False,
         metrics_computer: Any = None,
+        dev_report: bool = True,
     ):
         if model_alias and not registered_model_name:
             from medkit_exp.errors import ConfigError
@@ -83,25 +120,24 @@ class NERTrackingHooks:
         self.batch_size = batch_size
         self.trained_component = trained_component
         self.validate_model = validate_model
+        self.dev_report = dev_report
         self.recorder = (
             EvalPredictionRecorder(metrics_computer)
             if self.dev_documents and callable(getattr(metrics_computer, "start_recording", None)) else None
         )
         self._loaded: tuple[str, Any] | None = None  # (checkpoint, tagger)
         self._predicted: tuple[str, list[Any]] | None = None  # (checkpoint, dev predictions)
-        self._background = False
+        # The model is logged in a thread once the dev set is predicted (two threads running torch
+        # at once slow each other down), while the report is drawn and uploaded
+        self._background = dev_report and bool(self.dev_documents)
         self._model_thread: threading.Thread | None = None
         self._pending_model: tuple[str, Any] | None = None  # (checkpoint, run) to log in the background
 
-    def callback_hooks(self, log_model: bool = True, dev_report: bool = True) -> tuple[Any, list[Any]]:
-        """The MLflowCallback's ``log_model`` and ``extra_artifacts`` arguments.
+    def run_tags(self) -> Mapping[str, str]:
+        return component_tags(self.trained_component)
 
-        With both, the model is logged in a thread once the dev set is predicted (two threads
-        running torch at once slow each other down), while the report is drawn and uploaded, and the
-        report hook waits for it.
-        """
-        self._background = log_model and dev_report and bool(self.dev_documents)
-        return (self.log_model if log_model else None), ([self.log_dev_report] if dev_report else [])
+    def callbacks(self) -> Sequence[TrainerCallback]:
+        return [self.recorder] if self.recorder is not None else []
 
     # ------------------------------------------------------------------ hooks
     def log_model(self, checkpoint_dir: str, run: Any) -> None:
@@ -109,7 +145,7 @@ class NERTrackingHooks:
         if not self._is_tagger(checkpoint_dir, "model"):
             return
         if getattr(run, "remote", False):  # another process: it works while this one predicts the dev set
-            run.run_task("medkit_exp.tracking.ner_model:log_model_task", checkpoint_dir=str(checkpoint_dir),
+            run.run_task(log_model_task, checkpoint_dir=str(checkpoint_dir),
                          example_texts=self._example_texts(), registered_model_name=self.registered_model_name,
                          alias=self.model_alias, validate=self.validate_model)
         elif self._background:  # started by the report hook once the dev set is predicted
@@ -117,12 +153,12 @@ class NERTrackingHooks:
         else:
             self._log_model(checkpoint_dir, run)
 
-    def log_dev_report(self, run: Any, state: Any) -> None:
-        """An ``extra_artifacts`` hook: predict the dev set with the best checkpoint, log the report
-        (and wait for the model logged in the background)."""
+    def log_artifacts(self, run: Any, state: Any) -> None:
+        """The dev report: predict the dev set with the best checkpoint, log the report (and wait
+        for the model logged in the background)."""
         try:
             checkpoint = state.best_checkpoint or state.last_checkpoint
-            if self.dev_documents and checkpoint and self._is_tagger(checkpoint, "dev report"):
+            if self.dev_report and self.dev_documents and checkpoint and self._is_tagger(checkpoint, "dev report"):
                 self._log_dev_report(run, state, checkpoint)
         finally:
             self._start_model_logging()
@@ -144,22 +180,20 @@ class NERTrackingHooks:
         return [doc.text for doc in self.dev_documents[:3]] or self.example_texts
 
     def _log_model(self, checkpoint_dir: str, run: Any) -> None:
-        from medkit_exp.tracking.ner_model import log_model_task
-
         log_model_task(run, checkpoint_dir, self._example_texts(), self.registered_model_name, self.model_alias,
                        self.validate_model)
 
     def _log_dev_report(self, run: Any, state: Any, checkpoint: str) -> None:
-        from medkit_exp.tracking.ner_report import write_report_files
+        from medkit_exp.ner.mlflow.report import log_report, write_report_files
 
         self._use_trained_component(state, checkpoint)
         predictions = self.predictions(checkpoint)
         self._start_model_logging()  # file copies and MLflow calls while the report is drawn
         labels = self._run_tagger(checkpoint).labels
-        output_dir = Path(state.output_dir) / "mlflow_artifacts" / REPORT_DIR
+        output_dir = Path(state.output_dir) / ARTIFACTS_DIR / REPORT_DIR
         plots = write_report_files(self.dev_documents, predictions, labels, output_dir, self.sample_size,
                                    title=Path(checkpoint).name)
-        run.run_task("medkit_exp.tracking.ner_report:log_report", plots=plots)
+        run.run_task(log_report, plots=plots)
 
     # ------------------------------------------------------------------ cached work
     def _use_trained_component(self, state: Any, checkpoint: str) -> None:
@@ -224,36 +258,3 @@ class NERTrackingHooks:
             return True
         logger.info("No %s logged: %s is not a medkit_exp tagger folder (no %s)", what, checkpoint_dir, TAGGER_CONFIG)
         return False
-
-
-class EvalPredictionRecorder(TrainerCallback):
-    """Keeps what the evaluations predicted (a recording of the metrics computer, see
-    :meth:`~medkit_exp.ner.metrics.EntityMetricsComputer.start_recording`) for the checkpoints a
-    report may be on: the best and the last. An evaluation runs at a step before its checkpoint is
-    saved, on the same weights."""
-
-    def __init__(self, metrics_computer: Any):
-        self.metrics_computer = metrics_computer
-        self._rows: dict[str, list[Any]] = {}  # checkpoint name -> recorded rows
-        self._last_pass: list[Any] | None = None  # the last evaluation pass, until its on_evaluate
-
-    def on_step_begin(self, step_idx: int, nb_batches: int, phase: str) -> None:
-        if phase == "eval" and step_idx == 0:
-            self.metrics_computer.start_recording()
-
-    def on_step_end(self, step_idx: int, nb_batches: int, phase: str) -> None:
-        if phase == "eval" and step_idx == nb_batches - 1:  # training batches are never recorded
-            self._last_pass = self.metrics_computer.take_recording()
-
-    def on_evaluate(self, metrics: dict[str, float], step: int) -> None:
-        from medkit_exp.training.checkpoint import checkpoint_name
-
-        rows, self._last_pass = self._last_pass, None
-        kept = {Path(path).name for path in (self.state.best_checkpoint, self.state.last_checkpoint) if path}
-        self._rows = {name: recorded for name, recorded in self._rows.items() if name in kept}
-        if rows:
-            self._rows[checkpoint_name(step)] = rows
-
-    def rows(self, checkpoint: str | Path) -> list[Any] | None:
-        """The rows recorded at the evaluation of ``checkpoint``'s step, if any."""
-        return self._rows.get(Path(checkpoint).name)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -41,7 +40,7 @@ MODEL_NAME = "model"
 # and RNG states, trainer config) stays out of the model.
 TRAINING_ONLY_FILES = TRAINER_FILES
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-MODEL_CODE = Path(__file__).with_name("ner_model_code.py")
+MODEL_CODE = Path(__file__).with_name("model_code.py")
 REQUIREMENTS = ("mlflow", "torch", "transformers", "tokenizers", "pandas", "medkit_exp")
 
 
@@ -123,26 +122,14 @@ def pip_requirements() -> list[str]:
 
 
 @contextlib.contextmanager
-def quiet_model_logging() -> Iterator[None]:
-    """Model logging without two costs that buy nothing here: MLflow checks each requirement of a
-    model against the installed packages when it saves or loads it, after mapping every file of
-    every installed package (~2 s, once per process, in the wall time of the run); ours are the
-    installed versions (:func:`pip_requirements`), so the check cannot fail and is skipped. And
-    no download progress bar."""
-    import mlflow.utils.environment as environment
-
-    name = "warn_dependency_requirement_mismatches"
-    saved = [(module, getattr(module, name)) for module in (environment, mlflow.pyfunc) if hasattr(module, name)]
-    for module, _ in saved:
-        setattr(module, name, lambda *args, **kwargs: None)
-    # MLflow "downloads" the model from its local folder to validate the input example: no progress bar.
+def no_progress_bar() -> Iterator[None]:
+    """No download progress bar (MLflow's documented ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``) while
+    MLflow "downloads" the model from its local folder to validate its input example."""
     progress_bar = os.environ.get(PROGRESS_BAR_ENV)
     os.environ[PROGRESS_BAR_ENV] = "false"
     try:
         yield
     finally:
-        for module, function in saved:
-            setattr(module, name, function)
         if progress_bar is None:
             os.environ.pop(PROGRESS_BAR_ENV, None)
         else:
@@ -150,79 +137,11 @@ def quiet_model_logging() -> Iterator[None]:
 
 
 def tagger_model_files(checkpoint_dir: str | Path, folder: Path) -> Path:
-    """A copy of a checkpoint's tagger files (hard links where possible) in ``folder``."""
-    source = Path(checkpoint_dir)
-    target = folder / TAGGER_ARTIFACT
-    target.mkdir(parents=True, exist_ok=True)
-    for path in source.iterdir():
-        if path.is_file() and path.name not in TRAINING_ONLY_FILES:
-            try:
-                (target / path.name).hardlink_to(path)
-            except OSError:  # another file system: copy
-                shutil.copy2(path, target / path.name)
-    return target
+    """The checkpoint's tagger files (hard links where possible) in ``folder``: MLflow copies
+    them into the model, the optimizer, scheduler and RNG states stay out."""
+    from medkit_exp.tracking.files import link_or_copy
 
-
-class _LinkingShutil:
-    """``shutil`` whose ``copy2`` makes a hard link when the source is one of ``files`` (by inode)."""
-
-    def __init__(self, files: set[tuple[int, int]]):
-        self._files = files
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(shutil, name)
-
-    def copy2(self, src: Any, dst: Any, *, follow_symlinks: bool = True) -> Any:
-        status = os.stat(src)
-        if (status.st_dev, status.st_ino) in self._files:
-            target = os.path.join(dst, os.path.basename(src)) if os.path.isdir(dst) else dst
-            try:
-                os.link(src, target)
-                return target
-            except OSError:  # another file system, or the target exists: copy as MLflow would
-                pass
-        return shutil.copy2(src, dst, follow_symlinks=follow_symlinks)
-
-
-@contextlib.contextmanager
-def checkpoint_files_linked(checkpoint_dir: str | Path) -> Iterator[None]:
-    """While this is open, MLflow's local copies of the checkpoint's files (the weights: ~90 MB
-    for MiniLM, copied twice when a model is logged into a local store: into the model folder,
-    then into the store) are hard links. A checkpoint's files are written once and never changed
-    (a new checkpoint is a new folder), so a link is as good as a copy; any other file MLflow
-    copies meanwhile (from any thread) is still copied."""
-    import mlflow.store.artifact.local_artifact_repo as local_repository
-    import mlflow.utils.file_utils as file_utils
-
-    files = {(status.st_dev, status.st_ino) for path in Path(checkpoint_dir).iterdir() if path.is_file()
-             for status in (path.stat(),)}
-    modules = [module for module in (local_repository, file_utils) if getattr(module, "shutil", None) is shutil]
-    for module in modules:
-        module.shutil = _LinkingShutil(files)
-    try:
-        yield
-    finally:
-        for module in modules:
-            module.shutil = shutil
-
-
-@contextlib.contextmanager
-def serving_input_check(enabled: bool) -> Iterator[None]:
-    """MLflow's check of a logged model's input example, which loads the model (torch, the
-    weights) and predicts the example, on (``enabled``) or off. Off, the example is still checked
-    against the signature."""
-    import mlflow.models.utils as model_utils
-
-    name = "_validate_serving_input"
-    original = getattr(model_utils, name, None)
-    if enabled or original is None:
-        yield
-        return
-    setattr(model_utils, name, lambda *args, **kwargs: None)
-    try:
-        yield
-    finally:
-        setattr(model_utils, name, original)
+    return link_or_copy(checkpoint_dir, folder / TAGGER_ARTIFACT, exclude=TRAINING_ONLY_FILES)
 
 
 def log_tagger_model(
@@ -236,12 +155,14 @@ def log_tagger_model(
     """Log a checkpoint's tagger as the run's pyfunc model ``model``; optionally register it
     (``registered_model_name``) and point ``alias`` at the new version. Returns MLflow's ModelInfo.
 
-    ``run`` is a :class:`~medkit_exp.tracking.runs.RunHandle`. ``validate``: MLflow loads the
-    logged model and predicts the input example (see :func:`serving_input_check`).
+    ``run`` is a :class:`~medkit_exp.tracking.runs.RunHandle`. ``example_texts`` make the signature's
+    input schema. ``validate``: they are also the model's input example, which MLflow validates when
+    it logs the model (it loads the logged model and predicts them); MLflow's public API validates
+    every input example, so without ``validate`` the model has none.
     """
-    example = pd.DataFrame({"text": list(example_texts)})
-    with (tempfile.TemporaryDirectory(prefix="medkit-exp-model-") as tmp, run.activate(), quiet_model_logging(),
-          serving_input_check(validate), checkpoint_files_linked(checkpoint_dir)):
+    example = pd.DataFrame({"text": list(example_texts)}) if validate else None
+    quiet = no_progress_bar() if validate else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory(prefix="medkit-exp-model-") as tmp, run.activate(), quiet:
         tagger_dir = tagger_model_files(checkpoint_dir, Path(tmp))
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME,
@@ -265,17 +186,3 @@ def log_tagger_model(
     for key, value in tags.items():
         client.set_tag(run.run_id, key, value)
     return info
-
-
-def log_model_task(
-    run: Any, checkpoint_dir: str, example_texts: list[str], registered_model_name: str | None = None,
-    alias: str | None = None, validate: bool = False,
-) -> None:
-    """An MLflow task (see :meth:`~medkit_exp.tracking.runs.RunHandle.run_task`):
-    :func:`log_tagger_model`, its failure logged (the run's other data is safe)."""
-    try:
-        info = log_tagger_model(checkpoint_dir, run, example_texts, registered_model_name, alias, validate)
-    except Exception:  # noqa: BLE001
-        logger.exception("Could not log the model of %s", checkpoint_dir)
-        return
-    logger.info("Logged the model of %s as %s", Path(checkpoint_dir).name, info.model_uri)

@@ -71,14 +71,12 @@ def entity_confusion(gold_docs: Sequence[Any], pred_docs: Sequence[Any]) -> Coun
 
 
 def label_scores(scores: dict[str, float], labels: Sequence[str]) -> dict[str, dict[str, float]]:
-    """``{label: {"precision", "recall", "f1", "support"}}`` from evaluate_documents' flat names."""
-    table = {}
-    for label in labels:
-        values = {metric: scores[f"{label}_{metric}"] for metric in ("precision", "recall", "f1", "support")
-                  if f"{label}_{metric}" in scores}
-        if values:
-            table[label] = values
-    return table
+    """``{label: {"precision", "recall", "f1", "support"}}`` of ``labels`` (in their order) from
+    evaluate_documents' per-label names (``labels/<label>/<metric>``)."""
+    from medkit_exp.ner.metrics import label_table
+
+    table = label_table(scores)
+    return {label: table[label] for label in labels if label in table}
 
 
 def entity_record(entity: Any) -> dict[str, Any]:

@@ -1,0 +1,86 @@
+"""What a component adds to its tracked run: tags, a model, artifacts, callbacks of its own.
+
+Tracking knows no component. A component that wants more in its MLflow run than the generic
+record (params, metrics, checkpoints, learning curves) gives the :class:`MLflowCallback` an
+object implementing :class:`TrackingHooks` (``MLflowCallback(hooks=[...])``, or a ``model_hooks``
+factory of :func:`medkit_exp.tracking.factory.mlflow_callbacks`). Subclass :class:`NoTrackingHooks`
+and override what you need:
+
+>>> class WeightsAsModel(NoTrackingHooks):                                   # doctest: +SKIP
+...     def log_model(self, checkpoint_dir, run):
+...         with run.activate():
+...             mlflow.pyfunc.log_model(name="model", python_model=..., artifacts={"weights": checkpoint_dir})
+
+The NER tagger's hooks (model flavour, dev report) are :mod:`medkit_exp.ner.mlflow`;
+``tests/tracking/test_component_hooks.py`` gives the toy classifier its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # runtime imports would pull in torch (training) and the run handle's helpers
+    from medkit_exp.tracking.runs import RunHandle
+    from medkit_exp.training.callbacks import TrainerCallback, TrainerState
+
+ModelLogger = Callable[[str, "RunHandle"], None]
+ArtifactHook = Callable[["RunHandle", "TrainerState"], None]
+
+
+@runtime_checkable
+class TrackingHooks(Protocol):
+    """A component's part of its tracked run. The callback calls, in this order:
+
+    - :meth:`run_tags` once, when the run starts: tags describing the component (a tagger's labels);
+    - :meth:`callbacks` once, when the callbacks are built: Trainer callbacks the hooks need
+      (e.g. one recording what the evaluations predicted), given to the Trainer beside the tracker;
+    - :meth:`log_model` at the end of a FINISHED run, with the best checkpoint (else the last),
+      unless model logging is off (``MLflowCallback(log_model=False)``);
+    - :meth:`log_artifacts` at the end of a FINISHED or interrupted (KILLED) run.
+
+    The last two run in the training process with a :class:`~medkit_exp.tracking.runs.RunHandle`
+    (``run.client``, ``run.activate()``, ``run.log_artifacts``, ``run.run_task``), only when MLflow
+    is reachable; an exception is logged and the run's other data is kept.
+    """
+
+    def run_tags(self) -> Mapping[str, str]: ...
+
+    def callbacks(self) -> Sequence[TrainerCallback]: ...
+
+    def log_model(self, checkpoint_dir: str, run: RunHandle) -> None: ...
+
+    def log_artifacts(self, run: RunHandle, state: TrainerState) -> None: ...
+
+
+class NoTrackingHooks:
+    """Hooks that add nothing: a base to override what a component needs."""
+
+    def run_tags(self) -> Mapping[str, str]:
+        return {}
+
+    def callbacks(self) -> Sequence[TrainerCallback]:
+        return ()
+
+    def log_model(self, checkpoint_dir: str, run: RunHandle) -> None:
+        return None
+
+    def log_artifacts(self, run: RunHandle, state: TrainerState) -> None:
+        return None
+
+
+class FunctionHooks(NoTrackingHooks):
+    """Plain functions as hooks: ``model_logger(checkpoint_dir, run)`` and ``hook(run, state)``
+    for each of ``artifact_hooks`` (the MLflowCallback's ``log_model`` and ``extra_artifacts``)."""
+
+    def __init__(self, model_logger: ModelLogger | None = None, artifact_hooks: Sequence[ArtifactHook] = ()):
+        self.model_logger = model_logger
+        self.artifact_hooks = list(artifact_hooks)
+
+    def log_model(self, checkpoint_dir: str, run: RunHandle) -> None:
+        if self.model_logger is not None:
+            self.model_logger(checkpoint_dir, run)
+
+    def log_artifacts(self, run: RunHandle, state: TrainerState) -> None:
+        for hook in self.artifact_hooks:
+            hook(run, state)
