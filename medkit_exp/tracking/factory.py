@@ -2,8 +2,8 @@
 
 ``conf/tracking/mlflow.yaml`` names :func:`mlflow_callbacks` with ``_partial_: true``; the
 application completes it with ``run=``. Its ``model_hooks`` are the components' factories of
-:class:`~medkit_exp.tracking.hooks.TrackingHooks` (the tagger's:
-:func:`medkit_exp.ner.mlflow.hooks.ner_tracking_hooks`), each called as ``factory(run=run)``.
+:class:`~medkit_exp.tracking.hooks.TrackingHooks` (the tagger's: ``ner_tracking_hooks`` of the
+NER package's ``mlflow`` plug-in), each called as ``factory(run=run)``.
 
 >>> from functools import partial                                                          # doctest: +SKIP
 >>> callbacks = mlflow_callbacks(run, model_hooks=[partial(my_hooks, weights_name="model")],

@@ -11,7 +11,7 @@ and override what you need:
 ...         with run.activate():
 ...             mlflow.pyfunc.log_model(name="model", python_model=..., artifacts={"weights": checkpoint_dir})
 
-The NER tagger's hooks (model flavour, dev report) are :mod:`medkit_exp.ner.mlflow`;
+The NER tagger's hooks (model flavour, dev report) are the NER package's ``mlflow`` plug-in;
 ``tests/tracking/test_component_hooks.py`` gives the toy classifier its own.
 """
 
