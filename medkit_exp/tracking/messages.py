@@ -166,7 +166,7 @@ class State:
 class RunTask:
     """``function(run=<the run's handle>, **kwargs)`` where the run's MLflow work is done."""
 
-    function: Callable[..., None] | str
+    function: Callable[..., None]  # module-level: pickled by its module and name
     kwargs: Mapping[str, Any]
 
 

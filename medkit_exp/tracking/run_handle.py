@@ -39,11 +39,11 @@ class RunHandle:
         """True when the run's MLflow work happens in a tracking worker process."""
         return self.session is not None and self.session.remote
 
-    def run_task(self, function: TaskFunction | str, **kwargs: Any) -> None:
+    def run_task(self, function: TaskFunction, **kwargs: Any) -> None:
         """Call ``function(run=<this run>, **kwargs)`` where the run's MLflow work is done: in the
         tracking worker, in order with the run's operations (returns at once), else here.
-        ``function`` is a module-level function (the worker imports it by its module and name; a
-        ``"module:function"`` string is still accepted); the keyword arguments plain data.
+        ``function`` is a module-level function (the worker imports it by its module and name);
+        the keyword arguments plain data.
         A failure is logged, not raised."""
         check_task(function)
         if self.session is not None:

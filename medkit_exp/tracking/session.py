@@ -70,7 +70,7 @@ class MessageSession:
     def wake(self) -> None:
         self._tell(Wake())
 
-    def run_task(self, function: TaskFunction | str, kwargs: Mapping[str, Any]) -> None:
+    def run_task(self, function: TaskFunction, kwargs: Mapping[str, Any]) -> None:
         self._tell(RunTask(check_task(function), dict(kwargs)))
 
     def stop_monitor(self) -> None:

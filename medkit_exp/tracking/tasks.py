@@ -8,7 +8,6 @@ module-level function (:func:`check_task` says so at the call, in both paths ali
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -19,36 +18,23 @@ logger = logging.getLogger("medkit_exp.tracking.callback")  # the callback's mes
 TaskFunction = Callable[..., None]
 
 
-def check_task(function: TaskFunction | str) -> TaskFunction | str:
-    """``function`` if another process can import it (a module-level function), else TypeError.
-
-    A ``"module:function"`` string (the older form) passes: it is imported when called.
-    """
-    if isinstance(function, str):
-        return function
+def check_task(function: TaskFunction) -> TaskFunction:
+    """``function`` if another process can import it (a module-level function), else TypeError."""
     module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
-    if not callable(function) or not module or "." in name or "<" in name:
+    if isinstance(function, str) or not callable(function) or not module or "." in name or "<" in name:
         raise TypeError(f"an MLflow task must be a module-level function, got {function!r}")
     return function
 
 
-def task_name(function: TaskFunction | str) -> str:
-    return function if isinstance(function, str) else f"{function.__module__}:{function.__qualname__}"
+def task_name(function: TaskFunction) -> str:
+    return f"{function.__module__}:{function.__qualname__}"
 
 
-def task_function(function: TaskFunction | str) -> TaskFunction:
-    """The function itself; a ``"module:function"`` string imported."""
-    if not isinstance(function, str):
-        return function
-    module, name = function.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def call_task(function: TaskFunction | str, run: Any, kwargs: Mapping[str, Any]) -> None:
+def call_task(function: TaskFunction, run: Any, kwargs: Mapping[str, Any]) -> None:
     """``function(run=run, **kwargs)``; a failure is logged, not raised."""
     started = time.perf_counter()
     try:
-        task_function(function)(run=run, **kwargs)
+        function(run=run, **kwargs)
     except Exception:  # noqa: BLE001 - the run's data is safe; report and go on
         logger.exception("MLflow task %s failed", task_name(function))
     logger.debug("MLflow task %s took %.2fs", task_name(function), time.perf_counter() - started)

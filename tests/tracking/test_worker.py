@@ -142,7 +142,7 @@ def test_run_task_refuses_a_function_no_process_can_import():
     def nested(run):
         pass
 
-    for function in (lambda run: None, nested):
+    for function in (lambda run: None, nested, "tests.tracking.helpers:tag_task"):  # no name strings either
         with pytest.raises(TypeError, match="module-level function"):
             RunHandle("0" * 32, "sqlite:///unused.db").run_task(function)
 
