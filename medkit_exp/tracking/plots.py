@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 Series = list[tuple[int, float]]
 MAX_LINES_PER_PANEL = 10
+MAX_COLUMNS = 3
 
 
 def read_history(path: str | Path) -> list[dict[str, Any]]:
@@ -234,7 +235,7 @@ def runs_figure(curves: dict[str, dict[str, Series]], metrics: list[str], title:
         _label_axis(axis, metric, metric.rsplit("/", 1)[-1])
     ordered = [label for label in curves if label in handles]
     figure.legend([handles[label] for label in ordered], ordered, loc="outside right upper", fontsize=8,
-                  ncols=nb_columns, title=f"{len(ordered)} runs", title_fontsize=8, frameon=False)
+                  ncols=nb_columns, title=f"{len(ordered)} run{'s' if len(ordered) > 1 else ''}", title_fontsize=8, frameon=False)
     return figure
 
 
@@ -242,6 +243,9 @@ def _label_axis(axis: Any, title: str, y_label: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: never a tick at 2.5
+    low, high = axis.dataLim.intervalx
+    if high - low < 2:  # a single step or two: room for whole-step ticks around them
+        axis.set_xlim(low - 1, high + 1)
     axis.set_title(title, fontsize=10)
     axis.set_xlabel("optimizer step")
     axis.set_ylabel(y_label)
@@ -253,12 +257,16 @@ def _figure(nb_panels: int, title: str | None, legend_columns: int = 0) -> tuple
 
     # The constrained layout fits titles, axis labels and legends inside the figure (its cost,
     # ~0.1 s, is paid in the tracking worker, beside the training).
-    width = 4.6 * nb_panels + 1.9 * legend_columns
-    figure = Figure(figsize=(width, 4.2), dpi=100, layout="constrained")
-    axes = figure.subplots(1, nb_panels, squeeze=False)[0]
+    # At most MAX_COLUMNS panels a row: MLflow shows an artifact about 1400 pixels wide at most.
+    columns = min(nb_panels, MAX_COLUMNS)
+    rows = math.ceil(nb_panels / columns)
+    figure = Figure(figsize=(4.6 * columns + 1.9 * legend_columns, 4.2 * rows), dpi=100, layout="constrained")
+    axes = list(figure.subplots(rows, columns, squeeze=False).flat)
+    for unused in axes[nb_panels:]:
+        figure.delaxes(unused)
     if title:
         figure.suptitle(title, fontsize=11)
-    return figure, list(axes)
+    return figure, axes[:nb_panels]
 
 
 def _save(figure: Any, output_path: str | Path) -> Path:

@@ -141,6 +141,22 @@ def test_runs_keep_one_colour_across_panels_with_the_legend_outside_and_integer_
     assert_no_clipped_text(figure)
 
 
+def test_many_panels_wrap_into_rows_and_a_single_step_still_gets_whole_ticks():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    curves = {"only": {f"eval/m{i}": [(4, 0.1 * i), (8, 0.2 * i)] for i in range(5)}}
+    curves["only"]["train/loss"] = [(5, 1.9)]  # one logged point
+    figure = runs_figure(curves, [*curves["only"]], title="one run")
+    FigureCanvasAgg(figure)
+    width, height = figure.get_size_inches() * figure.dpi
+    assert len(figure.axes) == 6 and width <= 1600 and height >= 800  # 3 panels a row, 2 rows
+    figure.canvas.draw()
+    ticks = figure.axes[-1].get_xticks()
+    assert 5 in ticks and all(float(tick).is_integer() for tick in ticks)
+    assert figure.legends[0].get_title().get_text() == "1 run"
+    assert_no_clipped_text(figure)
+
+
 def test_run_colors_are_distinct_for_many_runs(tmp_path):
     for nb_runs in (1, 10, 11, 20, 21, 60):
         assert len(set(run_colors(nb_runs))) == nb_runs
