@@ -234,8 +234,9 @@ def runs_figure(curves: dict[str, dict[str, Series]], metrics: list[str], title:
                 handles.setdefault(label, line)
         _label_axis(axis, metric, metric.rsplit("/", 1)[-1])
     ordered = [label for label in curves if label in handles]
+    runs = f"{len(ordered)} run{'s' if len(ordered) > 1 else ''}"
     figure.legend([handles[label] for label in ordered], ordered, loc="outside right upper", fontsize=8,
-                  ncols=nb_columns, title=f"{len(ordered)} run{'s' if len(ordered) > 1 else ''}", title_fontsize=8, frameon=False)
+                  ncols=nb_columns, title=runs, title_fontsize=8, frameon=False)
     return figure
 
 
