@@ -11,8 +11,8 @@ with some of these methods) works as it is: the Trainer only calls the methods a
 Unlike medkit's, ``on_save`` comes once the checkpoint is written, so it can be read there.
 
 Callbacks derived from :class:`TrainerCallback` also get ``self.state`` (a read-only view of
-the run: global step, epoch, best checkpoint...) and ``self.control``, through which they ask
-the loop to stop, save or evaluate::
+the run: global step, epoch, best checkpoint...; setting a field raises AttributeError) and
+``self.control``, through which they ask the loop to stop, save or evaluate::
 
     class StopAtStep(TrainerCallback):
         def on_log(self, logs, step):
@@ -21,6 +21,9 @@ the loop to stop, save or evaluate::
 
 A callback that must survive a resume defines ``state_dict()`` / ``load_state_dict(state)``;
 its state is stored in every checkpoint under its ``state_key`` (default: its class name).
+One that needs an eval metric defines ``check_metric_names(names)`` and raises ConfigError
+when its metric is not among them: the Trainer calls it before training when the metrics
+computer declares its names, and at each evaluation.
 """
 
 from __future__ import annotations
@@ -29,8 +32,12 @@ import inspect
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from medkit_exp.errors import ConfigError
+from medkit_exp.training.config import check_metric_name
 
 __all__ = ["DefaultPrinterCallback", "EarlyStoppingCallback", "TrainerCallback", "TrainerControl", "TrainerState"]
 
@@ -72,6 +79,38 @@ class TrainerState:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Where a checkpoint's run stood; ``output_dir`` and ``max_steps`` stay this run's, and
+        the saved run's stop (a signal's, say) is not this one's."""
+        for key, value in saved.items():
+            if key not in ("output_dir", "max_steps"):
+                setattr(self, key, value)
+        self.stop_reason, self.interrupted = None, False
+
+
+class ReadOnlyState:
+    """What callbacks see of the :class:`TrainerState`: every field, live, none settable.
+
+    >>> view = ReadOnlyState(TrainerState(global_step=3))
+    >>> view.global_step
+    3
+    >>> view.global_step = 4
+    Traceback (most recent call last):
+    ...
+    AttributeError: the trainer state is read-only for callbacks (global_step): ask the loop through self.control
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: TrainerState):
+        object.__setattr__(self, "_state", state)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._state, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"the trainer state is read-only for callbacks ({name}): ask the loop through self.control")
+
 
 class TrainerControl:
     """Requests from callbacks to the loop, honoured at the next step boundary."""
@@ -95,14 +134,18 @@ class TrainerControl:
         """Evaluate after the current optimizer step."""
         self.should_evaluate = True
 
+    def clear_requests(self) -> None:
+        """Called by the loop once it has honoured the save and evaluate requests of a step."""
+        self.should_save = self.should_evaluate = False
+
 
 class TrainerCallback:
     """Base class of callbacks: every event is a no-op; override those you need."""
 
-    state: TrainerState
+    state: ReadOnlyState
     control: TrainerControl
 
-    def setup(self, state: TrainerState, control: TrainerControl) -> None:
+    def setup(self, state: ReadOnlyState, control: TrainerControl) -> None:
         """Called by the Trainer before ``on_train_begin``."""
         self.state = state
         self.control = control
@@ -137,11 +180,14 @@ class TrainerCallback:
     def on_exception(self, exception: BaseException) -> None:
         """Training is failing with ``exception`` (re-raised after the callbacks)."""
 
+    def check_metric_names(self, names: list[str]) -> None:
+        """Raise ConfigError if an eval metric this callback needs is not among ``names``."""
+
 
 class CallbackList:
     """Dispatches events to callbacks, calling only the methods each one defines."""
 
-    def __init__(self, callbacks: list[Any]):
+    def __init__(self, callbacks: Sequence[object]):
         self.callbacks = list(callbacks)
         # Resolve methods once: the step events run on every batch.
         self._handlers = {
@@ -150,9 +196,17 @@ class CallbackList:
         }
 
     def setup(self, state: TrainerState, control: TrainerControl) -> None:
+        """Give every callback that takes them a read-only view of ``state`` and ``control``."""
+        view = ReadOnlyState(state)
         for cb in self.callbacks:
             if callable(getattr(cb, "setup", None)):
-                cb.setup(state, control)
+                cb.setup(view, control)
+
+    def check_metric_names(self, names: list[str]) -> None:
+        """Each callback's own check of the eval metrics it needs (ConfigError naming its key)."""
+        for cb in self.callbacks:
+            if callable(getattr(cb, "check_metric_names", None)):
+                cb.check_metric_names(names)
 
     def call(self, event: str, *args: Any, **kwargs: Any) -> None:
         """Call ``event`` on every callback that has it, with medkit's convention: the step
@@ -160,9 +214,6 @@ class CallbackList:
         every other argument by keyword."""
         for handler in self._handlers[event]:
             handler(*args, **kwargs)
-
-    def has(self, event: str) -> bool:
-        return bool(self._handlers[event])
 
     def state_dicts(self) -> dict[str, Any]:
         return {
@@ -206,8 +257,6 @@ class EarlyStoppingCallback(TrainerCallback):
     """
 
     def __init__(self, metric: str = "loss", patience: int = 3, min_delta: float = 0.0, mode: str = "min"):
-        from medkit_exp.errors import ConfigError
-
         if mode not in ("min", "max"):
             raise ConfigError("early_stopping.mode", f"must be 'min' or 'max', got {mode!r}")
         if patience < 1:
@@ -220,6 +269,10 @@ class EarlyStoppingCallback(TrainerCallback):
         self.mode = mode
         self.best: float | None = None
         self.bad_evaluations = 0
+
+    def check_metric_names(self, names: list[str]) -> None:
+        lead = f"Early stopping metric '{self.monitor}' not found"
+        check_metric_name(f"{type(self).__name__}.metric", self.monitor, names, lead=lead)
 
     def on_evaluate(self, metrics: dict[str, float], step: int) -> None:
         value = metrics.get(self.monitor)

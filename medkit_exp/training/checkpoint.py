@@ -98,8 +98,18 @@ class CheckpointManager:
 
     @property
     def best(self) -> str | None:
+        record = self.best_record()
+        return None if record is None else record.name
+
+    def best_record(self) -> CheckpointRecord | None:
+        """The kept checkpoint with the best metric (None when none has a metric)."""
         ranked = self._ranked()
-        return ranked[0].name if ranked else None
+        return ranked[0] if ranked else None
+
+    def best_or_last(self) -> tuple[Path | None, float | None]:
+        """The best checkpoint's folder and metric; the last one's, with no metric, when none is ranked."""
+        best = self.best_record()
+        return (self.path(self.last), None) if best is None else (self.root / best.name, best.metric)
 
     def path(self, name: str | None) -> Path | None:
         return None if name is None else self.root / name

@@ -6,6 +6,8 @@ import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from medkit_exp.errors import ConfigError
+
 if TYPE_CHECKING:
     import torch
 
@@ -81,6 +83,14 @@ def exposed_model(component: Any) -> Any | None:
         if isinstance(model, torch.nn.Module):
             return model
     return None
+
+
+def compile_exposed_model(component: Any) -> None:
+    """``torch.compile`` the component's exposed model in place (``TrainerConfig.compile``)."""
+    model = exposed_model(component)
+    if model is None:
+        raise ConfigError("compile", "needs a component that exposes its torch model as `model`")
+    model.compile()
 
 
 def accepts_argument(function: Any, name: str) -> bool:

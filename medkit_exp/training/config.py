@@ -17,6 +17,8 @@ NONFINITE_POLICIES = ("error", "skip")
 MAX_INT = 2**63 - 1
 #: Seeds: numpy takes [0, 2**32).
 MAX_SEED = 2**32 - 1
+#: medkit's message when a plateau scheduler's metric is missing
+PLATEAU_METRIC_MISSING = "Learning scheduler needs an eval metric to update the learning rate, '{}' was not found"
 
 
 @dataclass
@@ -130,6 +132,34 @@ class TrainerConfig:
         if not self.output_dir:
             raise ConfigError("output_dir", "must be a folder path, got an empty value")
 
+    def check_eval_metrics(self, available: list[str], plateau_scheduler: bool) -> None:
+        """The metrics this config names are among the ``available`` eval metrics:
+        ``checkpoint_metric``, and ``metric_to_track_lr`` for a plateau scheduler."""
+        lead = f"Checkpoint metric '{self.checkpoint_metric}' not found"
+        check_metric_name("checkpoint_metric", self.checkpoint_metric, available, lead=lead)
+        if plateau_scheduler:
+            lead = PLATEAU_METRIC_MISSING.format(self.metric_to_track_lr)
+            check_metric_name("metric_to_track_lr", self.metric_to_track_lr, available, lead=lead)
+
+    def plateau_metric(self, eval_metrics: dict[str, float]) -> float:
+        """The value of ``metric_to_track_lr`` among ``eval_metrics``, for a plateau scheduler."""
+        name = self.metric_to_track_lr
+        if name not in eval_metrics:
+            available = ", ".join(sorted(eval_metrics))
+            raise ConfigError("metric_to_track_lr", f"available: {available}", lead=PLATEAU_METRIC_MISSING.format(name))
+        return eval_metrics[name]
+
+    def optimizer_steps(self, nb_batches_per_epoch: int) -> int:
+        """The optimizer steps of the run: every epoch's (an accumulation window never crosses
+        epochs), or ``max_steps`` if fewer.
+
+        >>> TrainerConfig(output_dir="run", nb_training_epochs=2, gradient_accumulation_steps=3).optimizer_steps(16)
+        12
+        """
+        per_epoch = math.ceil(nb_batches_per_epoch / self.gradient_accumulation_steps)
+        total = per_epoch * self.nb_training_epochs
+        return total if self.max_steps is None else min(total, self.max_steps)
+
     def to_dict(self) -> dict[str, Any]:
         """Every field but ``output_dir`` (as medkit's)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "output_dir"}
@@ -169,6 +199,19 @@ def check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
         near = difflib.get_close_matches(str(value), allowed, n=1)
         hint = f"; did you mean {near[0]}?" if near else ""
         raise ConfigError(key, f"must be one of {', '.join(allowed)}; got {value!r}{hint}")
+
+
+def check_metric_name(key: str, name: str, available: list[str], lead: str | None = None) -> None:
+    """The eval metric ``name`` that setting ``key`` needs is among ``available`` (the loss always is).
+
+    >>> check_metric_name("checkpoint_metric", "f1", ["accuracy"])
+    Traceback (most recent call last):
+    ...
+    medkit_exp.errors.ConfigError: config key 'checkpoint_metric': eval metric 'f1' is never produced; available: accuracy, loss
+    """
+    names = sorted({"loss", *available})
+    if name not in names:
+        raise ConfigError(key, f"eval metric {name!r} is never produced; available: {', '.join(names)}", lead=lead)
 
 
 def _at_least(key: str, value: Any, minimum: float, strict: bool = False) -> None:

@@ -3,15 +3,56 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medkit_exp.errors import ConfigError
+from medkit_exp.errors import ConfigError, DataError
+from medkit_exp.training.batch import EpochBatchSampler
 from medkit_exp.training.callbacks import Timer
+from medkit_exp.training.component import TrainableComponent
+from medkit_exp.training.config import TrainerConfig
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingData:
+    """The preprocessed items of a run, the resumable sampler of the training batches, the loaders."""
+
+    train_items: Any
+    eval_items: Any
+    sampler: EpochBatchSampler
+    train_dataloader: DataLoader
+    eval_dataloader: DataLoader | None
+
+
+def build_training_data(
+    component: TrainableComponent, config: TrainerConfig, train_data: Sequence[Any], eval_data: Sequence[Any] | None
+) -> TrainingData:
+    """Preprocess both sets and build their loaders; empty training data is a DataError."""
+    train_items = preprocess_items(component, train_data, "train_data", config.cache_preprocessed)
+    if not train_items:
+        raise DataError("train_data is empty: nothing to train on")
+    eval_items = [] if eval_data is None else preprocess_items(
+        component, eval_data, "eval_data", config.cache_preprocessed
+    )
+    if not eval_items and config.eval_strategy != "no":
+        logger.warning("No evaluation data: no eval metrics; the last checkpoint is also the best")
+    # The batch order of each epoch comes from this seed alone (resumable, see EpochBatchSampler).
+    sampler_seed = config.seed if config.seed is not None else int(torch.randint(0, 2**31, ()).item())
+    lengths = item_lengths(train_items) if config.group_by_length else None
+    sampler = EpochBatchSampler(len(train_items), config.batch_size, True, sampler_seed, lengths)
+    workers = config.dataloader_nb_workers
+    train_loader = make_loader(train_items, component, workers, batch_sampler=sampler)
+    eval_loader = None
+    if eval_items:
+        eval_batch_size = config.eval_batch_size or config.batch_size
+        eval_loader = make_loader(eval_items, component, workers, batch_size=eval_batch_size)
+    return TrainingData(train_items, eval_items, sampler, train_loader, eval_loader)
 
 
 def preprocess_items(component: Any, data: Any, name: str, cache: bool) -> Any:

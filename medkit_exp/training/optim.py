@@ -1,10 +1,10 @@
-"""Optimizer helpers: parameter groups without decay on biases/norms, the fastest AdamW, and the
-optimizer a config names (:func:`use_optimizer`: AdamW or SGD)."""
+"""Optimizer helpers: parameter groups without decay on biases/norms, the fastest AdamW, the
+optimizer a config names (:func:`use_optimizer`: AdamW or SGD), and one optimizer step."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -91,6 +91,36 @@ def build_optimizer(component: Any, learning_rate: float, weight_decay: float) -
             raise ConfigError("weight_decay", "needs a component exposing its torch model as `model`")
         optimizer = rebuild_with_weight_decay(optimizer, model, weight_decay)
     return optimizer
+
+
+class OptimizerStep(NamedTuple):
+    """What one optimizer step reports to the log."""
+
+    grad_norm: torch.Tensor | None  # before clipping; measured when clipping or when asked
+    learning_rate: float  # the rate the step used
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, max_grad_norm: float | None,
+    measure_grad_norm: bool,
+) -> OptimizerStep:
+    """One step on the accumulated gradients: unscale (fp16), clip to ``max_grad_norm``, step,
+    zero the gradients."""
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    grad_norm = None
+    if max_grad_norm is not None:
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    elif measure_grad_norm:
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return OptimizerStep(grad_norm, optimizer.param_groups[0]["lr"])
 
 
 def make_optimizer(name: str, params: Any, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:

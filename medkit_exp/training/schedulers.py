@@ -11,7 +11,9 @@ A builder is any callable taking the optimizer. Builders here also take
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from medkit_exp.errors import ConfigError
@@ -19,6 +21,12 @@ from medkit_exp.training.config import check_choice, check_number
 
 if TYPE_CHECKING:
     import torch
+
+logger = logging.getLogger(__name__)
+
+#: medkit's ``lr_scheduler_builder``: called with the optimizer (ours also take
+#: ``num_training_steps``), it returns the scheduler.
+SchedulerBuilder = Callable[..., Any]
 
 DECAYS = ("linear", "cosine", "constant")
 SCHEDULERS = ("none", *DECAYS, "plateau")
@@ -121,3 +129,24 @@ def build_scheduler(builder: Any | None, optimizer: torch.optim.Optimizer, num_t
     if accepts_argument(builder, "num_training_steps"):
         return builder(optimizer, num_training_steps=num_training_steps)
     return builder(optimizer)
+
+
+def load_scheduler_state(scheduler: Any | None, saved: dict[str, Any] | None) -> None:
+    """Restore a resumed run's scheduler; a scheduler on one side only restarts, with a warning."""
+    if (scheduler is None) != (saved is None):
+        without, with_ = ("without", "with") if scheduler is None else ("with", "without")
+        logger.warning("Resuming %s a learning-rate scheduler from a checkpoint saved %s one: the schedule restarts",
+                       without, with_)
+    elif scheduler is not None:
+        scheduler.load_state_dict(saved)
+
+
+def scheduler_interval(scheduler: Any | None, configured: str | None, builder: Any | None) -> str | None:
+    """When ``scheduler`` steps: after each optimizer "step", each "epoch" (the configured interval,
+    else the builder's, else medkit's epoch), or each "evaluation" for a plateau scheduler (on its
+    metric); None without a scheduler."""
+    if scheduler is None:
+        return None
+    if is_plateau(scheduler):
+        return "evaluation"
+    return configured or getattr(builder, "interval", "epoch")

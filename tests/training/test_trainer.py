@@ -155,6 +155,31 @@ def test_early_stopping_metric_never_produced_fails_at_construction(make_trainer
         make_trainer(callback=[EarlyStoppingCallback(metric="f1")])
 
 
+def test_a_callback_checks_the_eval_metrics_it_needs_itself(make_trainer):
+    seen = []
+
+    class NeedsF1(TrainerCallback):
+        monitor = "f1"  # the Trainer never reads a callback's attributes: the callback checks
+
+        def check_metric_names(self, names):
+            seen.append(names)
+
+    make_trainer(callback=[NeedsF1()])
+    assert seen == [["accuracy", "loss"]]  # declared by the metrics computer, before training
+
+
+def test_callbacks_see_a_read_only_state(make_trainer):
+    class Meddler(TrainerCallback):
+        def on_log(self, logs, step):
+            assert self.state.global_step == step  # reads the live state
+            self.state.global_step = 0
+
+    trainer = make_trainer(nb_training_epochs=1, logging_steps=1, callback=[Meddler()])
+    with pytest.raises(AttributeError, match="read-only for callbacks \\(global_step\\)"):
+        trainer.train()
+    assert trainer.state.global_step == 1
+
+
 def test_control_requests_stop_save_and_evaluate(make_trainer):
     class Steer(TrainerCallback):
         def on_log(self, logs, step):
@@ -239,7 +264,7 @@ def test_nonfinite_loss_stops_with_the_step_or_skips_the_batch(make_trainer):
     Exploding.calls = 0
     trainer = make_trainer(component=Exploding(), on_nonfinite_loss="skip", nb_training_epochs=1)
     history = trainer.train()
-    assert trainer._skipped_batches == 1 and math.isfinite(history[0]["train"]["loss"])
+    assert trainer.skipped_batches == 1 and math.isfinite(history[0]["train"]["loss"])
 
 
 def test_exception_reaches_on_exception_and_propagates(make_trainer):
