@@ -128,9 +128,6 @@ def metric_names(labels: Iterable[str]) -> list[str]:
     return names
 
 
-# The name config_values (a check before the model loads) imports.
-_metric_names = metric_names
-
 
 def split_supports(scores: dict[str, float]) -> tuple[dict[str, float], dict[str, int]]:
     """``scores`` less its per-label supports, and the supports as ``{label: count}``: a support
