@@ -128,7 +128,6 @@ def metric_names(labels: Iterable[str]) -> list[str]:
     return names
 
 
-
 def split_supports(scores: dict[str, float]) -> tuple[dict[str, float], dict[str, int]]:
     """``scores`` less its per-label supports, and the supports as ``{label: count}``: a support
     is a count of the data, the same at every evaluation, not a curve."""
