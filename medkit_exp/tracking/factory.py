@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from medkit_exp.errors import ConfigError
 from medkit_exp.run_context import RunContext
 from medkit_exp.training.callbacks import TrainerCallback
 from medkit_exp.tracking.callback import MLflowCallback
@@ -35,8 +36,9 @@ def mlflow_callbacks(
     ``conf/tracking/mlflow.yaml``: tracking_uri, experiment_name, run_name, log_every_n_steps,
     plots, system_metrics, tags, log_model, worker...), except ``log_checkpoints``, a bool here:
     true uploads the best checkpoint. ``run.tracking_run_id`` then returns the MLflow run's id.
+    A hooks factory's :class:`ConfigError` is named ``model_hooks.<index>.<its key>``.
     """
-    hooks = [factory(run=run) for factory in model_hooks]
+    hooks = [_hooks(index, factory, run) for index, factory in enumerate(model_hooks)]
     if "log_checkpoints" in settings:
         settings["log_checkpoints"] = "best" if settings["log_checkpoints"] else None
     datasets = [
@@ -51,3 +53,11 @@ def mlflow_callbacks(
     )
     run.tracking_run_id = lambda: callback.run_id
     return [callback, *(c for h in hooks for c in h.callbacks())]
+
+
+def _hooks(index: int, factory: Callable[..., TrackingHooks], run: RunContext) -> TrackingHooks:
+    """``factory(run=run)``; its ConfigError named as the ``model_hooks`` entry's key."""
+    try:
+        return factory(run=run)
+    except ConfigError as error:
+        raise ConfigError(f"model_hooks.{index}.{error.key}", error.message, lead=error.lead) from error

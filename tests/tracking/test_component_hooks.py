@@ -117,3 +117,18 @@ def test_without_model_logging_the_hooks_still_add_their_artifacts(make_trainer,
     make_trainer(component=component, callback=callbacks, nb_training_epochs=1).train()
     record = client.get_run(callbacks[0].run_id)
     assert not record.outputs.model_outputs and hooks.artifacts_of == [8]
+
+
+def test_a_hooks_setting_error_names_its_model_hooks_entry():
+    import pytest
+
+    from medkit_exp.errors import ConfigError
+    from medkit_exp.ner.mlflow.hooks import ner_tracking_hooks
+
+    run = toy_run(ToyTextClassifier())
+    with pytest.raises(ConfigError) as raised:
+        mlflow_callbacks(run, model_hooks=[partial(ner_tracking_hooks, prediction_sample_size=-1)], worker=False)
+    assert raised.value.key == "model_hooks.0.prediction_sample_size" and "must be >= 0" in str(raised.value)
+    with pytest.raises(ConfigError) as raised:
+        mlflow_callbacks(run, model_hooks=[lambda run: NoTrackingHooks(), partial(ner_tracking_hooks, model_alias="x")])
+    assert raised.value.key == "model_hooks.1.model_alias"

@@ -105,7 +105,7 @@ def test_an_alias_needs_a_registered_model_name():
     from medkit_exp.errors import ConfigError
     from medkit_exp.ner.mlflow.hooks import NERTrackingHooks
 
-    with pytest.raises(ConfigError, match="tracking.model_alias"):
+    with pytest.raises(ConfigError, match="model_alias"):
         NERTrackingHooks([], model_alias="champion")
 
 

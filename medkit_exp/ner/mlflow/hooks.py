@@ -52,7 +52,7 @@ def ner_tracking_hooks(
     if prediction_sample_size < 0:
         from medkit_exp.errors import ConfigError
 
-        raise ConfigError("tracking.prediction_sample_size", f"must be >= 0, got {prediction_sample_size}")
+        raise ConfigError("prediction_sample_size", f"must be >= 0, got {prediction_sample_size}")
     return NERTrackingHooks(
         run.splits.get("dev"), registered_model_name=register_model_name, model_alias=model_alias,
         sample_size=prediction_sample_size, trained_component=run.component, validate_model=validate_model,
@@ -111,7 +111,7 @@ class NERTrackingHooks(NoTrackingHooks):
         if model_alias and not registered_model_name:
             from medkit_exp.errors import ConfigError
 
-            raise ConfigError("tracking.model_alias", "an alias needs tracking.register_model_name")
+            raise ConfigError("model_alias", "an alias needs register_model_name")
         self.dev_documents = list(dev_documents or [])
         self.registered_model_name = registered_model_name or None
         self.model_alias = model_alias or None
