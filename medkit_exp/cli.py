@@ -122,7 +122,8 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.tracking is not None and cfg.tracking.worker:  # imports MLflow while we import torch
         from medkit_exp.tracking.worker import prestart
 
-        prestart(cfg.tracking.tracking_uri, plots=cfg.tracking.plots or cfg.tracking.dev_report,
+        # the model hooks may draw plots too (the tagger's dev report)
+        prestart(cfg.tracking.tracking_uri, plots=cfg.tracking.plots or bool(cfg.tracking.model_hooks),
                  log_model=cfg.tracking.log_model)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

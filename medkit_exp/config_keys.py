@@ -47,6 +47,14 @@ SCHEDULER_KEYS = {
 }
 
 
+#: Keys that moved, and where (a one-line answer to a command line written for the old layout).
+MOVED_KEYS = {
+    **{f"tracking.{key}": f"tracking.model_hooks.0.{key}" for key in (
+        "register_model_name", "model_alias", "validate_model", "dev_report", "prediction_sample_size")},
+    "tracking.enabled": "tracking=none (the tracking group set to null)",
+    "callbacks.progress_bar": "callbacks.printer.progress_bar",
+    "callbacks.early_stopping.enabled": "callbacks=early_stopping (the entry; null: off)",
+}
 #: Open groups of named entries (each a ``_target_``, or null): their keys are the entries' classes'.
 ENTRY_GROUPS = ("callbacks.",)
 
@@ -93,6 +101,8 @@ def check_key(key: str, schema: type, added: bool = False) -> None:
     :func:`check_config` against the class."""
     if key in DERIVED_KEYS:
         raise derived_key_error(key)
+    if key in MOVED_KEYS:
+        raise ConfigError(key, f"moved: use {MOVED_KEYS[key]}")
     parts, cls, prefix = key.split("."), schema, ""
     for position, part in enumerate(parts):
         fields = schema_fields(cls)

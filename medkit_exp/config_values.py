@@ -127,10 +127,8 @@ RULES: dict[str, Rule] = {
     "tracking.tracking_uri": text(optional=True), "tracking.experiment_name": text(),
     "tracking.run_name": text(optional=True), "tracking.log_every_n_steps": number(1, integer=True),
     "tracking.log_checkpoints": flag(), "tracking.log_model": flag(),
-    "tracking.register_model_name": text(optional=True), "tracking.model_alias": text(optional=True),
-    "tracking.dev_report": flag(), "tracking.prediction_sample_size": number(0, integer=True),
     "tracking.plots": flag(), "tracking.system_metrics": flag(), "tracking.tags": tags, "tracking.worker": flag(),
-    "tracking.validate_model": flag(),
+    "tracking.model_hooks": anything,  # entries: see HOOK_RULES
     # evaluate and predict; checkpoint, model, input and output (empty: not given) are paths the
     # applications check first, naming the key (medkit_exp.inference.find_model_folder, predict.read_input)
     "checkpoint": anything, "model": anything, "input": anything, "output": anything,
@@ -145,6 +143,12 @@ ENTRY_RULES: dict[str, Rule] = {
     "callbacks.early_stopping.metric": text(), "callbacks.early_stopping.patience": number(1, integer=True),
     "callbacks.early_stopping.min_delta": number(0.0), "callbacks.early_stopping.mode": choice("max", "min"),
     "callbacks.pruning.metric": text(),
+}
+#: The values of a known ``tracking.model_hooks`` entry (by its target), before anything loads.
+NER_HOOKS = "medkit_exp.ner.mlflow.hooks.ner_tracking_hooks"
+HOOK_RULES: dict[str, dict[str, Rule]] = {
+    NER_HOOKS: {"register_model_name": text(optional=True), "model_alias": text(optional=True),
+                "validate_model": flag(), "dev_report": flag(), "prediction_sample_size": number(0, integer=True)},
 }
 #: Groups checked by building their dataclass (the key prefixed to its errors).
 BUILT_GROUPS = ("trainer", "data")
@@ -189,8 +193,6 @@ def check_values(cfg: Any, schema: type) -> None:
     if "trainer" in cfg and _value(cfg.trainer, "precision") == "fp16" and "component" in cfg \
             and cfg.component is not None and cfg.component.get("device", None) == -1:
         raise ConfigError("trainer.precision", "fp16 needs a CUDA device (component.device=N); on CPU use bf16 or 32")
-    if "tracking" in cfg and cfg.tracking is not None and cfg.tracking.get("model_alias") and not cfg.tracking.get("register_model_name"):
-        raise ConfigError("tracking.model_alias", "needs tracking.register_model_name (it names a version of it)")
 
 
 def check_devices(cfg: Any) -> None:
@@ -237,6 +239,20 @@ def _check_fields(node: Any, schema: type, prefix: str) -> None:
             RULES[key](key, value)
         if key == "callbacks" and isinstance(value, dict):
             _check_entries(key, value)
+        if key == "tracking.model_hooks" and isinstance(value, list):
+            _check_hooks(key, value)
+
+
+def _check_hooks(group: str, hooks: list[Any]) -> None:
+    """The values of the model hooks :data:`HOOK_RULES` knows; an alias needs a registered name."""
+    for index, hook in enumerate(hooks):
+        rules = HOOK_RULES.get(hook.get("_target_")) if isinstance(hook, dict) else None
+        for setting, rule in (rules or {}).items():
+            if setting in hook:
+                rule(f"{group}.{index}.{setting}", hook[setting])
+        if rules and hook.get("model_alias") and not hook.get("register_model_name"):
+            raise ConfigError(f"{group}.{index}.model_alias",
+                              f"needs {group}.{index}.register_model_name (it names a version of it)")
 
 
 def _check_entries(group: str, entries: dict[str, Any]) -> None:

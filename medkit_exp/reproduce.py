@@ -40,11 +40,12 @@ logger = logging.getLogger("medkit_exp.reproduce")
 OVERRIDES_ARTIFACT = "config/overrides.yaml"
 REPRODUCES_TAG = "reproduces"
 # Overrides that belong to the recorded run only (the override's key, "+"/"~" prefixes removed).
+REGISTRATION = ("tracking.model_hooks.0.register_model_name", "tracking.model_hooks.0.model_alias")  # the tagger's hooks
 NOT_REPLAYED = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "tracking.tracking_uri", "resume_from",
-                f"tracking.tags.{REPRODUCES_TAG}", "tracking.register_model_name", "tracking.model_alias")
+                f"tracking.tags.{REPRODUCES_TAG}", *REGISTRATION)
 # The re-run's own settings: its output and store, and no model registration (it would move the
 # recorded run's alias to the re-run's model).
-RERUN_SETTINGS = ("tracking.register_model_name=null", "tracking.model_alias=null")
+RERUN_SETTINGS = tuple(f"{key}=null" for key in REGISTRATION)
 # Metrics that measure the machine, not the model.
 VOLATILE_METRICS = ("system/", "samples_per_second", "steps_per_second", "runtime", "seconds")
 # Params expected to differ between the recorded run and its re-run.

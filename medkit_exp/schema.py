@@ -104,20 +104,18 @@ class TrackingConfig:
     run_name: the MLflow run name; null: MLflow picks one.
     log_every_n_steps: log training values (loss, learning rate...) every N optimizer steps.
     log_checkpoints: upload the best checkpoint as artifacts.
-    log_model: log the best tagger as an MLflow model.
-    register_model_name: also register the model under this name in the model registry.
-    model_alias: with ``register_model_name``: point this alias at the new version.
-    dev_report: per-label bars, entity-label confusion matrix and a sample of dev predictions.
-    prediction_sample_size: number of dev documents in that sample.
+    log_model: log the best checkpoint as a model, through the model hooks.
     plots: draw and upload the learning curves.
     system_metrics: MLflow's system metrics (CPU, memory, GPU...).
     tags: extra tags of the run.
     worker: do the MLflow work in a tracking worker process, off the training's wall time.
-    validate_model: MLflow loads the logged model and predicts its input example (a third load
-        of the weights; the signature is checked either way).
+    model_hooks: what the component adds to its run: entries (``_target_``, ``_partial_: true``)
+        of factories of tracking hooks, each completed with the run; the tagger's
+        (``medkit_exp.ner.mlflow.hooks.ner_tracking_hooks``) takes ``register_model_name``,
+        ``model_alias``, ``validate_model``, ``dev_report`` and ``prediction_sample_size``.
     """
 
-    _target_: str = "medkit_exp.tracking_entry.mlflow_callbacks"
+    _target_: str = "medkit_exp.tracking.factory.mlflow_callbacks"
     _partial_: bool = True
     tracking_uri: str | None = None
     experiment_name: str = "default"
@@ -125,15 +123,11 @@ class TrackingConfig:
     log_every_n_steps: int = 5
     log_checkpoints: bool = True
     log_model: bool = True
-    register_model_name: str | None = None
-    model_alias: str | None = None
-    dev_report: bool = True
-    prediction_sample_size: int = 20
     plots: bool = True
     system_metrics: bool = False
     tags: dict[str, str] = field(default_factory=dict)
     worker: bool = True
-    validate_model: bool = False
+    model_hooks: list[Any] = field(default_factory=list)
 
 
 @dataclass

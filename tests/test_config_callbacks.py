@@ -129,11 +129,22 @@ def test_an_added_entry_runs_and_a_null_one_is_off_in_the_application(tmp_path):
          "must be one of max, min"),
         (["callbacks=early_stopping", "callbacks.early_stopping.patiance=2"], "callbacks.early_stopping.patiance",
          "did you mean callbacks.early_stopping.patience?"),
+        (["tracking=mlflow", "tracking.model_hooks.0.prediction_sample_size=-1"],
+         "tracking.model_hooks.0.prediction_sample_size", "must be >= 0"),
+        (["tracking=mlflow", "tracking.model_hooks.0.model_alias=candidate"], "tracking.model_hooks.0.model_alias",
+         "needs tracking.model_hooks.0.register_model_name"),
+        (["tracking=mlflow", "+tracking.model_hooks.0.dev_reportt=false"], "tracking.model_hooks.0.dev_reportt",
+         "did you mean tracking.model_hooks.0.dev_report?"),
+        (["tracking=mlflow", "tracking.dev_report=false"], "tracking.dev_report",
+         "moved: use tracking.model_hooks.0.dev_report"),
+        (["tracking=mlflow", "tracking._target_=medkit_exp.tracking.nothing"], "tracking._target_", "cannot import"),
     ],
-    ids=["unknown target", "unknown target set", "unknown key", "key of an entry off", "bad value", "misspelt key"],
+    ids=["unknown target", "unknown target set", "unknown key", "key of an entry off", "bad value", "misspelt key",
+         "hook value", "hook alias", "hook key", "moved key", "tracking target"],
 )
 def test_a_bad_entry_on_the_command_line_is_one_line_exit_2_before_any_work(tmp_path, args, key, message):
-    result = run_cli(tmp_path, "+experiment=ner", "debug=fast", "tracking=none", "hydra.run.dir=run", *args)
+    result = run_cli(tmp_path, "+experiment=ner", "debug=fast", "tracking=none", "hydra.run.dir=run", *args,
+                     f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}" if "tracking=mlflow" in args else "seed=1")
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and errors[0].startswith(f"Error: config key '{key}': "), result.stderr

@@ -42,7 +42,6 @@ DERIVED = {"trainer.learning_rate", "trainer.weight_decay", "trainer.max_grad_no
 FREE_TEXT = {
     "experiment_name", "optimized_metric", "resume_from", "paths.output_dir", "data.name", "data.path",
     "data.train", "data.dev", "data.test", "tracking.tracking_uri", "tracking.experiment_name", "tracking.run_name",
-    "tracking.register_model_name", "tracking.model_alias",
     "trainer.output_dir", "trainer.checkpoint_metric", "trainer.metric_to_track_lr", "callbacks.early_stopping.metric",
     "component.model_name_or_path",
 }

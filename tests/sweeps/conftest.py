@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # A trial as cheap as the application allows: tiny random encoder, 4 steps, evaluations at
 # steps 2 and 4, nothing uploaded but params, metrics and the config.
 FAST = [
-    "+experiment=ner", "debug=fast", "tracking.dev_report=false", "tracking.plots=false",
+    "+experiment=ner", "debug=fast", "tracking.model_hooks.0.dev_report=false", "tracking.plots=false",
     "tracking.log_model=false", "tracking.log_checkpoints=false",
 ]
 
