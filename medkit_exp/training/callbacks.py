@@ -106,10 +106,19 @@ class ReadOnlyState:
         object.__setattr__(self, "_state", state)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_state":  # not set yet (an object being unpickled): never recurse
+            raise AttributeError(name)
         return getattr(self._state, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"the trainer state is read-only for callbacks ({name}): ask the loop through self.control")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Copied or pickled (a callback sending it to another process), it stays a view.
+        return ReadOnlyState, (self._state,)
+
+    def __repr__(self) -> str:
+        return f"ReadOnlyState({self._state!r})"
 
 
 class TrainerControl:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
-import os
 import math
+import os
+import pickle
 
 import pytest
 import torch
@@ -178,6 +180,10 @@ def test_callbacks_see_a_read_only_state(make_trainer):
     with pytest.raises(AttributeError, match="read-only for callbacks \\(global_step\\)"):
         trainer.train()
     assert trainer.state.global_step == 1
+    sent = pickle.loads(pickle.dumps(copy.copy(trainer.callbacks.callbacks[0].state)))  # e.g. to a worker process
+    assert sent.global_step == 1 and not hasattr(sent, "no_such_field")
+    with pytest.raises(AttributeError):
+        sent.global_step = 2
 
 
 def test_control_requests_stop_save_and_evaluate(make_trainer):
