@@ -95,8 +95,8 @@ def app_run(tracking_uri, tmp_path_factory):
     result = run_cli(
         cwd, "+experiment=ner", "debug=fast", "hydra.run.dir=run", f"tracking.tracking_uri={tracking_uri}",
         "tracking.experiment_name=app-run-test", "tracking.log_every_n_steps=1", "tracking.system_metrics=true",
-        f"tracking.register_model_name={APP_MODEL_NAME}", "tracking.model_alias=candidate",
-        "tracking.prediction_sample_size=5",
+        f"tracking.model_hooks.0.register_model_name={APP_MODEL_NAME}", "tracking.model_hooks.0.model_alias=candidate",
+        "tracking.model_hooks.0.prediction_sample_size=5",
         env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.2"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
