@@ -19,14 +19,12 @@ from typing import Any
 
 from medkit_exp.errors import CheckpointError, ConfigError
 from medkit_exp.ner.documents import TextDocument
+from medkit_exp.ner.tagger_files import TAGGER_CONFIG  # light: no torch
 from medkit_exp.training.checkpoint import STATE_FILE, CheckpointManager
 from medkit_exp.training.digests import verify_checkpoint
 
 logger = logging.getLogger(__name__)
 
-# medkit_exp.ner.tagger.TAGGER_CONFIG, spelt out here: importing the tagger imports torch, and a
-# wrong path should fail at once (tests/test_evaluate_predict.py checks that both agree).
-TAGGER_FILE = "medkit_exp_tagger.json"
 CHECKPOINT_CHOICES = ("best", "last")
 PREDICT_CHUNK = 256  # documents per call of predict(): progress is reported between chunks
 
@@ -58,23 +56,23 @@ def _find_model_folder(path: str | None, key: str, which: str) -> Path:
         raise ConfigError(key, f"no such folder: {folder}")
     if not folder.is_dir():
         raise ConfigError(key, f"expected a checkpoint or training run folder, got a file: {folder}")
-    if (folder / TAGGER_FILE).is_file():
+    if (folder / TAGGER_CONFIG).is_file():
         return folder
     for checkpoints in (folder / "checkpoints", folder):
         # state.json, or checkpoint folders alone (a run killed before its first state.json)
-        if (checkpoints / STATE_FILE).is_file() or any(checkpoints.glob("checkpoint-*/" + TAGGER_FILE)):
+        if (checkpoints / STATE_FILE).is_file() or any(checkpoints.glob("checkpoint-*/" + TAGGER_CONFIG)):
             return _run_checkpoint(checkpoints, key, which)
     if (folder / "config.json").is_file():
         _check_token_classifier(folder, key)
         return folder
     raise ConfigError(
-        key, f"{folder} is neither a tagger checkpoint (no {TAGGER_FILE}), a training run folder "
+        key, f"{folder} is neither a tagger checkpoint (no {TAGGER_CONFIG}), a training run folder "
         f"(no checkpoints/{STATE_FILE}) nor a Hugging Face model folder (no config.json)"
     )
 
 
 def _check_token_classifier(folder: Path, key: str) -> None:
-    """A model folder without TAGGER_FILE must name its tags in config.json's id2label (read as
+    """A model folder without TAGGER_CONFIG must name its tags in config.json's id2label (read as
     plain JSON: no torch import before the input is checked); the loader infers labels and scheme."""
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -83,7 +81,7 @@ def _check_token_classifier(folder: Path, key: str) -> None:
     id2label = config.get("id2label") if isinstance(config, dict) else None
     if not isinstance(id2label, dict) or all(re.fullmatch(r"LABEL_\d+", str(v)) for v in id2label.values()):
         raise ConfigError(
-            key, f"{folder} is a model folder without tags (no {TAGGER_FILE}, and no named labels in its "
+            key, f"{folder} is a model folder without tags (no {TAGGER_CONFIG}, and no named labels in its "
             "config.json's id2label): give a tagger checkpoint, a training run folder or a Hugging Face "
             "token-classification model; to train on this model use component.model_name_or_path"
         )
@@ -98,8 +96,8 @@ def _run_checkpoint(checkpoints: Path, key: str, which: str) -> Path:
     if name is None:
         raise ConfigError(key, f"the run in {checkpoints.parent} has no checkpoint left in {checkpoints}")
     folder = checkpoints / name
-    if not (folder / TAGGER_FILE).is_file():
-        raise ConfigError(key, f"the {which} checkpoint {folder} holds no tagger (no {TAGGER_FILE})")
+    if not (folder / TAGGER_CONFIG).is_file():
+        raise ConfigError(key, f"the {which} checkpoint {folder} holds no tagger (no {TAGGER_CONFIG})")
     logger.info("Using the %s checkpoint of the run: %s", which, folder)
     return folder
 

@@ -244,10 +244,8 @@ def test_predict_rejects_bad_config_before_any_work(trained_run, broken_model, t
 
 # ------------------------------------------------------------------------- model folders, configs
 def test_find_model_folder_accepts_checkpoints_run_folders_and_falls_back_to_last(trained_run, tmp_path):
-    from medkit_exp.inference import TAGGER_FILE, find_model_folder
-    from medkit_exp.ner.tagger import TAGGER_CONFIG
-
-    assert TAGGER_FILE == TAGGER_CONFIG
+    from medkit_exp.inference import find_model_folder
+    from medkit_exp.ner.tagger_files import TAGGER_CONFIG
     best, last = checkpoint_of(trained_run), checkpoint_of(trained_run, "last")
     assert find_model_folder(str(trained_run), "model") == best
     assert find_model_folder(str(trained_run), "model", which="last") == last
@@ -255,13 +253,13 @@ def test_find_model_folder_accepts_checkpoints_run_folders_and_falls_back_to_las
     assert find_model_folder(str(last), "model", which="best") == last  # a checkpoint is itself
     unranked = tmp_path / "checkpoints"
     (unranked / "checkpoint-0000004").mkdir(parents=True)
-    (unranked / "checkpoint-0000004" / TAGGER_FILE).write_text("{}")
+    (unranked / "checkpoint-0000004" / TAGGER_CONFIG).write_text("{}")
     (unranked / "checkpoint-0000004" / "trainer_state.pt").write_bytes(b"")  # complete, as an older version saved it
     state = {"format_version": 1, "last": "checkpoint-0000004", "best": None, "minimize": False,
              "checkpoints": [{"name": "checkpoint-0000004", "step": 4, "metric": None}]}
     (unranked / "state.json").write_text(json.dumps(state))
     assert find_model_folder(str(tmp_path), "checkpoint") == unranked / "checkpoint-0000004"
-    (unranked / "checkpoint-0000004" / TAGGER_FILE).unlink()
+    (unranked / "checkpoint-0000004" / TAGGER_CONFIG).unlink()
     with pytest.raises(ConfigError, match="the best checkpoint .* holds no tagger"):
         find_model_folder(str(tmp_path), "checkpoint")
     with pytest.raises(ConfigError, match="config key 'model': expected a checkpoint or training run folder, got a"):
