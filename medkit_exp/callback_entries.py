@@ -51,7 +51,8 @@ def entry_keys(node: Any, prefix: str = "callbacks") -> dict[str, str]:
     for name in node.keys():
         value = str(node._get_node(name)._value())
         inner = value[2:-1] if value.startswith("${") and value.endswith("}") else ""
-        keys[str(name)] = inner if inner and all(part.isidentifier() for part in inner.split(".")) else f"{prefix}.{name}"
+        is_key = bool(inner) and all(part.isidentifier() for part in inner.split("."))
+        keys[str(name)] = inner if is_key else f"{prefix}.{name}"
     return keys
 
 

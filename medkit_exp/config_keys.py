@@ -143,7 +143,8 @@ def _check_entry_file_key(prefix: str, entry: str, key: str) -> None:
     """Without ``+``, Hydra sets only the keys of an entry a ``conf/`` file has."""
     entries = entry_file_keys(prefix.rstrip("."))
     if entry not in entries:
-        raise unknown_key(prefix, entry, entries, what=f"no such entry in conf/ (a new one: +{prefix}{entry}._target_=CLASS)")
+        raise unknown_key(prefix, entry, entries,
+                          what=f"no such entry in conf/ (a new one: +{prefix}{entry}._target_=CLASS)")
     if key not in entries[entry] and not key.startswith("_"):
         raise unknown_key(f"{prefix}{entry}.", key, [k for k in entries[entry] if not k.startswith("_")],
                           what=f"not in conf/ (a parameter of its class not set there: +{prefix}{entry}.KEY=VALUE)")

@@ -213,26 +213,7 @@ def render() -> str:
             continue
         out.append(_row(spec, values.get(spec.name), root_docs))
     for group in groups:
-        out += ["", f"## Group `{group}`", ""]
-        out += options_lines(group, options, defaults.get(group))
-        comments = yaml_comments(CONF / group / f"{defaults[group]}.yaml")[1] if defaults.get(group) else {}
-        if group == "component":
-            out += _component_lines(values["component"], comments)
-            continue
-        if group == "callbacks":
-            out += _entries_lines(group, values[group], comments)
-            continue
-        spec = next(f for f in dataclasses.fields(schema.MedkitExpConfig) if f.name == group)
-        group_comments = {f"{group}.{key}": text for key, text in comments.items()}
-        cls = _dataclass_type(schema.MedkitExpConfig, spec)
-        out += TABLE_HEAD
-        import typing
-
-        optional = typing.get_type_hints(schema.MedkitExpConfig)[group] is not cls
-        if optional and values[group] is not None:  # an optional group: null turns it off
-            out.append(f"| `{group}` | {cell(f'`{spec.type}`')} | the keys below | "
-                       f"{cell(root_docs.get(group, ''))} |")
-        out += schema_rows(cls, values[group], group_comments, f"{group}.")
+        out += group_lines(group, options, defaults, values)
     for command, name, cls_name, _ in APPLICATIONS[1:]:
         cls = getattr(schema, cls_name)
         own = {f.name for f in dataclasses.fields(schema.MedkitExpConfig)}
@@ -248,6 +229,33 @@ def render() -> str:
         if options.get(group):
             out += [f"### `{group}`", "", *options_lines(group, options, defaults.get(group))]
     return "\n".join(out).rstrip() + "\n"
+
+
+def group_lines(group: str, options: dict[str, list[tuple[str, str]]], defaults: dict[str, str | None],
+                values: dict[str, Any]) -> list[str]:
+    """The section of one config group: its options, then its keys."""
+    import typing
+
+    from medkit_exp import schema
+
+    root_docs = docstring_parameters(schema.MedkitExpConfig)
+    out = ["", f"## Group `{group}`", ""]
+    out += options_lines(group, options, defaults.get(group))
+    comments = yaml_comments(CONF / group / f"{defaults[group]}.yaml")[1] if defaults.get(group) else {}
+    if group == "component":
+        return out + _component_lines(values["component"], comments)
+    if group == "callbacks":
+        return out + _entries_lines(group, values[group], comments)
+    spec = next(f for f in dataclasses.fields(schema.MedkitExpConfig) if f.name == group)
+    group_comments = {f"{group}.{key}": text for key, text in comments.items()}
+    cls = _dataclass_type(schema.MedkitExpConfig, spec)
+    out += TABLE_HEAD
+    optional = typing.get_type_hints(schema.MedkitExpConfig)[group] is not cls
+    if optional and values[group] is not None:  # an optional group: null turns it off
+        out.append(f"| `{group}` | {cell(f'`{spec.type}`')} | the keys below | "
+                   f"{cell(root_docs.get(group, ''))} |")
+    out += schema_rows(cls, values[group], group_comments, f"{group}.")
+    return out
 
 
 def _row(spec: dataclasses.Field, value: Any, docs: dict[str, str]) -> str:

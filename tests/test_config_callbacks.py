@@ -143,8 +143,8 @@ def test_an_added_entry_runs_and_a_null_one_is_off_in_the_application(tmp_path):
          "hook value", "hook alias", "hook key", "moved key", "tracking target"],
 )
 def test_a_bad_entry_on_the_command_line_is_one_line_exit_2_before_any_work(tmp_path, args, key, message):
-    result = run_cli(tmp_path, "+experiment=ner", "debug=fast", "tracking=none", "hydra.run.dir=run", *args,
-                     f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}" if "tracking=mlflow" in args else "seed=1")
+    store = f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}" if "tracking=mlflow" in args else "seed=1"
+    result = run_cli(tmp_path, "+experiment=ner", "debug=fast", "tracking=none", "hydra.run.dir=run", *args, store)
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and errors[0].startswith(f"Error: config key '{key}': "), result.stderr
