@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from medkit_exp.errors import CheckpointError, ConfigError
-from medkit_exp.training.digests import MANIFEST, incomplete_reason, read_manifest, verify_checkpoint, write_manifest
+from medkit_exp.training.digests import incomplete_reason, read_manifest, verify_checkpoint, write_manifest
 from medkit_exp.training.durable import TRASH_PREFIX, atomic_write_text, fsync_dir, fsync_tree, remove_tree
 
 logger = logging.getLogger(__name__)
@@ -48,10 +48,8 @@ TRAINER_STATE = "trainer_state.pt"
 CONFIG_NAME = "trainer_config.yml"
 OPTIMIZER_NAME = "optimizer.pt"
 SCHEDULER_NAME = "scheduler.pt"
-TRAINER_CONFIG = CONFIG_NAME
 #: The Trainer's own files in a checkpoint folder; every other file is the component's.
 TRAINER_FILES = (TRAINER_STATE, CONFIG_NAME, OPTIMIZER_NAME, SCHEDULER_NAME)
-CHECKSUMS_NAME = MANIFEST
 # 2: optimizer and scheduler states in medkit's files; 1 kept them in trainer_state.pt
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
