@@ -335,8 +335,9 @@ class Trainer:
         self.config.check_eval_metrics(available, plateau_scheduler=self.scheduler_interval == "evaluation")
         self.callbacks.check_metric_names(sorted({"loss", *available}))
 
-    # ------------------------------------------------------------------ what is due, and when
+    # ------------------------------------------------------------------ epochs
     def _enter_epoch(self, epoch: int) -> None:
+        """Make ``epoch`` the current one (a no-op for the epoch under way)."""
         state = self.state
         if epoch == state.epoch:
             return  # the rest of an epoch begun earlier (a resumed run's)
