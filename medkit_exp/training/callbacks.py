@@ -111,7 +111,9 @@ class ReadOnlyState:
         return getattr(self._state, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"the trainer state is read-only for callbacks ({name}): ask the loop through self.control")
+        raise AttributeError(
+            f"the trainer state is read-only for callbacks ({name}): ask the loop through self.control"
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Copied or pickled (a callback sending it to another process), it stays a view.

@@ -204,10 +204,10 @@ def check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
 def check_metric_name(key: str, name: str, available: list[str], lead: str | None = None) -> None:
     """The eval metric ``name`` that setting ``key`` needs is among ``available`` (the loss always is).
 
-    >>> check_metric_name("checkpoint_metric", "f1", ["accuracy"])
+    >>> check_metric_name("metric", "f1", ["accuracy"])
     Traceback (most recent call last):
     ...
-    medkit_exp.errors.ConfigError: config key 'checkpoint_metric': eval metric 'f1' is never produced; available: accuracy, loss
+    medkit_exp.errors.ConfigError: config key 'metric': eval metric 'f1' is never produced; available: accuracy, loss
     """
     names = sorted({"loss", *available})
     if name not in names:

@@ -26,7 +26,8 @@ class Due:
     def finished(self) -> bool:
         """A stop was requested, ``max_steps`` are done, or every epoch is."""
         state = self.state
-        epochs_done = state.epoch >= self.config.nb_training_epochs and state.batch_in_epoch >= state.nb_batches_per_epoch
+        last_epoch_done = state.batch_in_epoch >= state.nb_batches_per_epoch
+        epochs_done = state.epoch >= self.config.nb_training_epochs and last_epoch_done
         return self.control.should_stop or state.global_step >= state.max_steps or epochs_done
 
     def eval_by_steps(self) -> bool:

@@ -70,7 +70,8 @@ def make_loader(items: Any, component: Any, nb_workers: int, **kwargs: Any) -> D
     # An own generator keeps DataLoader iterators from drawing on the global RNG,
     # which a resumed run would otherwise consume at other points than the original one.
     return DataLoader(
-        items, collate_fn=component.collate, num_workers=nb_workers, generator=torch.Generator().manual_seed(0), **kwargs
+        items, collate_fn=component.collate, num_workers=nb_workers, generator=torch.Generator().manual_seed(0),
+        **kwargs,
     )
 
 
