@@ -119,7 +119,7 @@ def train(cfg: DictConfig) -> float | None:
     check_resume_choice(Path(trainer_config.output_dir), cfg.resume_from)
     name_trial_run(cfg)
     print_config(cfg)
-    if cfg.tracking is not None and cfg.tracking.worker:  # imports MLflow while we import torch
+    if tracking_on(cfg) and cfg.tracking.worker:  # imports MLflow while we import torch
         from medkit_exp.tracking.worker import prestart
 
         # the model hooks may draw plots too (the tagger's dev report)
@@ -249,11 +249,17 @@ def run_context(cfg: DictConfig, splits: dict[str, list], component: Any, metric
     )
 
 
+def tracking_on(cfg: DictConfig) -> bool:
+    """The run is tracked: its tracking entry is on (``tracking=none`` sets ``callbacks.tracking``
+    to null) and the tracking group is set."""
+    return cfg.get("tracking") is not None and (cfg.get("callbacks") or {}).get("tracking") is not None
+
+
 def name_trial_run(cfg: DictConfig) -> None:
     """A sweep trial's tracked run is named ``trial-<number>`` unless ``tracking.run_name`` names it:
     set in the config itself, so that the record, the printed config and the run agree."""
     trial = current_trial()
-    if trial is not None and cfg.get("tracking") is not None and not cfg.tracking.run_name:
+    if trial is not None and tracking_on(cfg) and not cfg.tracking.run_name:
         cfg.tracking.run_name = f"trial-{trial.number}"
 
 

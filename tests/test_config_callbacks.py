@@ -14,6 +14,7 @@ from medkit_exp.errors import ConfigError
 from medkit_exp.run_context import RunContext
 from medkit_exp.training.callbacks import TrainerCallback
 from tests.test_cli import run_cli
+from tests.test_config_check import composed
 
 PRINTER = "medkit_exp.training.printer.DefaultPrinterCallback"
 
@@ -150,3 +151,11 @@ def test_a_bad_entry_on_the_command_line_is_one_line_exit_2_before_any_work(tmp_
     assert len(errors) == 1 and errors[0].startswith(f"Error: config key '{key}': "), result.stderr
     assert message in errors[0] and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()  # refused before Hydra made the run folder
+
+
+def test_tracking_none_stays_off_whatever_else_sets_tracking_keys():
+    # hparams_search=ner_optuna sets tracking.log_model: it must not bring the tracking back
+    cfg = composed("+experiment=ner", "tracking=none", "hparams_search=ner_optuna", "tracking.plots=false",
+                   "tracking.model_hooks.0.dev_report=false")
+    assert cfg.callbacks.tracking is None and cfg.tracking.log_model is False
+    assert list(cfg.callbacks) == ["printer", "early_stopping", "tracking", "pruning"]

@@ -176,7 +176,7 @@ class OptunaSweeper(Sweeper):
         from medkit_exp.tracking.runs import resolve_tracking_uri
         from medkit_exp.tracking.store import prepare_store
 
-        tracking = self.config.get("tracking")  # null: tracking=none
+        tracking = self.config.get("tracking") if _tracked(self.config) else None
         if tracking is not None:
             prepare_store(resolve_tracking_uri(tracking.get("tracking_uri")))
 
@@ -186,7 +186,7 @@ class OptunaSweeper(Sweeper):
         from medkit_exp.sweeps.mlflow_parent import SweepParentRun
         from medkit_exp.tracking.runs import resolve_tracking_uri
 
-        tracking = self.config.get("tracking")
+        tracking = self.config.get("tracking") if _tracked(self.config) else None
         if tracking is None:
             return None
         settings = sweep.settings
@@ -335,6 +335,11 @@ class OptunaSweeper(Sweeper):
                     files["best_trial/config.yaml"] = config
             parent.finish(study, files, draw_study_plots(study, sweep_dir / "plots"), status)
         return results
+
+
+def _tracked(config: Any) -> bool:
+    """Tracking is on: ``tracking=none`` sets the callbacks' tracking entry to null."""
+    return config.get("tracking") is not None and (config.get("callbacks") or {}).get("tracking") is not None
 
 
 def _redact_job_files(output_dir: Path) -> None:
