@@ -12,6 +12,7 @@ EVAL_STRATEGIES = ("epoch", "steps", "no")
 SCHEDULER_INTERVALS = ("epoch", "step")
 PRECISIONS = ("32", "bf16", "fp16")
 NONFINITE_POLICIES = ("error", "skip")
+DISTRIBUTED_BACKENDS = ("auto", "gloo", "nccl")
 #: The largest integer a setting may hold: torch and numpy take 64-bit integers (a larger one
 #: fails deep inside them, long after the configuration was read).
 MAX_INT = 2**63 - 1
@@ -34,7 +35,8 @@ class TrainerConfig:
     learning_rate: initial learning rate, passed to ``component.configure_optimizer``.
     nb_training_epochs: number of epochs (``max_steps`` may stop earlier).
     dataloader_nb_workers: DataLoader worker processes (0: load in the main process).
-    batch_size: training batch size (micro-batch, before gradient accumulation).
+    batch_size: training batch size per process (micro-batch, before gradient accumulation); the
+        global batch of an optimizer step is ``batch_size x processes x gradient_accumulation_steps``.
     seed: seeds python, numpy and torch at construction and orders the batches of each epoch.
     gradient_accumulation_steps: micro-batches per optimizer step.
     do_metrics_in_training: also run the metrics computer on training batches.
@@ -45,7 +47,7 @@ class TrainerConfig:
     max_steps: stop after this many optimizer steps (None: run all epochs).
     eval_strategy: "epoch" (medkit), "steps" (every ``eval_steps`` optimizer steps) or "no".
     eval_steps: optimizer steps between evaluations when ``eval_strategy="steps"``.
-    eval_batch_size: evaluation batch size (None: ``batch_size``).
+    eval_batch_size: evaluation batch size per process (None: ``batch_size``).
     logging_steps: optimizer steps between ``on_log`` events (loss, lr, grad norm, throughput).
     lr_scheduler_interval: step the scheduler per "epoch" (medkit) or per optimizer "step";
         None takes the builder's ``interval`` attribute if it has one, else "epoch".
@@ -63,6 +65,11 @@ class TrainerConfig:
     retain_freed_memory: with glibc, keep memory freed between steps in the process instead of
         returning it to the OS and faulting it in again at the next step (process-wide, lasts
         after training; see :mod:`medkit_exp.training.memory`).
+    distributed_backend: under torchrun, the process group's backend when the Trainer starts it:
+        "auto" (NCCL on CUDA, gloo on CPU), "gloo" or "nccl" (refused without CUDA); see
+        :mod:`medkit_exp.training.distributed`.
+    distributed_timeout_s: under torchrun, how long a collective waits for the other processes
+        before failing (a process that died without closing its connections).
     """
 
     output_dir: str
@@ -94,6 +101,8 @@ class TrainerConfig:
     cache_preprocessed: bool = True
     handle_signals: bool = True
     retain_freed_memory: bool = True
+    distributed_backend: str = "auto"
+    distributed_timeout_s: float = 1800.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -123,6 +132,8 @@ class TrainerConfig:
         _one_of("eval_strategy", self.eval_strategy, EVAL_STRATEGIES)
         _one_of("precision", str(self.precision), PRECISIONS)
         _one_of("on_nonfinite_loss", self.on_nonfinite_loss, NONFINITE_POLICIES)
+        _one_of("distributed_backend", self.distributed_backend, DISTRIBUTED_BACKENDS)
+        _at_least("distributed_timeout_s", self.distributed_timeout_s, 0.0, strict=True)
         if self.lr_scheduler_interval is not None:
             _one_of("lr_scheduler_interval", self.lr_scheduler_interval, SCHEDULER_INTERVALS)
         if self.eval_strategy == "steps":

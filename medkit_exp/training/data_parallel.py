@@ -16,6 +16,7 @@ At construction, rank 0's weights are broadcast to every rank (DDP does it for i
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +26,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from medkit_exp.errors import ConfigError
-from medkit_exp.training.distributed import DistributedContext
+from medkit_exp.training.distributed import DistributedContext, check_same_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +74,12 @@ class GradientSync:
         if not context.is_distributed:
             return
         _check_devices(context, self.parameters)
+        check_same_parameters(context, self.parameters)
         self.attribute, self.model = _settable_model(component)
         in_model: set[int] = set()
         if self.model is not None:
             self.ddp = _wrap(context, self.model)
+            context.close_on_leave("gradient_sync", self.close)  # and the wrapper of an earlier model
             in_model = {id(p) for p in self.model.parameters()}
         # Optimizer parameters DDP does not hold: broadcast now, averaged at every step.
         self.outside = [p for p in self.parameters if id(p) not in in_model]
@@ -117,6 +120,10 @@ class GradientSync:
         for parameter, grad in zip(self.parameters, saved):
             parameter.grad = grad
         self._average_all = True
+
+    def close(self) -> None:
+        """Drop the DDP wrapper (and its reducer) while the process group still exists."""
+        self.ddp, self.uses_ddp = None, False
 
     def average_gradients(self) -> None:
         """At the optimizer step: average what DDP did not (every gradient in the fallback mode)."""
@@ -174,10 +181,16 @@ def _wrap(context: DistributedContext, model: torch.nn.Module) -> ComponentDDP:
         # find_unused_parameters: any protocol component trains, even one whose forward leaves
         # some of its model's parameters out; broadcast_buffers off: evaluation forwards need no
         # collective, and rank 0's buffers are the ones saved.
-        return ComponentDDP(model, device_ids=device_ids, broadcast_buffers=False, find_unused_parameters=True)
+        return ComponentDDP(model, device_ids=device_ids, find_unused_parameters=True, **_no_buffer_sync())
     except (RuntimeError, ValueError, AssertionError) as error:
         raise ConfigError("component", f"cannot be synchronised across processes by DistributedDataParallel: "
                           f"{error}") from error
+
+
+def _no_buffer_sync() -> dict[str, bool]:
+    """DDP's option for no buffer broadcast before each forward, by the name this torch knows."""
+    parameters = inspect.signature(DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers": False} if "forward_sync_buffers" in parameters else {"broadcast_buffers": False}
 
 
 def _check_devices(context: DistributedContext, parameters: list[torch.Tensor]) -> None:
@@ -188,7 +201,8 @@ def _check_devices(context: DistributedContext, parameters: list[torch.Tensor]) 
     wrong = sorted({str(p.device) for p in parameters if p.device != context.device})
     if wrong:
         raise ConfigError("component.device", f"each process trains on its own GPU: this one's is {context.device} "
-                          f"(LOCAL_RANK={context.local_rank}), but the component's parameters are on {', '.join(wrong)}")
+                          f"(LOCAL_RANK={context.local_rank}), but the component's parameters are on "
+                          f"{', '.join(wrong)}")
 
 
 def _broadcast(parameters: list[torch.Tensor]) -> None:

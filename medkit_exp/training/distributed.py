@@ -19,20 +19,22 @@ agreements below, each one collective at the same point of the loop on every ran
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
-from medkit_exp.errors import ConfigError, DataError
+from medkit_exp.errors import CheckpointError, ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,9 @@ class DistributedContext:
     backend: str | None = None
     owns_group: bool = False
     control_group: Any = None
+    #: Called before the group is destroyed: what holds the group (DDP's reducer) must go first, or
+    #: its destruction at interpreter exit deadlocks with gloo's threads.
+    on_leave: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     @property
     def is_main(self) -> bool:
@@ -107,18 +112,18 @@ class DistributedContext:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.control_group)
         return tensor.tolist()
 
-    def main_decides(self, action: Callable[[], T]) -> T:
-        """Run ``action`` on rank 0 only and return its result on every rank.
+    def main_decides(self, action: Callable[..., T], *args: Any) -> T:
+        """Run ``action(*args)`` on rank 0 only and return its result on every rank.
 
         An exception on rank 0 is raised there and, as :class:`OtherRankError` naming it, on
         every other rank, so no rank waits for a result that will not come.
         """
         if not self.is_distributed:
-            return action()
+            return action(*args)
         result, failure = None, None
         if self.is_main:
             try:
-                result = action()
+                result = action(*args)
             except Exception as error:
                 failure = f"{type(error).__name__}: {error}"
                 self.broadcast({"failure": failure})
@@ -128,6 +133,13 @@ class DistributedContext:
         if "failure" in answer:
             raise OtherRankError(f"rank 0 failed: {answer['failure']}")
         return answer["result"]
+
+    def close_on_leave(self, key: str, close: Callable[[], None]) -> None:
+        """Call ``close`` before the group is left; a later one under the same ``key`` closes it at once."""
+        previous = self.on_leave.pop(key, None)
+        if previous is not None:
+            previous()
+        self.on_leave[key] = close
 
     def _group_for(self, tensor: torch.Tensor) -> Any:
         # NCCL reduces CUDA tensors; CPU tensors go through the gloo control group.
@@ -204,8 +216,10 @@ def init_from_env(backend: str = "auto", timeout_s: float = 1800.0) -> Distribut
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     _join(chosen, rank, world, timeout_s)
-    control = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s)) if chosen == "nccl" else None
-    logger.info("Joined the %s process group: rank %d of %d (local rank %d, %s)", chosen, rank, world, local_rank, device)
+    timeout = datetime.timedelta(seconds=timeout_s)
+    control = dist.new_group(backend="gloo", timeout=timeout) if chosen == "nccl" else None
+    logger.info("Joined the %s process group: rank %d of %d (local rank %d, %s)", chosen, rank, world, local_rank,
+                device)
     return DistributedContext(world, rank, local_rank, device, chosen, True, control)
 
 
@@ -220,26 +234,104 @@ def _join(backend: str, rank: int, world: int, timeout_s: float) -> None:
 
 def leave(context: DistributedContext) -> None:
     """Destroy the process group if ``context`` created it (a group found initialised stays)."""
+    while context.on_leave:
+        context.on_leave.pop(next(iter(context.on_leave)))()
     if context.owns_group and dist.is_initialized():
         dist.destroy_process_group()
         context.owns_group = False
 
 
-# ---------------------------------------------------------------------- agreements at start
-def check_same_setup(context: DistributedContext, config: dict[str, Any], data_sizes: dict[str, int],
-                     parameters: list[torch.Tensor]) -> None:
-    """Every rank has the same TrainerConfig, data sizes and trainable parameter shapes.
+@contextlib.contextmanager
+def left_at_end(context: DistributedContext) -> Iterator[None]:
+    """Leave the group this context created once the block ends, failing or not."""
+    try:
+        yield
+    finally:
+        leave(context)
 
-    One gather of small digests at start; a difference is the same ConfigError (or DataError)
-    on every rank, naming the first differing key and the ranks.
+
+def make_run_folder(context: DistributedContext, folder: Path) -> None:
+    """The run folder, created by rank 0 only (the one writer)."""
+    if context.is_main:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+def main_only(context: DistributedContext, callback: Any) -> list[Any]:
+    """The callbacks (one or a list) of rank 0; none elsewhere: callbacks write and print, and their
+    requests reach the other ranks through :func:`agree_control`."""
+    callbacks = list(callback) if isinstance(callback, (list, tuple)) else [callback]
+    return callbacks if context.is_main else []
+
+
+class NoHistory:
+    """The history file of the ranks that do not write (rank 0 is the one writer)."""
+
+    nb_lines = 0
+
+    def append(self, record: dict[str, Any]) -> None:
+        pass
+
+    def truncate(self, nb_lines: int) -> None:
+        pass
+
+
+def history_file(context: DistributedContext, folder: Path) -> Any:
+    """Rank 0's ``history.jsonl`` in ``folder``; a :class:`NoHistory` on the other ranks."""
+    from medkit_exp.training.history import HistoryFile
+
+    return HistoryFile(folder) if context.is_main else NoHistory()
+
+
+def rank_states(context: DistributedContext) -> dict[str, Any]:
+    """What a checkpoint adds for a run of several processes: their number and every rank's
+    random states (rank 0's are also the checkpoint's own ``rng``); nothing with one process."""
+    from medkit_exp.training.seed import rng_states
+
+    if not context.is_distributed:
+        return {}
+    return {"world_size": context.world_size, "rank_rng": context.all_gather(rng_states())}
+
+
+def check_resume(context: DistributedContext, folder: Path) -> dict[str, Any]:
+    """Before a resume: the checkpoint's trainer state, refused (CheckpointError naming both sizes)
+    when another number of processes wrote it: its data shares and random states are theirs."""
+    from medkit_exp.training.checkpoint import load_trainer_state
+
+    payload = load_trainer_state(folder)
+    saved = payload.get("world_size", 1)
+    if saved != context.world_size:
+        raise CheckpointError(f"written by a run of {saved} process(es); this run has {context.world_size}: resume "
+                              f"it with {saved} process(es) (torchrun --nproc-per-node/--nnodes), or start a new run",
+                              folder)
+    return payload
+
+
+@contextlib.contextmanager
+def resuming(context: DistributedContext, folder: Path) -> Iterator[None]:
+    """Around a resume from ``folder``: refused first if another number of processes wrote it;
+    then this rank's own random states (the checkpoint's ``rng`` are rank 0's)."""
+    from medkit_exp.training.seed import set_rng_states
+
+    payload = check_resume(context, folder)
+    yield
+    if context.is_distributed:
+        set_rng_states(payload["rank_rng"][context.rank])
+
+
+# ---------------------------------------------------------------------- agreements at start
+def check_same_setup(context: DistributedContext, config: Any, data_sizes: dict[str, int]) -> None:
+    """Every rank has the same TrainerConfig (its output folder included) and data sizes.
+
+    One gather of small values at start; a difference is the same ConfigError (or DataError) on
+    every rank, naming the first differing key and the ranks.
     """
     if not context.is_distributed:
         return
-    shapes = [f"{tuple(p.shape)}:{p.dtype}" for p in parameters]
-    mine = {"config": config, "data": data_sizes, "parameters": _digest(shapes), "nb_parameters": len(shapes)}
-    everyone = context.all_gather(mine)
+    settings = config if isinstance(config, dict) else {"output_dir": str(Path(config.output_dir).resolve()),
+                                                        **config.to_dict()}
+    everyone = context.all_gather({"config": settings, "data": data_sizes})
+    first = everyone[0]
     for rank, theirs in enumerate(everyone[1:], start=1):
-        first = everyone[0]
         for key in sorted(set(first["config"]) | set(theirs["config"])):
             if first["config"].get(key) != theirs["config"].get(key):
                 raise ConfigError(key, f"differs between processes: {first['config'].get(key)!r} on rank 0, "
@@ -249,10 +341,28 @@ def check_same_setup(context: DistributedContext, config: dict[str, Any], data_s
             if theirs["data"][name] != size:
                 raise DataError(f"{name} differs between processes: {size} items on rank 0, "
                                 f"{theirs['data'][name]} on rank {rank}; every process must read the same data")
-        if theirs["parameters"] != first["parameters"]:
+
+
+def check_same_parameters(context: DistributedContext, parameters: list[torch.Tensor]) -> None:
+    """Every rank trains parameters of the same shapes (a digest gathered): else a ConfigError on each."""
+    if not context.is_distributed:
+        return
+    shapes = [f"{tuple(p.shape)}:{p.dtype}" for p in parameters]
+    everyone = context.all_gather((_digest(shapes), len(shapes)))
+    for rank, (digest, count) in enumerate(everyone[1:], start=1):
+        if digest != everyone[0][0]:
             raise ConfigError("component", f"cannot be synchronised: its trainable parameters differ between "
-                              f"processes ({first['nb_parameters']} on rank 0, {theirs['nb_parameters']} on rank "
-                              f"{rank}, or their shapes differ); every process must build the same model")
+                              f"processes ({everyone[0][1]} on rank 0, {count} on rank {rank}, or their shapes "
+                              "differ); every process must build the same model")
+
+
+def global_batch(context: DistributedContext, config: Any) -> int:
+    """Items per optimizer step over every process (logged once, at start)."""
+    size = config.batch_size * context.world_size * config.gradient_accumulation_steps
+    logger.info("Global batch: %d items per optimizer step = batch_size %d per process x %d process(es) x %d "
+                "gradient accumulation step(s)", size, config.batch_size, context.world_size,
+                config.gradient_accumulation_steps)
+    return size
 
 
 def check_enough_data(context: DistributedContext, nb_items: int) -> None:
@@ -289,12 +399,12 @@ def agree_control(context: DistributedContext, control: Any, signals: Any) -> No
     control.should_save, control.should_evaluate = bool(save), bool(evaluate)
 
 
-def agree_batch(context: DistributedContext, finite: bool, units: int | None) -> tuple[bool, int | None]:
-    """Whether the loss is finite on every rank, and the global number of loss units when counted.
-
-    One collective per micro-batch: a rank must never skip a batch (or raise) alone.
+def agree_batch(context: DistributedContext, finite: bool, terms: int, weighted_loss: float) -> tuple[bool, int, float]:
+    """Whether the loss is finite on every rank, the global batch's loss terms and the sum of the
+    ranks' ``loss x terms``: one collective per micro-batch, so no rank skips a batch (or fails) alone.
     """
     if not context.is_distributed:
-        return finite, units
-    nonfinite, total = context.sum(torch.tensor([0 if finite else 1, units or 0], dtype=torch.int64)).tolist()
-    return nonfinite == 0, (None if units is None else total)
+        return finite, terms, weighted_loss
+    values = [0.0 if finite else 1.0, float(terms), weighted_loss if finite else 0.0]
+    nonfinite, total_terms, total_loss = context.sum(torch.tensor(values, dtype=torch.float64)).tolist()
+    return nonfinite == 0, int(total_terms), total_loss

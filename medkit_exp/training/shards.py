@@ -30,7 +30,10 @@ from typing import Any
 
 import torch
 
-from medkit_exp.training.distributed import DistributedContext
+from medkit_exp.training.batch import EpochBatchSampler
+from medkit_exp.training.distributed import DistributedContext, agree_batch, check_enough_data, check_same_setup
+from medkit_exp.training.loading import TrainingData, make_loader
+from medkit_exp.training.running_mean import RunningMean
 
 #: The optional component method counting the terms its loss is a mean over.
 LOSS_TERMS_METHOD = "nb_loss_terms"
@@ -67,10 +70,12 @@ def share_weight(local_terms: int, global_terms: int, world_size: int) -> float:
 
 
 def loss_terms(component: Any, input_batch: Any, nb_items: int) -> int | None:
-    """The terms the component's loss averages over: its ``nb_loss_terms`` if it has one, else None
-    (the items of the batch, known without looking at it)."""
+    """The terms the component's loss averages over: its ``nb_loss_terms`` if it has one (0 for a
+    stand-in batch of ``nb_items == 0``), else None: the items, known without looking at the batch."""
     method = getattr(component, LOSS_TERMS_METHOD, None)
-    return None if method is None or nb_items == 0 else int(method(input_batch))
+    if method is None:
+        return None
+    return int(method(input_batch)) if nb_items else 0
 
 
 class ShardedBatchSampler:
@@ -101,6 +106,81 @@ def shard_batches(sampler: Any, context: DistributedContext) -> Any:
     return ShardedBatchSampler(sampler, context) if context.is_distributed else sampler
 
 
+def shard_training_data(data: TrainingData, component: Any, config: Any, context: DistributedContext) -> TrainingData:
+    """This rank's loaders over the same items: global batches of ``batch_size x world_size``
+    split in shares, evaluation shares; ``data`` itself with one process.
+
+    The sampler stays the global one (its epoch, batch position and seed are the run's, the
+    same on every rank); without a configured seed, rank 0's random one is used everywhere.
+    """
+    if not context.is_distributed:
+        return data
+    check_enough_data(context, len(data.train_items))
+    check_same_setup(context, config, {"train_data": len(data.train_items), "eval_data": len(data.eval_items)})
+    seed = context.broadcast(data.sampler.seed)
+    sampler = EpochBatchSampler(len(data.train_items), config.batch_size * context.world_size, True, seed,
+                                data.sampler.lengths)
+    workers = config.dataloader_nb_workers
+    shares = ShardedBatchSampler(sampler, context)
+    train_loader = make_loader(data.train_items, component, workers, batch_sampler=shares)
+    eval_loader = None
+    if data.eval_items:
+        shards = EvalShardSampler(len(data.eval_items), config.eval_batch_size or config.batch_size, context)
+        eval_loader = make_loader(data.eval_items, component, workers, batch_sampler=shards)
+    return TrainingData(data.train_items, data.eval_items, sampler, train_loader, eval_loader)
+
+
+class LossShares:
+    """How this rank's loss counts in its global batch's, one training micro-batch at a time.
+
+    With one process it only checks that the loss is finite (no collective).
+    """
+
+    def __init__(self, context: DistributedContext, component: Any):
+        self.context, self.component = context, component
+        self.sizes: list[tuple[int, int]] = []  # (this rank's items, the global batch's) per batch
+
+    def set_epoch_batches(self, batches: list[list[int]]) -> list[int]:
+        """The global batches of the epoch; returns their sizes."""
+        world, rank = self.context.world_size, self.context.rank
+        self.sizes = [(len(share(batch, rank, world)), len(batch)) for batch in batches]
+        return [size for _, size in self.sizes]
+
+    def weigh(self, loss: torch.Tensor, input_batch: Any, index: int) -> tuple[torch.Tensor | None, float]:
+        """The global batch's loss (None when it is not finite on some rank: every rank skips or fails
+        alike) and the factor of this rank's loss in its backward (one collective per micro-batch)."""
+        if not self.context.is_distributed:
+            return (loss if bool(torch.isfinite(loss)) else None), 1.0
+        local_items, global_items = self.sizes[index]
+        terms = loss_terms(self.component, input_batch, local_items)
+        local_terms = local_items if terms is None else terms
+        value = float(loss) if local_terms else 0.0  # a stand-in batch counts for nothing
+        finite, total_terms, total_loss = agree_batch(self.context, math.isfinite(value), local_terms,
+                                                      value * local_terms)
+        if not finite:
+            return None, 0.0
+        total_terms = global_items if terms is None else total_terms
+        global_loss = total_loss / total_terms if total_terms else float("nan")
+        weight = share_weight(local_terms, total_terms, self.context.world_size)
+        return torch.tensor(global_loss, device=loss.device), weight
+
+    def gather_inputs(self, prepared: dict[str, list[Any]], index: int) -> dict[str, list[Any]]:
+        """The metrics computer's inputs of the whole global batch, in the single-process order
+        (``do_metrics_in_training``; one gather per micro-batch)."""
+        if not self.context.is_distributed:
+            return prepared
+        own = prepared if self.sizes[index][0] else {}
+        return merge_in_rank_order(self.context.all_gather(own))
+
+
+def merge_in_rank_order(parts: list[dict[str, list[Any]]]) -> dict[str, list[Any]]:
+    merged: dict[str, list[Any]] = defaultdict(list)
+    for part in parts:
+        for key, values in part.items():
+            merged[key].extend(values)
+    return dict(merged)
+
+
 class EvalShardSampler:
     """This rank's non-empty shares of the sequential global evaluation batches."""
 
@@ -123,55 +203,50 @@ class EvalShardSampler:
 
 
 class EvalResults:
-    """The loss and the metrics computer's data of one evaluation, whole on every rank.
+    """The loss and the metrics computer's inputs of one evaluation, whole on every rank.
 
-    With one process (or a data loader that is not sharded) it sums as a plain loop would; over
-    an :class:`EvalShardSampler` it gathers every rank's part once, at the end.
+    With one process (or a loader that is not sharded) it sums as a plain loop does; over an
+    :class:`EvalShardSampler` it gathers every rank's part once, at the end.
     """
 
-    def __init__(self, context: DistributedContext, dataloader: Any):
+    def __init__(self, trainer: Any, dataloader: Any):
+        context, component = trainer.distributed, trainer.component
         sampler = getattr(dataloader, "batch_sampler", None)
         self.shard = sampler if context.is_distributed and isinstance(sampler, EvalShardSampler) else None
-        self.context = context
-        self.nb_batches = len(dataloader)
-        self.total_loss = torch.zeros(())
+        self.context, self.component, self.computer = context, component, trainer.metrics_computer
+        self.loss = RunningMean(component.device)
         self.parts: list[tuple[int, float, int, dict[str, list[Any]]]] = []
-        self.data: dict[str, list[Any]] = defaultdict(list)
+        self.inputs: dict[str, list[Any]] = defaultdict(list)
 
-    def add(self, step: int, loss: torch.Tensor, terms: int | None, prepared: dict[str, list[Any]]) -> None:
+    def add(self, index: int, input_batch: Any, output: Any, loss: torch.Tensor) -> None:
+        """The loss and the computer's ``prepare_batch`` of batch ``index`` of the loader."""
+        prepared = {} if self.computer is None else self.computer.prepare_batch(output, input_batch)
         if self.shard is None:
-            self.total_loss += loss.detach().float().cpu()
+            self.loss.add(loss.detach())
             for key, values in prepared.items():
-                self.data[key].extend(values)
+                self.inputs[key].extend(values)
             return
-        terms = len(self.shard.batches[step]) if terms is None else terms
-        self.parts.append((self.shard.global_index[step], float(loss.detach().float()) * terms, terms, prepared))
+        items = len(self.shard.batches[index])
+        terms = loss_terms(self.component, input_batch, items)
+        terms = items if terms is None else terms
+        self.parts.append((self.shard.global_index[index], float(loss.detach().float()) * terms, terms, prepared))
+
+    def metrics(self) -> dict[str, float]:
+        """The mean loss and the computer's metrics (one gather under torchrun)."""
+        loss, inputs = self.result()
+        return {"loss": loss, **({} if self.computer is None else self.computer.compute(inputs))}
 
     def result(self) -> tuple[float, dict[str, list[Any]]]:
-        """The mean loss over (global) batches and the metric data in the single-process order."""
+        """The mean loss over (global) batches and the metric inputs in the single-process order."""
         if self.shard is None:
-            return (self.total_loss / max(self.nb_batches, 1)).item(), dict(self.data)
+            return (self.loss.mean() if self.loss.count else 0.0), dict(self.inputs)
         by_batch: dict[int, list[tuple[float, int, dict[str, list[Any]]]]] = defaultdict(list)
         for rank_parts in self.context.all_gather(self.parts):  # rank order: shares in batch order
             for index, weighted_loss, terms, prepared in rank_parts:
                 by_batch[index].append((weighted_loss, terms, prepared))
-        losses, data = [], defaultdict(list)
+        losses = []
         for index in sorted(by_batch):
-            parts = by_batch[index]
-            total_terms = sum(terms for _, terms, _ in parts)
-            losses.append(sum(w for w, _, _ in parts) / total_terms if total_terms else float("nan"))
-            for _, _, prepared in parts:
-                for key, values in prepared.items():
-                    data[key].extend(values)
-        return sum(losses) / max(self.shard.nb_global_batches, 1), dict(data)
-
-
-def gather_metric_data(context: DistributedContext, data: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    """Training metric data of every rank, concatenated in rank order (``do_metrics_in_training``)."""
-    if not context.is_distributed:
-        return data
-    merged: dict[str, list[Any]] = defaultdict(list)
-    for part in context.all_gather(dict(data)):
-        for key, values in part.items():
-            merged[key].extend(values)
-    return dict(merged)
+            total_terms = sum(terms for _, terms, _ in by_batch[index])
+            losses.append(sum(w for w, _, _ in by_batch[index]) / total_terms if total_terms else float("nan"))
+        inputs = merge_in_rank_order([prepared for index in sorted(by_batch) for _, _, prepared in by_batch[index]])
+        return sum(losses) / max(len(losses), 1), inputs

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from medkit_exp.errors import NonFiniteLossError
+from medkit_exp.training import data_parallel, distributed, shards
 from medkit_exp.training.batch import BatchData
 from medkit_exp.training.callbacks import CallbackList, Timer, TrainerCallback, TrainerControl, TrainerState
 from medkit_exp.training.checkpoint import CONFIG_NAME, OPTIMIZER_NAME, SCHEDULER_NAME  # medkit's names
@@ -28,15 +29,14 @@ from medkit_exp.training.checkpoint import CheckpointManager, write_checkpoint
 from medkit_exp.training.component import TrainableComponent, check_trainable_component, compile_exposed_model
 from medkit_exp.training.config import TrainerConfig
 from medkit_exp.training.due import Due
-from medkit_exp.training.history import HistoryFile
 from medkit_exp.training.loading import build_training_data, make_loader, preprocess_items
 from medkit_exp.training.memory import retain_freed_memory
-from medkit_exp.training.metrics import MetricInputs, MetricsComputer, declared_metric_names
+from medkit_exp.training.metrics import MetricsComputer, declared_metric_names
 from medkit_exp.training.optim import OptimizerStep, build_optimizer, optimizer_step
 from medkit_exp.training.precision import autocast, grad_scaler
 from medkit_exp.training.printer import DefaultPrinterCallback
 from medkit_exp.training.resume import resume_trainer, trainer_payload
-from medkit_exp.training.running_mean import RunningMean, Windows
+from medkit_exp.training.running_mean import Windows
 from medkit_exp.training.schedulers import SchedulerBuilder, build_scheduler, is_plateau, scheduler_interval
 from medkit_exp.training.seed import seed_everything, set_seed
 from medkit_exp.training.signals import StopSignals
@@ -67,14 +67,16 @@ class Trainer:
     ):
         check_trainable_component(component)
         config.validate()
+        self.distributed = distributed.init_from_env(config.distributed_backend, config.distributed_timeout_s)
         if config.seed is not None:
             seed_everything(config.seed, config.deterministic)
         self.component, self.config, self.metrics_computer = component, config, metrics_computer
         self.train_metrics_computer = metrics_computer if config.do_metrics_in_training else None
         self.device, self.output_dir = component.device, Path(config.output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        distributed.make_run_folder(self.distributed, self.output_dir)  # rank 0 is the one writer
         self._set_medkit_attributes(callback)
         data = build_training_data(component, config, train_data, eval_data)
+        data = shards.shard_training_data(data, component, config, self.distributed)  # global batches in shares
         self.train_items, self.eval_items, self.sampler = data.train_items, data.eval_items, data.sampler
         self.train_dataloader, self.eval_dataloader = data.train_dataloader, data.eval_dataloader
         if config.compile:
@@ -84,12 +86,15 @@ class Trainer:
         self.state = TrainerState(str(self.output_dir), nb_batches_per_epoch=nb_batches,
                                   max_steps=config.optimizer_steps(nb_batches))
         self.build_optimization()
+        self.global_batch_size = distributed.global_batch(self.distributed, config)
+        self.loss_shares = shards.LossShares(self.distributed, component)
         self.control = TrainerControl()
         self.checkpoints = CheckpointManager(self.output_dir / "checkpoints", config.keep_best_k,
                                              config.minimize_checkpoint_metric)
         self.due = Due(config, self.state, self.control)
         self._check_metric_names(declared_metric_names(metrics_computer))
-        self.signals, self.history_file = StopSignals(config.handle_signals), HistoryFile(self.output_dir)
+        self.signals = StopSignals(config.handle_signals)
+        self.history_file = distributed.history_file(self.distributed, self.output_dir)  # rank 0's; none elsewhere
         self.windows = Windows(self.device)  # what accumulates between two logs, two evaluations
         self.skipped_batches = 0  # batches whose loss was not finite (on_nonfinite_loss="skip")
         self.callbacks.setup(self.state, self.control)  # the same objects after a resume
@@ -100,7 +105,7 @@ class Trainer:
         ``{"train": ..., "eval": ...}`` entry per evaluation (per epoch by default, as medkit's)."""
         state, control = self.state, self.control
         self._start_or_resume(resume_from_checkpoint)
-        with self.signals.installed():
+        with self.signals.installed(), distributed.left_at_end(self.distributed):
             self.callbacks.call("on_train_begin", config=self.config)
             try:
                 first_epoch = state.epoch if self.due.in_epoch() else state.epoch + 1  # a resumed run's, or the next
@@ -125,6 +130,7 @@ class Trainer:
                     metrics = state.history[-1] if state.history else {"train": train_metrics, "eval": {}}
                     self.callbacks.call("on_epoch_end", metrics=metrics, epoch=state.epoch,
                                         epoch_duration=epoch_timer.elapsed())
+                    distributed.agree_control(self.distributed, control, self.signals)  # rank 0's callbacks
                     if not self.due.saved_at_this_step() and (self.due.save(evaluated) or self.due.finished()):
                         self.save()
                     control.clear_requests()
@@ -148,7 +154,7 @@ class Trainer:
         if not self.due.in_epoch():
             self._enter_epoch(state.epoch + 1)
         self.sampler.set_epoch(state.epoch, start_batch=state.batch_in_epoch)
-        batch_sizes = [len(batch) for batch in self.sampler.batches()]
+        batch_sizes = self.loss_shares.set_epoch_batches(self.sampler.batches())  # global batches
         nb_batches, accumulation = state.nb_batches_per_epoch, config.gradient_accumulation_steps
         for input_batch in self.train_dataloader:
             index = state.batch_in_epoch
@@ -158,12 +164,13 @@ class Trainer:
             window_start = index - index % accumulation
             window_size = min(accumulation, nb_batches - window_start)
             last_of_window = index + 1 == window_start + window_size
-            output, loss = self._forward_backward(input_batch, window_size)
+            output, loss = self._forward_backward(input_batch, window_size, last_of_window, index)
             if loss is not None:  # None: a non-finite loss, skipped
                 self.windows.log_loss.add(loss)
                 self.windows.train_loss.add(loss)
                 if self.train_metrics_computer is not None:
-                    self.windows.train_inputs.add(self.train_metrics_computer.prepare_batch(output, input_batch))
+                    prepared = self.train_metrics_computer.prepare_batch(output, input_batch)
+                    self.windows.train_inputs.add(self.loss_shares.gather_inputs(prepared, index))
             self.windows.throughput.add(batch_sizes[index])
             state.batch_in_epoch += 1
             log_due = last_of_window and (state.global_step + 1) % config.logging_steps == 0
@@ -188,19 +195,14 @@ class Trainer:
 
     def evaluation_epoch(self, eval_dataloader: DataLoader) -> dict[str, float]:
         """medkit's: the mean loss and the metrics computer's metrics over ``eval_dataloader``."""
-        loss, metric_inputs, nb_batches = RunningMean(self.device), MetricInputs(), len(eval_dataloader)
+        results, nb_batches = shards.EvalResults(self, eval_dataloader), len(eval_dataloader)
         with torch.no_grad():
             for index, input_batch in enumerate(eval_dataloader):
                 self.callbacks.call("on_step_begin", index, nb_batches=nb_batches, phase="eval")
                 output, batch_loss = self.make_forward_pass(input_batch, eval_mode=True)
-                loss.add(batch_loss.detach())
-                if self.metrics_computer is not None:
-                    metric_inputs.add(self.metrics_computer.prepare_batch(output, input_batch))
+                results.add(index, input_batch, output, batch_loss)
                 self.callbacks.call("on_step_end", index, nb_batches=nb_batches, phase="eval")
-        metrics = {"loss": loss.mean() if loss.count else 0.0}
-        if self.metrics_computer is not None:
-            metrics.update(metric_inputs.compute(self.metrics_computer))
-        return metrics
+        return results.metrics()  # under torchrun: every rank's shards, gathered in the single-process order
 
     # ------------------------------------------------------------------ medkit's other methods
     def get_dataloader(self, data: Sequence[Any], shuffle: bool) -> DataLoader:
@@ -243,8 +245,9 @@ class Trainer:
         eval_metrics = state.history[-1]["eval"] if state.history and state.last_eval_step == state.global_step else {}
         self._check_metric_names(list(eval_metrics) if eval_metrics else None)  # before any checkpoint
         metric = float(eval_metrics[self.config.checkpoint_metric]) if eval_metrics else None
-        path = self.checkpoints.save(state.global_step, metric, self._write_checkpoint)
-        best, state.best_metric = self.checkpoints.best_or_last()
+        self._rank_states = distributed.rank_states(self.distributed)  # every rank's random states, for rank 0
+        path = self.distributed.main_decides(self.checkpoints.save, state.global_step, metric, self._write_checkpoint)
+        best, state.best_metric = self.distributed.main_decides(self.checkpoints.best_or_last)
         state.last_checkpoint, state.best_checkpoint = str(path), str(best)
         self.callbacks.call("on_save", checkpoint_dir=str(path))
         return str(path)
@@ -262,24 +265,28 @@ class Trainer:
         return self.state.last_checkpoint
 
     # ------------------------------------------------------------------ leaf operations of a step
-    def _forward_backward(self, input_batch: BatchData, window_size: int) -> tuple[BatchData, torch.Tensor | None]:
-        """Forward, then backward of the loss divided by its accumulation window's size. Returns
-        the output and the (detached) loss; None as the loss when it is not finite and skipped."""
-        output, loss = self.make_forward_pass(input_batch, eval_mode=False)
-        loss_value = loss.detach()
-        if not torch.isfinite(loss_value):
+    def _forward_backward(self, input_batch: BatchData, window_size: int, last_of_window: bool,
+                          index: int) -> tuple[BatchData, torch.Tensor | None]:
+        """Forward, then backward of the loss / its accumulation window's size (x this rank's share of the
+        global batch). Returns the output and the global batch's loss (None: not finite, skipped)."""
+        with self.gradient_sync.forward(sync=last_of_window):  # DDP reduces in the window's last backward
+            output, loss = self.make_forward_pass(input_batch, eval_mode=False)
+        batch_loss, weight = self.loss_shares.weigh(loss.detach(), input_batch, index)
+        if batch_loss is None:
             state = self.state
             if self.config.on_nonfinite_loss == "error":
-                raise NonFiniteLossError(state.global_step + 1, state.epoch, state.batch_in_epoch, loss_value.item())
+                raise NonFiniteLossError(state.global_step + 1, state.epoch, state.batch_in_epoch, loss.item())
+            self.gradient_sync.discard_backward(loss, last_of_window)
             self.skipped_batches += 1
             logger.warning("Skipping batch %d of epoch %d: non-finite loss", state.batch_in_epoch, state.epoch)
             return output, None
-        scaled = loss / window_size
+        scaled = loss / window_size if weight == 1.0 else loss * (weight / window_size)
         (scaled if self.grad_scaler is None else self.grad_scaler.scale(scaled)).backward()
-        return output, loss_value
+        return output, batch_loss
 
     def _optimizer_step(self, measure_grad_norm: bool) -> OptimizerStep:
         """The optimizer step (clipped, fp16-scaled), counted, then a per-step scheduler's."""
+        self.gradient_sync.average_gradients()  # what DDP did not average: the same gradients on every rank
         step = optimizer_step(self.optimizer, self.grad_scaler, self.config.max_grad_norm, measure_grad_norm)
         self.state.global_step += 1
         if self.scheduler_interval == "step":
@@ -304,6 +311,7 @@ class Trainer:
 
     def _check_signals(self) -> None:
         """After a SIGTERM/SIGINT, stop after this step with a checkpoint (``state.interrupted``)."""
+        distributed.agree_control(self.distributed, self.control, self.signals)  # every rank, rank 0's requests
         if self.signals.received:
             self.state.interrupted = True
             self.control.request_stop(self.signals.received)
@@ -314,6 +322,7 @@ class Trainer:
         eval_metrics = self.evaluate()
         self._record_history(train_metrics, eval_metrics)
         self.callbacks.call("on_evaluate", metrics=eval_metrics, step=self.state.global_step)
+        distributed.agree_control(self.distributed, self.control, self.signals)  # early stopping, on every rank
         if eval_metrics:
             self._check_metric_names(list(eval_metrics))  # names a missing metric before any checkpoint
             if self.scheduler_interval == "evaluation":
@@ -322,8 +331,7 @@ class Trainer:
     def _record_history(self, train_metrics: dict[str, float], eval_metrics: dict[str, float]) -> None:
         state, entry = self.state, {"train": train_metrics, "eval": eval_metrics}
         state.history.append(entry)
-        state.nb_evaluations += 1
-        state.last_eval_step = state.global_step
+        state.nb_evaluations, state.last_eval_step = state.nb_evaluations + 1, state.global_step
         self.history_file.append({"type": "eval", "step": state.global_step, "epoch": state.epoch, **entry})
         self.windows.reset_train()
 
@@ -353,7 +361,8 @@ class Trainer:
             self.checkpoints.check_new_run()  # never over an earlier run's checkpoints
             self.history_file.truncate(0)  # a new run starts a new history file
         else:
-            resume_trainer(self, resume_from_checkpoint)  # nothing to resume from is an error, never a new run
+            with distributed.resuming(self.distributed, self.checkpoints.resolve(resume_from_checkpoint)):
+                resume_trainer(self, resume_from_checkpoint)  # nothing to resume from is an error, never a new run
         if self.config.retain_freed_memory:
             retain_freed_memory()
 
@@ -367,7 +376,8 @@ class Trainer:
 
     def _write_checkpoint(self, folder: Path) -> None:
         self.component.save(folder)
-        write_checkpoint(folder, trainer_payload(self), self.config.to_dict(), self.optimizer, self.lr_scheduler)
+        payload = {**trainer_payload(self), **self._rank_states}  # several processes: their number, random states
+        write_checkpoint(folder, payload, self.config.to_dict(), self.optimizer, self.lr_scheduler)
 
     # ------------------------------------------------------------------ construction
     def _set_medkit_attributes(self, callback: TrainerCallback | Sequence[TrainerCallback] | None) -> None:
@@ -376,7 +386,7 @@ class Trainer:
         self.dataloader_nb_workers = config.dataloader_nb_workers
         self.dataloader_drop_last = self.dataloader_pin_memory = False
         self.callback = DefaultPrinterCallback() if callback is None else callback
-        self.callbacks = CallbackList(self.callback if isinstance(self.callback, (list, tuple)) else [self.callback])
+        self.callbacks = CallbackList(distributed.main_only(self.distributed, self.callback))  # they write, print
 
     def build_optimization(self) -> None:
         """The optimizer, the scheduler and when it steps, fp16's gradient scaler (again after a
@@ -386,3 +396,4 @@ class Trainer:
         self.lr_scheduler = build_scheduler(builder, self.optimizer, self.state.max_steps)
         self.scheduler_interval = scheduler_interval(self.lr_scheduler, config.lr_scheduler_interval, builder)
         self.grad_scaler = grad_scaler(str(config.precision), self.device)
+        self.gradient_sync = data_parallel.GradientSync(self.distributed, self.component, self.optimizer)

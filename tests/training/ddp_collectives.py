@@ -43,14 +43,13 @@ def main(out: Path) -> None:
         control.request_save()
     distributed.agree_control(context, control, signals)
     seen["control"] = [control.should_stop, control.stop_reason, control.should_save, signals.received]
-    seen["batch"] = distributed.agree_batch(context, finite=rank == 0, units=3 + rank)
+    seen["batch"] = distributed.agree_batch(context, finite=rank == 0, terms=3 + rank, weighted_loss=1.5)
     seen["main_decides"] = error_of(lambda: context.main_decides(lambda: 1 / 0))
     seen["decided"] = context.main_decides(lambda: f"written by {rank}")
     config = {"learning_rate": 0.1 if rank == 0 else 0.2, "batch_size": 4}
-    seen["setup"] = error_of(lambda: distributed.check_same_setup(context, config, {"train_data": 8}, []))
-    seen["data"] = error_of(lambda: distributed.check_same_setup(context, {}, {"train_data": 8 + rank}, []))
-    shapes = [torch.zeros(2 + rank)]
-    seen["shapes"] = error_of(lambda: distributed.check_same_setup(context, {}, {"train_data": 8}, shapes))
+    seen["setup"] = error_of(lambda: distributed.check_same_setup(context, config, {"train_data": 8}))
+    seen["data"] = error_of(lambda: distributed.check_same_setup(context, {}, {"train_data": 8 + rank}))
+    seen["shapes"] = error_of(lambda: distributed.check_same_parameters(context, [torch.zeros(2 + rank)]))
     # Gradients averaged; one present on rank 1 only becomes its half on both.
     first, second, never = (torch.zeros(2, requires_grad=True) for _ in range(3))
     first.grad = torch.full((2,), float(rank + 1))

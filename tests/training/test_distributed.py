@@ -3,6 +3,8 @@ context (no torchrun: nothing changes) and the checks that need no second proces
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -79,7 +81,13 @@ def test_weighted_shares_give_the_single_process_gradient():
     def item_loss(rows: slice) -> torch.Tensor:
         return ((inputs[rows] @ weight) ** 2).mean(-1).mean()
 
-    for loss, count in ((item_loss, lambda rows: len(range(5)[rows])), (token_loss, lambda r: int(terms_mask[r].sum()))):
+    def items(rows: slice) -> int:
+        return len(range(5)[rows])
+
+    def tokens(rows: slice) -> int:
+        return int(terms_mask[rows].sum())
+
+    for loss, count in ((item_loss, items), (token_loss, tokens)):
         (expected,) = torch.autograd.grad(loss(slice(0, 5)), weight)
         shares = [slice(0, 3), slice(3, 5)]
         total = sum(count(rows) for rows in shares)
@@ -95,7 +103,7 @@ def test_loss_terms_come_from_the_optional_method():
     batch = {"labels": torch.tensor([[1, -100], [2, 3]])}
     assert loss_terms(Counting(), batch, nb_items=2) == 3
     assert loss_terms(object(), batch, nb_items=2) is None  # the items: known without the batch
-    assert loss_terms(Counting(), batch, nb_items=0) is None  # a stand-in counts nothing
+    assert loss_terms(Counting(), batch, nb_items=0) == 0  # a stand-in counts nothing
 
 
 def test_eval_shards_cover_every_item_once_in_order():
@@ -107,10 +115,19 @@ def test_eval_shards_cover_every_item_once_in_order():
 
 
 def test_single_process_eval_results_are_the_plain_sums():
-    results = EvalResults(DistributedContext(), [None, None])
-    results.add(0, torch.tensor(1.0), None, {"p": [1, 2]})
-    results.add(1, torch.tensor(2.0), 5, {"p": [3]})
-    assert results.result() == (1.5, {"p": [1, 2, 3]})
+    class Computer:
+        def prepare_batch(self, output, batch):
+            return {"p": output}
+
+        def compute(self, inputs):
+            return {"n": len(inputs["p"])}
+
+    trainer = SimpleNamespace(distributed=DistributedContext(), component=SimpleNamespace(device=torch.device("cpu")),
+                              metrics_computer=Computer())
+    results = EvalResults(trainer, [None, None])
+    results.add(0, {}, [1, 2], torch.tensor(1.0))
+    results.add(1, {}, [3], torch.tensor(2.0))
+    assert results.result() == (1.5, {"p": [1, 2, 3]}) and results.metrics() == {"loss": 1.5, "n": 3}
 
 
 def test_without_torchrun_nothing_joins(monkeypatch):
@@ -132,7 +149,7 @@ def test_single_process_collectives_call_nothing(monkeypatch):
         monkeypatch.setattr(torch.distributed, name, forbidden)
     context = DistributedContext()
     assert context.all_gather(3) == [3] and context.broadcast(4) == 4 and context.max_ints([1, 0]) == [1, 0]
-    assert distributed.agree_batch(context, True, None) == (True, None)
+    assert distributed.agree_batch(context, True, 3, 1.5) == (True, 3, 1.5)
     model = torch.nn.Linear(2, 1)
 
     class Component:
