@@ -17,21 +17,24 @@ What a run records
   (loss, learning_rate, grad_norm, samples_per_second, steps_per_second, epoch) every
   ``log_every_n_steps`` steps; ``eval/<metric>`` at each evaluation; ``train/loss_avg`` (mean
   training loss since the previous evaluation) and ``train/<metric>`` (training metrics, when
-  computed) at each evaluation.
+  computed) at each evaluation; ``best/eval/<metric>`` for every eval value of the best
+  evaluation so far (by the TrainerConfig's ``checkpoint_metric``) and ``best/step``, at each
+  evaluation (:mod:`medkit_exp.tracking.best`): sort the runs by ``best/eval/f1``.
 - tags: the code's version: ``medkit_exp.version``, ``medkit_exp.source``, ``medkit_exp.path`` and
   ``medkit_exp.git.{commit,dirty,branch}`` (the package's own checkout, wherever the run starts;
   also ``mlflow.source.git.commit``), ``workdir.git.{commit,dirty,branch}`` (the working
   directory's repository), ``command``, ``host``, ``versions.{python,torch,transformers,medkit_exp,mlflow}``,
   ``experiment_name``, ``run_name``, ``output_dir``, ``data.<name>.{digest,count,source}``,
-  ``mlflow.parentRunId`` (child runs of a sweep), ``stop_reason``, ``global_step``,
-  ``best_metric`` and the user's ``tags``.
+  ``mlflow.parentRunId`` (child runs of a sweep), ``stop_reason``, ``global_step`` and the
+  user's ``tags``.
 - dataset inputs: each of ``datasets`` (name, digest, source, record count, context tag).
 - artifacts: ``config/config.yaml``, ``config/overrides.yaml``, ``history/history.jsonl``,
   ``plots/learning_curves.png``, ``checkpoints/best/`` and ``checkpoints/last/`` (per
   ``log_checkpoints``; only the first when they are the same checkpoint), and whatever the
   component's ``hooks`` (:mod:`medkit_exp.tracking.hooks`) or the ``log_model`` and
   ``extra_artifacts`` functions add.
-- status: FINISHED, KILLED (SIGTERM/SIGINT, ``state.interrupted``) or FAILED (an exception).
+- status: FINISHED, KILLED (SIGTERM/SIGINT, ``state.interrupted``, or a pruned sweep trial: see
+  :func:`end_status`) or FAILED (an exception).
 
 A resumed training (``trainer.train(resume_from_checkpoint=...)``) reattaches to the same run
 (its id travels in the checkpoint), keeps its params and continues its metric histories.
@@ -58,17 +61,23 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medkit_exp.training.callbacks import TrainerCallback, TrainerState
+from medkit_exp.training.callbacks import ReadOnlyState, TrainerCallback
+from medkit_exp.tracking.best import BestValues
 from medkit_exp.tracking.datasets import DatasetInfo
 from medkit_exp.tracking.hooks import ArtifactHook, FunctionHooks, ModelLogger, TrackingHooks
-from medkit_exp.tracking.ops import metric_points, now_ms
-from medkit_exp.tracking.params import config_yaml, mlflow_params, redact_config, redact_override
-from medkit_exp.tracking.runs import RunHandle, checkpoint_kinds, is_number, trainer_config_dict
+from medkit_exp.tracking.messages import LogArtifacts, LogMetrics, SetStatus, SetTags, is_number, now_ms
+from medkit_exp.tracking.options import checkpoint_kinds
+from medkit_exp.tracking.params import (
+    config_yaml, mlflow_params, redact_config, redact_override, trainer_config_dict,
+)
+from medkit_exp.tracking.run_handle import RunHandle
+from medkit_exp.tracking.session_protocol import TrackingSession
 
 logger = logging.getLogger(__name__)
 
 ARTIFACTS_DIR = "mlflow_artifacts"  # files made for MLflow, in the run's output folder
 HISTORY_FILE = "history.jsonl"
+PRUNED_REASON = "pruned"  # how a pruner's stop reason starts (sweeps/pruning.py: "pruned by Optuna ...")
 
 
 class MLflowCallback(TrainerCallback):
@@ -167,7 +176,8 @@ class MLflowCallback(TrainerCallback):
         self._local_id: str | None = None
         self._run_id: str | None = None
         self.worker = worker
-        self._session: Any = None  # a RunSession, or a WorkerSession when ``worker``
+        self._session: TrackingSession | None = None  # a RunSession, or a WorkerSession when ``worker``
+        self._best = BestValues()  # best/<metric> of the run so far (the TrainerConfig's checkpoint metric)
         self._curves_drawn_at: int | None = None  # the step of the learning curves drawn so far
 
     # ------------------------------------------------------------------ public
@@ -184,7 +194,7 @@ class MLflowCallback(TrainerCallback):
         return RunHandle(run_id, self.resolved_tracking_uri, session=self._session)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "local_id": self._local_id}
+        return {"run_id": self.run_id, "local_id": self._local_id, "best": self._best.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._restored = dict(state)
@@ -196,6 +206,9 @@ class MLflowCallback(TrainerCallback):
         output_dir = Path(self.state.output_dir)
         self._local_id = self._restored.get("local_id") or uuid.uuid4().hex[:12]
         self._curves_drawn_at = None
+        self._best.reset(getattr(config, "checkpoint_metric", None),
+                         bool(getattr(config, "minimize_checkpoint_metric", False)))
+        self._best.load_state_dict(self._restored.get("best") or {})  # a resumed run keeps its best
         session = self._new_session(self._run_request(config, output_dir))
         opened = session.open()
         self._session = session
@@ -215,20 +228,20 @@ class MLflowCallback(TrainerCallback):
         for key, value in train.items():
             if is_number(value):
                 values["train/loss_avg" if key == "loss" else f"train/{key}"] = value
-        self._log_metrics(values, step)
+        self._log_metrics({**values, **self._best.update(values, step)}, step)
         if step >= self.state.max_steps:  # the history is complete: draw while the last checkpoint is written
             self._draw_learning_curves()
 
     def _log_metrics(self, values: dict[str, Any], step: int) -> None:
         if values and self._session is not None:
-            self._session.submit({"op": "metrics", "metrics": metric_points(values, step)})
+            self._session.submit(LogMetrics.at_step(values, step))
 
     def on_train_end(self) -> None:
-        self._finish("KILLED" if self.state.interrupted else "FINISHED", upload_checkpoints=True)
+        self._finish(end_status(self.state), upload_checkpoints=True)
 
     def on_exception(self, exception: BaseException) -> None:
         if self._session is not None:
-            self._session.submit({"op": "tags", "tags": {"error": f"{type(exception).__name__}: {exception}"[:5000]}})
+            self._session.submit(SetTags({"error": f"{type(exception).__name__}: {exception}"[:5000]}))
         self._finish("KILLED" if isinstance(exception, KeyboardInterrupt) else "FAILED", upload_checkpoints=False)
 
     # ------------------------------------------------------------------ start
@@ -296,7 +309,7 @@ class MLflowCallback(TrainerCallback):
         session, state = self._session, self.state
         session.stop_monitor()
         self._submit_artifacts(upload_checkpoints)
-        session.submit({"op": "tags", "tags": self._summary_tags(status)})
+        session.submit(SetTags(self._summary_tags(status)))
         hooks_first = status != "FAILED" and session.online and self.run is not None
         if hooks_first:  # the uploads (file copies) go on while the hooks work
             self._run_hooks(status, state)
@@ -304,7 +317,7 @@ class MLflowCallback(TrainerCallback):
         if status != "FAILED" and not hooks_first:  # offline so far: the flush may reach MLflow
             session.state()
             self._run_hooks(status, state)
-        session.submit({"op": "status", "status": status, "end_time": now_ms()})
+        session.submit(SetStatus(status, end_time=now_ms()))
         closed = session.close(timeout=300)
         self._run_id = closed["run_id"]
         logger.info("MLflow run %s ended %s", self._run_id or "(not created yet)", status)
@@ -323,13 +336,13 @@ class MLflowCallback(TrainerCallback):
         output_dir = Path(state.output_dir)
         history = output_dir / HISTORY_FILE
         if history.exists():
-            submit({"op": "artifact", "local_path": str(history), "artifact_path": "history"})
+            submit(LogArtifacts(str(history), "history"))
         uploaded: set[str] = set()
         for kind in self.log_checkpoints if upload_checkpoints else []:
             path = state.best_checkpoint if kind == "best" else state.last_checkpoint
             if path and Path(path).is_dir() and path not in uploaded:
                 uploaded.add(path)
-                submit({"op": "artifact", "local_path": str(path), "artifact_path": f"checkpoints/{kind}", "link": True})
+                submit(LogArtifacts(str(path), f"checkpoints/{kind}", link=True))
         self._session.wake()  # uploads (I/O) go on while the plot is drawn
         if self._curves_drawn_at != state.global_step:
             self._draw_learning_curves()
@@ -342,8 +355,9 @@ class MLflowCallback(TrainerCallback):
             png = output_dir / ARTIFACTS_DIR / "plots" / "learning_curves.png"
             from medkit_exp.tracking.plots import log_learning_curves
 
-            self._session.run_task(log_learning_curves,
-                                   {"history": str(history), "png": str(png), "title": self.run_name})
+            self._session.run_task(log_learning_curves, {
+                "history": str(history), "png": str(png), "title": self.run_name,
+                "metric": self._best.metric, "minimize": self._best.minimize})
             self._curves_drawn_at = self.state.global_step
 
     def _summary_tags(self, status: str) -> dict[str, str]:
@@ -351,15 +365,13 @@ class MLflowCallback(TrainerCallback):
         tags = {"status": status, "global_step": str(state.global_step)}
         if state.stop_reason:
             tags["stop_reason"] = state.stop_reason
-        if state.best_metric is not None:
-            tags["best_metric"] = str(state.best_metric)
         for kind in self.log_checkpoints:
             path = state.best_checkpoint if kind == "best" else state.last_checkpoint
             if path:
                 tags[f"checkpoint.{kind}"] = Path(path).name
         return tags
 
-    def _run_hooks(self, status: str, state: TrainerState) -> None:
+    def _run_hooks(self, status: str, state: ReadOnlyState) -> None:
         """Every hook's model first (a hook may log it in the background while artifacts are made),
         then every hook's artifacts."""
         hooks: list[tuple[str, Callable[[], None]]] = []
@@ -379,6 +391,15 @@ class MLflowCallback(TrainerCallback):
             except Exception:  # noqa: BLE001 - the run's data is safe; report and go on
                 logger.exception("MLflow hook %s failed", name)
             logger.debug("MLflow hook %s took %.2fs", name, time.perf_counter() - started)
+
+
+def end_status(state: ReadOnlyState) -> str:
+    """The MLflow status of a run that ended without an exception: KILLED when a signal stopped it
+    or a pruner abandoned it (a stop reason starting with ``pruned``, as the sweeps' pruning
+    callback gives: the run did not finish its training), else FINISHED (early stopping included)."""
+    if state.interrupted or str(state.stop_reason or "").startswith(PRUNED_REASON):
+        return "KILLED"
+    return "FINISHED"
 
 
 def _name(hooks: TrackingHooks) -> str:

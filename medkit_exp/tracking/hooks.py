@@ -21,11 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # runtime imports would pull in torch (training) and the run handle's helpers
-    from medkit_exp.tracking.runs import RunHandle
-    from medkit_exp.training.callbacks import TrainerCallback, TrainerState
+    from medkit_exp.tracking.run_handle import RunHandle
+    from medkit_exp.training.callbacks import ReadOnlyState, TrainerCallback
 
 ModelLogger = Callable[[str, "RunHandle"], None]
-ArtifactHook = Callable[["RunHandle", "TrainerState"], None]
+ArtifactHook = Callable[["RunHandle", "ReadOnlyState"], None]
 
 
 @runtime_checkable
@@ -39,7 +39,7 @@ class TrackingHooks(Protocol):
       unless model logging is off (``MLflowCallback(log_model=False)``);
     - :meth:`log_artifacts` at the end of a FINISHED or interrupted (KILLED) run.
 
-    The last two run in the training process with a :class:`~medkit_exp.tracking.runs.RunHandle`
+    The last two run in the training process with a :class:`~medkit_exp.tracking.run_handle.RunHandle`
     (``run.client``, ``run.activate()``, ``run.log_artifacts``, ``run.run_task``), only when MLflow
     is reachable; an exception is logged and the run's other data is kept.
     """
@@ -50,7 +50,7 @@ class TrackingHooks(Protocol):
 
     def log_model(self, checkpoint_dir: str, run: RunHandle) -> None: ...
 
-    def log_artifacts(self, run: RunHandle, state: TrainerState) -> None: ...
+    def log_artifacts(self, run: RunHandle, state: ReadOnlyState) -> None: ...
 
 
 class NoTrackingHooks:
@@ -65,7 +65,7 @@ class NoTrackingHooks:
     def log_model(self, checkpoint_dir: str, run: RunHandle) -> None:
         return None
 
-    def log_artifacts(self, run: RunHandle, state: TrainerState) -> None:
+    def log_artifacts(self, run: RunHandle, state: ReadOnlyState) -> None:
         return None
 
 
@@ -81,6 +81,6 @@ class FunctionHooks(NoTrackingHooks):
         if self.model_logger is not None:
             self.model_logger(checkpoint_dir, run)
 
-    def log_artifacts(self, run: RunHandle, state: TrainerState) -> None:
+    def log_artifacts(self, run: RunHandle, state: ReadOnlyState) -> None:
         for hook in self.artifact_hooks:
             hook(run, state)

@@ -106,7 +106,7 @@ def to_record(op: Operation) -> dict[str, Any]:
 
 
 def from_record(record: Mapping[str, Any]) -> Operation:
-    """The operation a JSON record (a spool line, or a dict from an older caller) holds."""
+    """The operation a JSON record (a spool line) holds."""
     cls = _BY_KIND.get(record.get("op", ""))
     if cls is None:
         raise ValueError(f"unknown tracking operation {record.get('op')!r}")
@@ -116,10 +116,6 @@ def from_record(record: Mapping[str, Any]) -> Operation:
         return LogInputs(tuple(record["datasets"]))
     names = {f.name for f in fields(cls)}
     return cls(**{key: value for key, value in record.items() if key in names})  # type: ignore[return-value]
-
-
-def as_operation(op: Operation | Mapping[str, Any]) -> Operation:
-    return op if isinstance(op, OPERATION_TYPES) else from_record(op)  # type: ignore[arg-type,return-value]
 
 
 # ---------------------------------------------------------------------- session requests

@@ -26,6 +26,9 @@ from medkit_exp.tracking.params import MAX_PARAMS_PER_BATCH, chunks
 
 logger = logging.getLogger(__name__)
 
+#: The experiment tag the MLflow 3 UI reads to open an experiment in its "Model training" view.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
 MAX_METRICS_PER_BATCH = 1000  # mlflow.utils.validation.MAX_METRICS_PER_BATCH
 # MLflow error codes that no retry can fix: the operation is dropped (with a warning).
 PERMANENT_ERROR_CODES = frozenset(
@@ -52,11 +55,6 @@ def redact_op(op: Operation) -> Operation:
         case LogInputs(datasets=datasets):
             return replace(op, datasets=tuple(redact_data(list(datasets))))
     return op
-
-
-def metric_points(metrics: dict[str, float], step: int, timestamp: int | None = None) -> list[list[Any]]:
-    """The points of a ``{"op": "metrics", ...}`` record (the callback's older form of LogMetrics)."""
-    return [list(point) for point in LogMetrics.at_step(metrics, step, timestamp).points]
 
 
 def merge_metric_ops(ops: Iterable[Operation]) -> list[Operation]:
@@ -192,19 +190,27 @@ def _log_artifact(client: Any, run_id: str, local_path: str, artifact_path: str 
 
 
 def get_or_create_experiment(client: Any, name: str, artifact_location: str | None = None) -> str:
-    """The id of experiment ``name``, created (or restored from deletion) if needed."""
+    """The id of experiment ``name``, created (or restored from deletion) if needed.
+
+    The experiment is marked as one of model training (:data:`EXPERIMENT_KIND_TAG`), so that the
+    MLflow UI opens it on its runs rather than on GenAI traces; a kind already set (by the user,
+    or by MLflow) is left alone.
+    """
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name, artifact_location=artifact_location)
+            return client.create_experiment(name, artifact_location=artifact_location,
+                                            tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
         except MlflowException as error:  # created meanwhile by another process
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
                 raise error
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
+    if EXPERIMENT_KIND_TAG not in experiment.tags:  # made by an older version, or outside the project
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
     return experiment.experiment_id
 
 
@@ -231,5 +237,5 @@ def logged_max_steps(client: Any, run_id: str) -> dict[str, int]:
 __all__ = [  # now_ms, link_or_copy and local_artifact_root: re-exported for this module's importers
     "MAX_METRICS_PER_BATCH", "MetricDeduper", "apply_op", "create_run", "get_or_create_experiment",
     "is_permanent_error", "link_or_copy", "local_artifact_root", "logged_max_steps", "merge_metric_ops",
-    "metric_points", "now_ms", "redact_op", "send_op",
+    "now_ms", "redact_op", "send_op", "EXPERIMENT_KIND_TAG", "TRAINING_KIND",
 ]

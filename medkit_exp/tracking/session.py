@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from medkit_exp.tracking.messages import (
-    Close, Describe, Flush, Open, Operation, RunTask, SessionRequest, State, StopMonitor, Wake, as_operation,
+    Close, Describe, Flush, Open, Operation, RunTask, SessionRequest, State, StopMonitor, Wake,
 )
 from medkit_exp.tracking.tasks import TaskFunction, check_task
 from medkit_exp.tracking.tracker import RunTracker
@@ -63,9 +63,9 @@ class MessageSession:
     def describe(self) -> None:
         self._tell(Describe())
 
-    def submit(self, op: Operation | Mapping[str, Any]) -> None:
-        """Queue an operation; a ``{"op": ...}`` record (the older form) is read as one."""
-        self._tell(as_operation(op))
+    def submit(self, op: Operation) -> None:
+        """Queue an operation."""
+        self._tell(op)
 
     def wake(self) -> None:
         self._tell(Wake())

@@ -25,12 +25,12 @@ import argparse
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from medkit_exp.redaction import REDACTED, redact_data, redact_url
-from medkit_exp.tracking.messages import LogMetrics, Operation, as_operation, from_record, to_record
+from medkit_exp.tracking.messages import LogMetrics, Operation, from_record, to_record
 from medkit_exp.tracking.ops import MetricDeduper, create_run, merge_metric_ops, redact_op, send_op
 
 logger = logging.getLogger(__name__)
@@ -68,14 +68,14 @@ class RunSpool:
         self.write_spec(spec)
 
     # ------------------------------------------------------------------ operations
-    def append(self, ops: Sequence[Operation | Mapping[str, Any]]) -> None:
-        """Append operations (``{"op": ...}`` records are read as operations), on disk when this returns."""
+    def append(self, ops: Sequence[Operation]) -> None:
+        """Append operations, on disk when this returns."""
         if not ops:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / OPS_FILE, "a", encoding="utf-8") as handle:
             for op in ops:
-                handle.write(json.dumps(to_record(redact_op(as_operation(op)))) + "\n")
+                handle.write(json.dumps(to_record(redact_op(op))) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 

@@ -52,7 +52,7 @@ from medkit_exp.tracking.uris import tracking_environment
 logger = logging.getLogger(__name__)
 
 WARM_MODULES = ("mlflow", "mlflow.entities", "medkit_exp.tracking.tracker", "medkit_exp.tracking.context",
-                "medkit_exp.tracking.datasets", "mlflow.data.meta_dataset")
+                "medkit_exp.tracking.datasets")
 PLOT_MODULES = ("medkit_exp.tracking.plots", "matplotlib.figure", "matplotlib.backends.backend_agg")
 # GitPython: MLflow reads the code's git commit when it logs a model (0.14 s to import)
 MODEL_MODULES = ("git",)

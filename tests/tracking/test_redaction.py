@@ -156,20 +156,21 @@ def test_log_records_are_redacted_when_created_whatever_the_handler():
 
 
 def test_spool_files_hold_no_secret(tmp_path):
+    from medkit_exp.tracking.messages import LogMetrics, LogParams, SetTags
     from medkit_exp.tracking.spool import RunSpool, replay_uri
 
     spool = RunSpool(tmp_path / "spool")
     uri = "http://user:s3cretPW@mlflow-host:5000"
     spool.write_spec({"tracking_uri": uri, "run_name": "r", "run_id": None})
     spool.append([
-        {"op": "tags", "tags": {"command": "python x.py db=postgresql://o:s3cretPW@h/x", "source": CREDENTIALED[5][0]}},
-        {"op": "params", "params": {"api_key": "s3cretPW", "url": CREDENTIALED[1][0]}},
-        {"op": "metrics", "metrics": [["loss", 1.0, 0, 1]]},
+        SetTags({"command": "python x.py db=postgresql://o:s3cretPW@h/x", "source": CREDENTIALED[5][0]}),
+        LogParams({"api_key": "s3cretPW", "url": CREDENTIALED[1][0]}),
+        LogMetrics((("loss", 1.0, 0, 1),)),
     ])
     files = b"".join(path.read_bytes() for path in spool.directory.iterdir())
     assert SECRET.encode() not in files
     ops = spool.pending()
-    assert ops[1]["params"] == {"api_key": "***", "url": CREDENTIALED[1][1]} and ops[2]["metrics"] == [["loss", 1.0, 0, 1]]
+    assert ops[1].params == {"api_key": "***", "url": CREDENTIALED[1][1]} and ops[2].points == (("loss", 1.0, 0, 1),)
     spec = spool.read_spec()
     assert spec["tracking_uri"] == "http://user:***@mlflow-host:5000"
     assert replay_uri(spec, uri) == uri  # the training that replays knows the password

@@ -1,0 +1,67 @@
+"""The best evaluation of a run so far, as metrics: ``best/<key>`` and ``best/step``.
+
+A runs table sorted by the last ``eval/f1`` ranks a run by its last evaluation, which is not the
+checkpoint it keeps; ``best/eval/f1`` ranks it by its best one. The tracked metric is the
+TrainerConfig's ``checkpoint_metric`` (lower is better when ``minimize_checkpoint_metric``), the
+one that picks the best checkpoint; its companions are the other ``eval/*`` values of the same
+evaluation, so that ``best/eval/precision`` is the precision *at* the best F1.
+
+>>> best = BestValues("f1", minimize=False)
+>>> best.update({"eval/f1": 0.5, "eval/loss": 1.0}, step=10)
+{'best/eval/f1': 0.5, 'best/eval/loss': 1.0, 'best/step': 10.0}
+>>> best.update({"eval/f1": 0.4, "eval/loss": 0.9}, step=20)
+{'best/eval/f1': 0.5, 'best/eval/loss': 1.0, 'best/step': 10.0}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+PREFIX = "best/"
+
+
+class BestValues:
+    """The ``eval/*`` values of the evaluation where ``eval/<metric>`` was best so far."""
+
+    def __init__(self, metric: str | None = None, minimize: bool = False):
+        self.metric = metric
+        self.minimize = minimize
+        self.values: dict[str, float] = {}
+        self.step: int | None = None
+
+    def reset(self, metric: str | None, minimize: bool) -> None:
+        self.metric, self.minimize = metric, minimize
+        self.values, self.step = {}, None
+
+    @property
+    def key(self) -> str | None:
+        return f"eval/{self.metric}" if self.metric else None
+
+    def update(self, values: Mapping[str, float], step: int) -> dict[str, float]:
+        """Take an evaluation's logged values; the ``best/*`` metrics to log at its step
+        (empty while the tracked metric was never a finite number)."""
+        value = values.get(self.key) if self.key else None
+        if value is not None and math.isfinite(float(value)) and self._better(float(value)):
+            self.values = {key: float(v) for key, v in values.items() if key.startswith("eval/")}
+            self.step = int(step)
+        return self.metrics()
+
+    def metrics(self) -> dict[str, float]:
+        if self.step is None:
+            return {}
+        return {**{PREFIX + key: value for key, value in self.values.items()}, f"{PREFIX}step": float(self.step)}
+
+    def _better(self, value: float) -> bool:
+        if self.step is None:
+            return True
+        current = self.values[self.key]  # type: ignore[index]
+        return value < current if self.minimize else value > current
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"values": dict(self.values), "step": self.step}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.values = dict(state.get("values") or {})
+        self.step = state.get("step")

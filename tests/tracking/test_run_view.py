@@ -1,0 +1,109 @@
+"""What a researcher sees in MLflow: experiments opened as model training, best values as
+metrics that rank runs, pruned trials KILLED (real sqlite store, checked with MlflowClient)."""
+
+from __future__ import annotations
+
+import logging
+
+from medkit_exp.tracking.best import BestValues
+from medkit_exp.tracking.ops import EXPERIMENT_KIND_TAG, TRAINING_KIND, get_or_create_experiment
+from medkit_exp.training.callbacks import TrainerCallback
+
+
+def test_experiments_made_by_a_run_are_training_experiments(make_trainer, make_callback, client, experiment_name):
+    callback = make_callback(plots=False, log_checkpoints=False)
+    make_trainer(callback=[callback], nb_training_epochs=1).train()
+    assert client.get_experiment_by_name(experiment_name).tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND
+
+
+def test_an_experiment_kind_set_by_the_user_is_left_alone(client, experiment_name):
+    experiment_id = client.create_experiment(experiment_name, tags={EXPERIMENT_KIND_TAG: "genai_development"})
+    assert get_or_create_experiment(client, experiment_name) == experiment_id
+    assert client.get_experiment(experiment_id).tags[EXPERIMENT_KIND_TAG] == "genai_development"
+
+
+def test_an_older_experiment_without_a_kind_gets_one(client, experiment_name):
+    experiment_id = client.create_experiment(experiment_name)
+    get_or_create_experiment(client, experiment_name)
+    assert client.get_experiment(experiment_id).tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND
+
+
+def test_best_values_are_metrics_at_each_evaluation(make_trainer, make_callback, client):
+    callback = make_callback(plots=False, log_checkpoints=False)
+    make_trainer(callback=[callback]).train()
+    run = client.get_run(callback.run_id)
+    history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "eval/accuracy"))
+    best = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "best/eval/accuracy"))
+    steps = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "best/step"))
+    assert [step for step, _ in best] == [step for step, _ in history]  # logged at every evaluation
+    for index, (step, value) in enumerate(best):
+        so_far = history[: index + 1]
+        top = max(v for _, v in so_far)
+        assert value == top
+        best_step = min(s for s, v in so_far if v == top)  # the first of equal values stays best
+        assert dict(steps)[step] == best_step
+    # companions: the eval loss of the best evaluation, not the last one
+    losses = dict((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "eval/loss"))
+    assert run.data.metrics["best/eval/loss"] == losses[int(run.data.metrics["best/step"])]
+    assert "best_metric" not in run.data.tags
+
+
+def test_the_best_of_a_minimised_metric_is_its_lowest():
+    best = BestValues("loss", minimize=True)
+    best.update({"eval/loss": 2.0, "eval/f1": 0.1}, step=1)
+    best.update({"eval/loss": 1.0, "eval/f1": 0.2}, step=2)
+    assert best.update({"eval/loss": 3.0, "eval/f1": 0.9}, step=3) == {
+        "best/eval/loss": 1.0, "best/eval/f1": 0.2, "best/step": 2.0}
+    assert BestValues("loss").update({"eval/loss": float("nan")}, step=1) == {}
+
+
+def _run_with_f1(client, experiment_id: str, name: str, f1s: list[float]) -> str:
+    """A run whose eval/f1 curve is ``f1s`` (steps 1, 2, ...) and its best/* as the callback logs them."""
+    best = BestValues("f1", minimize=False)
+    run_id = client.create_run(experiment_id, run_name=name).info.run_id
+    for step, f1 in enumerate(f1s, start=1):
+        for key, value in {"eval/f1": f1, **best.update({"eval/f1": f1}, step)}.items():
+            client.log_metric(run_id, key, value, step=step)
+    client.set_terminated(run_id)
+    return run_id
+
+
+def test_sorting_by_best_eval_f1_ranks_runs_by_their_best(client, experiment_name):
+    from medkit_exp.tracking.compare import ranked, summarize
+
+    experiment_id = get_or_create_experiment(client, experiment_name)
+    peaked = _run_with_f1(client, experiment_id, "peaked", [0.5, 0.9, 0.4])  # best 0.9, last 0.4
+    steady = _run_with_f1(client, experiment_id, "steady", [0.6, 0.7, 0.7])  # best 0.7, last 0.7
+    late = _run_with_f1(client, experiment_id, "late", [0.2, 0.3, 0.8])  # best 0.8, last 0.8
+    by_last = client.search_runs([experiment_id], order_by=["metrics.`eval/f1` DESC"])
+    assert [r.info.run_id for r in by_last] == [late, steady, peaked]  # what the runs table did
+    by_best = client.search_runs([experiment_id], order_by=["metrics.`best/eval/f1` DESC"])
+    assert [r.info.run_id for r in by_best] == [peaked, late, steady]
+    summaries = ranked(summarize(client, by_last, ["best/eval/f1"]), "best/eval/f1")
+    assert [s.run_id for s in summaries] == [peaked, late, steady]
+
+
+class _Pruner(TrainerCallback):
+    """Stops the run at its first evaluation as the sweeps' pruning callback does."""
+
+    def on_evaluate(self, metrics, step):
+        self.control.request_stop(f"pruned by Optuna at evaluation 1 (step {step})")
+
+
+def test_a_pruned_run_ends_killed_and_its_log_line_says_so(make_trainer, make_callback, client, caplog):
+    callback = make_callback(plots=False, log_checkpoints=False)
+    with caplog.at_level(logging.INFO, logger="medkit_exp.tracking"):
+        make_trainer(callback=[_Pruner(), callback]).train()
+    assert client.get_run(callback.run_id).info.status == "KILLED"
+    assert f"MLflow run {callback.run_id} ended KILLED" in caplog.text
+    assert "ended FINISHED" not in caplog.text
+
+
+def test_an_early_stopped_run_is_finished(make_trainer, make_callback, client):
+    class Stopper(TrainerCallback):
+        def on_evaluate(self, metrics, step):
+            self.control.request_stop("early_stopping")
+
+    callback = make_callback(plots=False, log_checkpoints=False)
+    make_trainer(callback=[Stopper(), callback]).train()
+    assert client.get_run(callback.run_id).info.status == "FINISHED"
