@@ -1,14 +1,17 @@
 """The MLflow side of a sweep: one parent run per study, one child run per trial.
 
 The parent run holds, as params, the study name, storage, sampler, pruner, direction, metric and
-search space; as trials finish, the metrics ``trial/value`` and ``best_value`` (step = trial
-number) and the tags ``best.value``, ``best.trial_number``, ``best.params.<key>`` and
+search space; as trials finish, the metrics ``trial/value``, ``best_value`` and the counts
+``trials/complete``, ``trials/pruned``, ``trials/failed`` (step = trial number: sortable columns of
+the runs table) and the tags ``best.value``, ``best.trial_number``, ``best.params.<key>`` and
 ``trials.<STATE>``; at the end, the plots of :mod:`medkit_exp.sweeps.plots`,
 ``optimization_results.yaml`` and the best trial's config (``best_trial/config.yaml``).
 
 Each trial's training is a child run (tag ``mlflow.parentRunId``) tagged ``optuna.study_name``,
-``optuna.trial_number`` and, once the trial ends, ``optuna.trial_state``. MLflow has no PRUNED
-status: a pruned trial's run ends KILLED with ``optuna.trial_state=PRUNED``.
+``optuna.trial_number`` and, once the trial ends, ``optuna.trial_state``; the trial's value as
+Optuna records it (a pruned trial's: its last reported value) is its metric ``objective``, so
+the children sort by it.
+MLflow has no PRUNED status: a pruned trial's run ends KILLED with ``optuna.trial_state=PRUNED``.
 
 Workers sharing a study share its parent: the worker that creates the study creates the run
 and stores its id in the study (user attribute ``mlflow_parent_run_id``); the others, and
@@ -33,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 PARENT_ATTR = "mlflow_parent_run_id"
 STATE_TAG = "optuna.trial_state"
+OBJECTIVE_METRIC = "objective"
+#: The parent's trial-count metrics, by Optuna state (``trials/<name>``).
+COUNT_METRICS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
 MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
@@ -77,7 +83,10 @@ class SweepParentRun:
         if trial.value is not None:
             metrics.append(Metric("trial/value", float(trial.value), now, trial.number))
         best = best_trial(study)
-        tags = {f"trials.{state}": str(count) for state, count in state_counts(study).items()}
+        counts = state_counts(study)
+        tags = {f"trials.{state}": str(count) for state, count in counts.items()}
+        metrics += [Metric(f"trials/{name}", float(counts.get(state, 0)), now, trial.number)
+                    for state, name in COUNT_METRICS.items()]
         if best is not None:
             metrics.append(Metric("best_value", float(best.value), now, trial.number))
             tags.update({"best.value": str(best.value), "best.trial_number": str(best.number)})
@@ -95,6 +104,7 @@ class SweepParentRun:
             self.client.set_tag(run_id, STATE_TAG, state)
             if value is not None:
                 self.client.set_tag(run_id, "optuna.value", str(value))
+                self.client.log_metric(run_id, OBJECTIVE_METRIC, float(value))
             if error:
                 self.client.set_tag(run_id, "error", redact_text(error)[:5000])
             current = self.client.get_run(run_id).info.status
