@@ -96,6 +96,7 @@ def word_level_metrics(
     import torch
     from tqdm.auto import tqdm
 
+    from medkit_exp.ner.metrics import label_metric
     from medkit_exp.ner.seqeval_metrics import make_metrics_computer
 
     started = time.perf_counter()
@@ -113,6 +114,9 @@ def word_level_metrics(
             for key, values in computer.prepare_batch(output, batch).items():
                 data[key].extend(values)
     metrics = {"loss": (total_loss / max(nb_batches, 1)).item(), **computer.compute(dict(data))}
+    # a one-off evaluation shows each label's gold count in its table (the Trainer's evaluation
+    # keeps supports out of its curves: the computer holds them apart)
+    metrics.update({label_metric(label, "support"): float(n) for label, n in computer.supports.items()})
     logger.info("Word-level evaluation of %d documents in %.1fs", len(documents), time.perf_counter() - started)
     return metrics
 
@@ -128,8 +132,11 @@ def write_report(report: dict[str, Any], output_dir: Path) -> list[Path]:
 
 def format_report(report: dict[str, Any], labels: list[str]) -> str:
     """The two metric sets side by side: micro, macro, then one row per label."""
+    from medkit_exp.ner.metrics import label_table
+
     words, spans = report["words"], report["spans"]
-    seen = sorted({*labels, *(k[: -len("_support")] for k in (*words, *spans) if k.endswith("_support"))})
+    tables = (label_table(words), label_table(spans))
+    seen = sorted({*labels, *tables[0], *tables[1]})
     columns = ("precision", "recall", "f1", "support")
     header = f"{'':<16}" + "".join(f"{c:>10}" for c in columns) + "   |" + "".join(f"{c:>10}" for c in columns)
     lines = [
@@ -140,13 +147,16 @@ def format_report(report: dict[str, Any], labels: list[str]) -> str:
         header,
         "-" * len(header),
     ]
-    rows = [("micro", ""), ("macro", "macro_")] + [(label, f"{label}_") for label in seen]
-    for name, prefix in rows:
+    for name in ("micro", "macro", *seen):
         cells = []
-        for metrics in (words, spans):
-            values = [metrics.get(prefix + column) for column in columns]
-            if name == "micro":  # the micro support is every gold entity
-                values[3] = sum(v for k, v in metrics.items() if k.endswith("_support"))
+        for metrics, table in zip((words, spans), tables):
+            if name in ("micro", "macro"):
+                prefix = "" if name == "micro" else "macro_"
+                values = [metrics.get(prefix + column) for column in columns[:3]]
+                # the micro support is every gold entity; a macro average has none
+                values.append(sum(row.get("support", 0) for row in table.values()) if name == "micro" else None)
+            else:
+                values = [table.get(name, {}).get(column) for column in columns]
             cells.append("".join(_cell(value, column) for value, column in zip(values, columns)))
         lines.append(f"{name:<16}" + cells[0] + "   |" + cells[1])
     lines.append(f"\nword-level loss: {words['loss']:.4f}")
@@ -173,11 +183,10 @@ def log_to_mlflow(tracking: dict[str, Any], report: dict[str, Any], files: list[
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
-    from medkit_exp.tracking.ops import now_ms
-    from medkit_exp.tracking.runs import resolve_tracking_uri
-
     from medkit_exp.redaction import redact_url, redact_value
+    from medkit_exp.tracking.messages import now_ms
     from medkit_exp.tracking.store import prepare_store
+    from medkit_exp.tracking.uris import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking.get("tracking_uri"))
     prepare_store(uri)  # created and migrated once, under its lock (parallel evaluations)

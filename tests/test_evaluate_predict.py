@@ -64,7 +64,8 @@ def test_evaluate_a_run_folder_recomputes_the_training_evaluation(trained_run, t
     history = [json.loads(line) for line in (trained_run / HISTORY_FILE).read_text().splitlines()]
     step = int(best.name.split("-")[1])
     logged = next(record["eval"] for record in history if record["type"] == "eval" and record["step"] == step)
-    assert report["words"] == pytest.approx(logged, rel=1e-5)
+    scores = {key: value for key, value in report["words"].items() if not key.endswith("/support")}
+    assert scores == pytest.approx(logged, rel=1e-5)
     # Spans: the predictions written, scored against the gold split.
     from medkit_exp.ner.data import NERDataConfig, load_corpus
     from medkit_exp.ner.metrics import evaluate_documents
@@ -80,6 +81,12 @@ def test_evaluate_a_run_folder_recomputes_the_training_evaluation(trained_run, t
         assert label in rows
     micro = rows["micro"].split()
     assert micro[3] == f"{report['words']['f1']:.4f}" and micro[-2] == f"{report['spans']['f1']:.4f}"
+    # every label row is filled on both sides, supports included; the micro support is every entity
+    supports = {label: int(report["words"][f"labels/{label}/support"]) for label in ("problem", "treatment", "test")}
+    assert sum(supports.values()) == report["entities"] == int(micro[4]) == int(micro[-1])
+    for label, support in supports.items():
+        cells = rows[label].replace("|", " ").split()[1:]
+        assert len(cells) == 8 and int(cells[3]) == support == int(cells[7]), rows[label]
     assert f"Evaluating {best}" in (folder / "evaluate.log").read_text()
 
 
