@@ -226,7 +226,7 @@ def rerun_command(overrides: list[str], extra: list[str], output_dir: Path, trac
 def reproduce(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
-    from medkit_exp.tracking.runs import resolve_tracking_uri
+    from medkit_exp.tracking.uris import resolve_tracking_uri
     from medkit_exp.tracking.store import prepare_store
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

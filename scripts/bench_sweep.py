@@ -74,7 +74,7 @@ def sweep_command(args: argparse.Namespace, folder: Path, pruned: bool) -> list[
         "+experiment=ner", "hparams_search=ner_optuna", f"hydra.sweeper.n_trials={args.trials}",
         f"hydra.sweeper.sampler.seed={args.seed}", f"+hydra.sweeper.sampler.n_startup_trials={args.startup_trials}",
         f"hydra.sweeper.storage=sqlite:///{folder / 'optuna.db'}", f"hydra.sweeper.study_name={folder.name}",
-        f"hydra.sweep.dir={folder / 'sweep'}", "callbacks.progress_bar=false",
+        f"hydra.sweep.dir={folder / 'sweep'}", "callbacks.printer.progress_bar=false",
     ]
     if not args.debug:
         overrides.append(f"trainer.nb_training_epochs={args.epochs}")
@@ -82,7 +82,7 @@ def sweep_command(args: argparse.Namespace, folder: Path, pruned: bool) -> list[
     if args.no_tracking:
         overrides.append("tracking=none")
     else:
-        overrides += [f"tracking.tracking_uri=sqlite:///{folder / 'mlflow.db'}", "tracking.dev_report=false"]
+        overrides += [f"tracking.tracking_uri=sqlite:///{folder / 'mlflow.db'}", "tracking.model_hooks.0.dev_report=false"]
     if args.debug:
         overrides.append("debug=fast")
     return [sys.executable, "-m", "medkit_exp", *overrides, *args.overrides]

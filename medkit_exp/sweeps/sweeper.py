@@ -173,7 +173,7 @@ class OptunaSweeper(Sweeper):
     def _prepare_tracking_store(self) -> None:
         """The MLflow store, created and migrated once (under a file lock: workers started together
         would race on its migration) before the study, the parent run or any trial opens it."""
-        from medkit_exp.tracking.runs import resolve_tracking_uri
+        from medkit_exp.tracking.uris import resolve_tracking_uri
         from medkit_exp.tracking.store import prepare_store
 
         tracking = self.config.get("tracking") if _tracked(self.config) else None
@@ -184,7 +184,7 @@ class OptunaSweeper(Sweeper):
         from medkit_exp.redaction import redact_text
         from medkit_exp.sweeps.factories import describe, redact_url
         from medkit_exp.sweeps.mlflow_parent import SweepParentRun
-        from medkit_exp.tracking.runs import resolve_tracking_uri
+        from medkit_exp.tracking.uris import resolve_tracking_uri
 
         tracking = self.config.get("tracking") if _tracked(self.config) else None
         if tracking is None:
@@ -333,7 +333,8 @@ class OptunaSweeper(Sweeper):
                 config = parent.child_config(best, local)
                 if config is not None:
                     files["best_trial/config.yaml"] = config
-            parent.finish(study, files, draw_study_plots(study, sweep_dir / "plots"), status)
+            plots = draw_study_plots(study, sweep_dir / "plots", metric=self.config.get("optimized_metric"))
+            parent.finish(study, files, plots, status)
         return results
 
 
