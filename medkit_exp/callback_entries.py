@@ -78,12 +78,15 @@ def build_entry(key: str, entry: Mapping[str, Any], run: Any) -> Any:
 
 
 def _named(key: str, settings: Mapping[str, Any], error: MedkitExpError) -> MedkitExpError:
-    """A constructor's ConfigError names its parameter (``mode``, ``early_stopping.mode``): named
-    here as the entry's key; other errors are kept as they are."""
+    """A constructor's ConfigError names its parameter (``mode``, ``early_stopping.mode``), or a
+    path under one (``model_hooks.0.dev_report``): named here under the entry's key, the whole
+    path kept; other errors are kept as they are."""
     if not isinstance(error, ConfigError):
         return error
     if error.key.startswith(f"{key}.") or error.key.split(".")[0] in ("tracking", "callbacks"):
         return error
+    if error.key.split(".")[0] in settings:
+        return ConfigError(f"{key}.{error.key}", error.message, lead=error.lead)
     name = error.key.rsplit(".", 1)[-1]
     return ConfigError(f"{key}.{name}" if name in settings else key, error.message, lead=error.lead)
 

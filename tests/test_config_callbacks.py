@@ -106,6 +106,18 @@ def test_a_constructor_error_is_named_after_the_entry_key():
     assert raised.value.key == "callbacks.early_stopping.mode"
 
 
+def hooked_factory(run: RunContext, *, hooks: list[Any]) -> list[Any]:
+    """A factory that names a bad setting of its second hook as ``hooks.1.<key>``."""
+    raise ConfigError("hooks.1.copies", "must be at least 1")
+
+
+def test_a_factory_error_under_a_setting_keeps_the_whole_path_under_the_entry_key():
+    entry = {"_target_": f"{__name__}.hooked_factory", "_partial_": True, "hooks": []}
+    with pytest.raises(ConfigError) as raised:
+        instantiate_callbacks({"tracking": entry}, a_run(), keys={"tracking": "tracking"})
+    assert raised.value.key == "tracking.hooks.1.copies" and raised.value.message == "must be at least 1"
+
+
 def test_an_added_entry_runs_and_a_null_one_is_off_in_the_application(tmp_path):
     events = tmp_path / "events.json"
     result = run_cli(tmp_path, "+experiment=ner", "debug=fast", "tracking=none", "hydra.run.dir=run",
