@@ -70,6 +70,7 @@ class DistributedContext:
     #: Called before the group is destroyed: what holds the group (DDP's reducer) must go first, or
     #: its destruction at interpreter exit deadlocks with gloo's threads.
     on_leave: dict[str, Callable[[], None]] = field(default_factory=dict)
+    left: bool = False  # the group this context created was destroyed (at the end of train())
 
     @property
     def is_main(self) -> bool:
@@ -84,6 +85,7 @@ class DistributedContext:
         """Every rank's ``value`` (picklable), in rank order; ``[value]`` with one process."""
         if not self.is_distributed:
             return [value]
+        self._check_joined()
         gathered: list[Any] = [None] * self.world_size
         dist.all_gather_object(gathered, value, group=self.control_group)
         return gathered
@@ -92,6 +94,7 @@ class DistributedContext:
         """Rank 0's ``value`` on every rank."""
         if not self.is_distributed:
             return value
+        self._check_joined()
         box = [value]
         dist.broadcast_object_list(box, src=0, group=self.control_group)
         return box[0]
@@ -100,6 +103,7 @@ class DistributedContext:
         """The sum over ranks of ``tensor`` (on this rank's device); ``tensor`` itself with one process."""
         if not self.is_distributed:
             return tensor
+        self._check_joined()
         total = tensor.detach().clone()
         dist.all_reduce(total, op=dist.ReduceOp.SUM, group=self._group_for(total))
         return total
@@ -108,6 +112,7 @@ class DistributedContext:
         """The element-wise maximum over ranks of a few integers (CPU agreement)."""
         if not self.is_distributed:
             return list(values)
+        self._check_joined()
         tensor = torch.tensor(values, dtype=torch.int64)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.control_group)
         return tensor.tolist()
@@ -141,6 +146,12 @@ class DistributedContext:
             previous()
         self.on_leave[key] = close
 
+    def _check_joined(self) -> None:
+        if self.left:
+            raise RuntimeError("the Trainer left the process group it had joined at the end of train(); to use it "
+                               "after training, join the group first (medkit_exp.training.distributed.init_from_env) "
+                               "and leave it yourself (leave)")
+
     def _group_for(self, tensor: torch.Tensor) -> Any:
         # NCCL reduces CUDA tensors; CPU tensors go through the gloo control group.
         return self.control_group if tensor.device.type == "cpu" else None
@@ -153,8 +164,23 @@ def current() -> DistributedContext:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     backend = dist.get_backend()
     device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
-    control = dist.new_group(backend="gloo") if backend == "nccl" else None
-    return DistributedContext(dist.get_world_size(), dist.get_rank(), local_rank, device, backend, False, control)
+    return DistributedContext(dist.get_world_size(), dist.get_rank(), local_rank, device, backend, False,
+                              _control_group(backend))
+
+
+_control_groups: dict[int, Any] = {}
+
+
+def _control_group(backend: str) -> Any:
+    """The gloo group beside an NCCL default group, created once per default group (a collective call:
+    every rank asks at the same point)."""
+    if backend != "nccl":
+        return None
+    key = id(dist.group.WORLD)
+    if key not in _control_groups:
+        _control_groups.clear()
+        _control_groups[key] = dist.new_group(backend="gloo")
+    return _control_groups[key]
 
 
 def resolve_backend(requested: str) -> str:
@@ -238,7 +264,7 @@ def leave(context: DistributedContext) -> None:
         context.on_leave.pop(next(iter(context.on_leave)))()
     if context.owns_group and dist.is_initialized():
         dist.destroy_process_group()
-        context.owns_group = False
+        context.owns_group, context.left = False, True
 
 
 @contextlib.contextmanager

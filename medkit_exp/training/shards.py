@@ -143,8 +143,10 @@ class LossShares:
     def set_epoch_batches(self, batches: list[list[int]]) -> list[int]:
         """The global batches of the epoch; returns their sizes."""
         world, rank = self.context.world_size, self.context.rank
-        self.sizes = [(len(share(batch, rank, world)), len(batch)) for batch in batches]
-        return [size for _, size in self.sizes]
+        sizes = [len(batch) for batch in batches]
+        if self.context.is_distributed:
+            self.sizes = [(stop - start, size) for size in sizes for start, stop in [share_bounds(size, rank, world)]]
+        return sizes
 
     def weigh(self, loss: torch.Tensor, input_batch: Any, index: int) -> tuple[torch.Tensor | None, float]:
         """The global batch's loss (None when it is not finite on some rank: every rank skips or fails

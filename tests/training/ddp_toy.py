@@ -7,6 +7,7 @@ OUT/<component>/rank<N>.json (its step, stop reason, history, world size, global
 OUT/<component>/final_state_rank<N>.pt (its weights).
 Components: ``toy`` (the toy classifier, whose forward calls its model's submodules), ``whole``
 (the same network called as a whole: DDP's path), ``early`` (``whole`` with early stopping),
+``train-metrics`` (``whole`` with ``do_metrics_in_training``),
 ``hidden`` (no ``model``: collectives), ``sabotaged`` (``whole`` with dropout, killed, signalled or
 failing at a given forward on a given rank), ``tagger`` (medkit_exp's NER tagger on a tiny BERT,
 with the loss-terms method), ``tagger-items`` (the tagger as it is, without it). Several components
@@ -137,6 +138,7 @@ def build(name: str, args: argparse.Namespace):
         tagger = kind(args.bert, ["problem", "treatment", "test"], "iob2", tokenizer_max_length=16)
         return tagger, tagger_documents(args.items, 1), tagger_documents(13, 2), tagger.make_metrics_computer()
     component = {"toy": lambda: ToyTextClassifier(dropout=0.0), "whole": WholeToy, "early": WholeToy,
+                 "train-metrics": WholeToy,
                  "hidden": HiddenToy, "sabotaged": lambda: Sabotaged(args.what, args.at, args.on_rank)}
     return component[name](), make_texts(args.items, 1), make_texts(args.eval_items, 2), AccuracyComputer()
 
@@ -152,6 +154,7 @@ def train(name: str, args: argparse.Namespace, out: Path) -> None:
         weight_decay=0.0 if name == "hidden" else 0.01,
         checkpoint_metric="loss" if name.startswith("tagger") else "accuracy",
         minimize_checkpoint_metric=name.startswith("tagger"), keep_best_k=2, max_grad_norm=1.0,
+        do_metrics_in_training=name == "train-metrics",
     )
     # "early": no evaluation improves accuracy by 0.5, so the second one stops the run
     early = EarlyStoppingCallback(metric="accuracy", mode="max", patience=1, min_delta=0.5)

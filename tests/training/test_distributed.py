@@ -188,3 +188,26 @@ def test_more_processes_than_training_items_is_refused():
     with pytest.raises(DataError, match="train_data has 3 item\\(s\\), fewer than the 4 processes"):
         distributed.check_enough_data(DistributedContext(world_size=4), 3)
     distributed.check_enough_data(DistributedContext(world_size=4), 4)
+
+
+def test_the_backend_option_is_honoured_or_refused(tmp_path, monkeypatch):
+    from tests.training.toy import toy_trainer_builder
+
+    build = toy_trainer_builder(tmp_path / "run")
+    with pytest.raises(ConfigError, match="distributed_backend.*one of auto, gloo, nccl"):
+        build(distributed_backend="mpi")
+    with pytest.raises(ConfigError, match="distributed_timeout_s"):
+        build(distributed_timeout_s=0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="distributed_backend.*nccl needs CUDA GPUs"):
+        build(distributed_backend="nccl")  # refused before anything is read or written
+    assert not (tmp_path / "run").exists()
+    trainer = build(distributed_backend="gloo")  # one process: no group, the option has nothing to do
+    assert trainer.distributed.world_size == 1 and trainer.global_batch_size == 8
+    assert not torch.distributed.is_initialized()
+
+
+def test_a_context_left_says_so():
+    context = DistributedContext(world_size=2, left=True)
+    with pytest.raises(RuntimeError, match="left the process group it had joined at the end of train"):
+        context.all_gather(1)

@@ -16,7 +16,8 @@ from tests.training.ddp_launch import rank_files, torchrun
 # 45 items, 4 per process x 2 processes x 2 accumulation steps: 3 optimizer steps per epoch,
 # a short last global batch (5 items: 3 + 2), length grouping, an evaluation every 2 steps.
 ARGS = ["--eval-steps", "2", "--epochs", "2", "--batch-size", "4", "--accumulation", "2", "--group-by-length"]
-EQUIVALENT = ["whole", "toy", "hidden"]  # DDP; submodules called directly; no `model` (both: collectives)
+# DDP; submodules called directly; no `model` (both: collectives); DDP with training metrics
+EQUIVALENT = ["whole", "toy", "hidden", "train-metrics"]
 
 
 def max_weight_difference(first: dict, second: dict) -> float:
@@ -78,6 +79,7 @@ def test_two_processes_end_with_the_weights_of_one_with_twice_the_batch(two_proc
             assert ours["eval"]["accuracy"] == theirs["eval"]["accuracy"]  # the same predictions, counted once
             assert ours["eval"]["loss"] == pytest.approx(theirs["eval"]["loss"], abs=1e-6)
             assert ours["train"]["loss"] == pytest.approx(theirs["train"]["loss"], abs=1e-6)
+            assert ours["train"].get("accuracy") == theirs["train"].get("accuracy")  # do_metrics_in_training
     assert expected["world_size"] == 1 and expected["global_batch_size"] == 16
 
 
