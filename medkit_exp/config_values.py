@@ -139,7 +139,7 @@ RULES: dict[str, Rule] = {
 }
 #: The values of the packaged callbacks entries (another entry's class checks its own when built).
 ENTRY_RULES: dict[str, Rule] = {
-    "callbacks.printer.progress_bar": flag(optional=True),
+    "callbacks.printer.progress_bar": flag(optional=True), "callbacks.printer.full_metrics": flag(),
     "callbacks.early_stopping.metric": text(), "callbacks.early_stopping.patience": number(1, integer=True),
     "callbacks.early_stopping.min_delta": number(0.0), "callbacks.early_stopping.mode": choice("max", "min"),
     "callbacks.pruning.metric": text(),

@@ -171,3 +171,18 @@ def test_tracking_none_stays_off_whatever_else_sets_tracking_keys():
                    "tracking.model_hooks.0.dev_report=false")
     assert cfg.callbacks.tracking is None and cfg.tracking.log_model is False
     assert list(cfg.callbacks) == ["printer", "early_stopping", "tracking", "pruning"]
+
+
+def test_the_printer_full_metrics_setting_is_checked_and_reaches_the_printer():
+    from medkit_exp.config_check import check_config
+    from medkit_exp.schema import MedkitExpConfig
+
+    cfg = composed("+experiment=ner", "debug=fast", "tracking=none", "callbacks.printer.full_metrics=maybe")
+    with pytest.raises(ConfigError) as raised:
+        check_config(cfg, MedkitExpConfig)
+    assert raised.value.key == "callbacks.printer.full_metrics"
+    cfg = composed("+experiment=ner", "debug=fast", "tracking=none")
+    assert cfg.callbacks.printer.full_metrics is False
+    cfg = composed("+experiment=ner", "debug=fast", "tracking=none", "callbacks.printer.full_metrics=true")
+    (printer,) = instantiate_callbacks({"printer": dict(cfg.callbacks.printer)}, a_run())
+    assert printer.full_metrics is True
