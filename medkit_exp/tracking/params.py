@@ -39,9 +39,11 @@ MAX_PARAM_VAL_LENGTH = 6000
 MAX_PARAMS_PER_BATCH = 100
 MAX_KEY_LENGTH = 250
 
-#: Values that differ for every run by construction (its folders): tags, not params, so that
-#: params compare runs. The run's folder is the ``output_dir`` tag.
-RUN_SPECIFIC_KEYS = ("paths.output_dir", "trainer.output_dir")
+#: Values that differ for every run by construction (its folders, its name: a sweep names its
+#: trials ``trial-<n>``): tags, not params, so that params compare runs and only what a user
+#: varies shows up in ``compare`` and MLflow's parallel coordinates. The run's folder is the
+#: ``output_dir`` tag, its name the ``run_name`` tag (and MLflow's run name).
+RUN_SPECIFIC_KEYS = ("paths.output_dir", "trainer.output_dir", "tracking.run_name")
 
 _BAD_KEY_CHARS = re.compile(r"[^\w.\- :/]")
 _OVERRIDE_PREFIX = re.compile(r"(^|\.)[+~]+")
