@@ -63,8 +63,10 @@ def redact_run_records() -> None:
     from medkit_exp.redaction import install_log_redaction
     from medkit_exp.tracking.params import redact_yaml_files
 
+    from medkit_exp.launch import is_writer
+
     install_log_redaction()
-    if HydraConfig.initialized():
+    if HydraConfig.initialized() and is_writer():  # under torchrun, rank 0 wrote Hydra's files
         redact_yaml_files(HydraConfig.get().runtime.output_dir)
 
 
@@ -78,23 +80,40 @@ def main() -> float | None:
     from medkit_exp.schema import MedkitExpConfig
 
     check_command_line_or_exit(MedkitExpConfig)
-    return hydra_main()
+    from medkit_exp import launch
+
+    # under torchrun: every process takes rank 0's run folder (before Hydra makes one per clock)
+    sys.argv += report_errors(lambda: launch.join_before_hydra(sys.argv[1:]))
+    try:
+        return hydra_main()
+    finally:
+        launch.leave()  # the group joined above (the Trainer leaves only one it joined itself)
 
 
 main.__wrapped__ = task  # type: ignore[attr-defined]  # the task function, as for a @hydra.main function
 
 
 def report_errors(task: Any) -> Any:
-    """Run ``task``; our own errors end the process with one clear line (no traceback)."""
+    """Run ``task``; our own errors end the process with one clear line (no traceback), exit code
+    2; under torchrun on every process, the line naming its rank (1 when rank 0 failed first)."""
+    from medkit_exp.launch import rank_name
+
     try:
         return task()
     except MedkitExpError as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or current_trial() is not None:
             raise  # a sweep trial: the sweeper records the failure and goes on
-        line = one_line(str(error))
+        line = rank_name() + one_line(str(error))
         logger.error("%s", line)
         print(f"Error: {line}\n(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
         sys.exit(2)
+    except Exception as error:
+        if type(error).__name__ != "OtherRankError" or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        line = rank_name() + one_line(str(error))  # rank 0 reported its own error, with its traceback
+        logger.error("%s", line)
+        print(f"Error: {line}", file=sys.stderr)
+        sys.exit(1)
 
 
 def one_line(message: str, limit: int = 1000) -> str:
@@ -104,6 +123,7 @@ def one_line(message: str, limit: int = 1000) -> str:
 
 
 def train(cfg: DictConfig) -> float | None:
+    from medkit_exp import launch
     from medkit_exp.config_check import check_config
     from medkit_exp.ner.data import NERDataConfig, load_corpus
     from medkit_exp.schema import MedkitExpConfig
@@ -112,35 +132,43 @@ def train(cfg: DictConfig) -> float | None:
     from medkit_exp.training.checkpoint import check_resume_choice
 
     check_config(cfg, MedkitExpConfig)  # unknown keys and misused options: before any work
+    launch.check_same_config(OmegaConf.to_container(cfg, resolve=True))  # under torchrun: rank 0's config
     trainer_config = build_trainer_config(cfg)  # its values checked before the corpus and model load
     scheduler_builder = build_scheduler(cfg.scheduler)
     # resume_from with nothing to resume, or a new run over a run's checkpoints: refused before
     # anything is written into the folder or loaded
     check_resume_choice(Path(trainer_config.output_dir), cfg.resume_from)
     name_trial_run(cfg)
-    print_config(cfg)
-    if tracking_on(cfg) and cfg.tracking.worker:  # imports MLflow while we import torch
+    writer = launch.is_writer()  # rank 0 under torchrun: prints, writes and tracks; the others train
+    if writer:
+        print_config(cfg)
+    if writer and tracking_on(cfg) and cfg.tracking.worker:  # imports MLflow while we import torch
         from medkit_exp.tracking.worker import prestart
 
         # the model hooks may draw plots too (the tagger's dev report)
         prestart(cfg.tracking.tracking_uri, plots=cfg.tracking.plots or bool(cfg.tracking.model_hooks),
                  log_model=cfg.tracking.log_model)
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config_resolved.yaml").write_text(redacted_yaml(cfg))
+    if writer:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config_resolved.yaml").write_text(redacted_yaml(cfg))
     if cfg.seed is not None:
         seed_everything(cfg.seed)  # before anything seeded (the tagger's new head) is built
     splits = load_corpus(OmegaConf.to_object(cfg.data) if isinstance(cfg.data, DictConfig) else NERDataConfig())
     component = build_component(cfg.component, cfg.optimizer)
     metrics_computer = build_metrics(cfg.metrics, component)
-    callbacks = build_callbacks(cfg, splits, component, metrics_computer)
+    # rank 0's only (one MLflow run): the Trainer runs callbacks there and agrees on their requests
+    callbacks = build_callbacks(cfg, splits, component, metrics_computer) if writer else []
     trainer = Trainer(
         component, trainer_config, splits["train"], splits.get("dev"), metrics_computer=metrics_computer,
         lr_scheduler_builder=scheduler_builder, callback=callbacks,
     )
+    if trainer.global_batch_size != parallel_params(cfg)["global_batch_size"]:  # the logged value is the one used
+        raise RuntimeError(f"the Trainer's global batch {trainer.global_batch_size} is not the logged one")
     history = trainer.train(resume_from_checkpoint=cfg.resume_from)
     objective = best_value(history, cfg.optimized_metric, trainer_config.minimize_checkpoint_metric)
-    print_summary(cfg, trainer, objective, callbacks)
+    if writer:
+        print_summary(cfg, trainer, objective, callbacks)
     return objective
 
 
@@ -239,6 +267,7 @@ def run_context(cfg: DictConfig, splits: dict[str, list], component: Any, metric
     config = OmegaConf.to_container(cfg, resolve=True)
     params = run_params(config)
     params["component"] = resolved_component_params(params.get("component") or {}, component)
+    params["trainer"] = {**params.get("trainer", {}), **parallel_params(cfg)}
     trial = current_trial()
     return RunContext(
         config=config, params=params, config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
@@ -247,6 +276,13 @@ def run_context(cfg: DictConfig, splits: dict[str, list], component: Any, metric
         metrics_computer=metrics_computer, parent_run_id=trial.parent_run_id if trial else None,
         extra_tags=trial.child_tags() if trial else {},
     )
+
+
+def parallel_params(cfg: DictConfig) -> dict[str, int]:
+    """``trainer.world_size`` and ``trainer.global_batch_size`` (printed by the Trainer at start)."""
+    from medkit_exp.launch import parallel_params as params
+
+    return params(cfg.trainer)
 
 
 def tracking_on(cfg: DictConfig) -> bool:
