@@ -49,9 +49,11 @@ def context() -> Any:
 
 def rank_name() -> str:
     """``"rank R of N: "`` under torchrun, "" in one process: what an error line starts with."""
-    if _context is None:
-        return ""
-    return f"rank {_context.rank} of {_context.world_size}: "
+    if _context is not None:
+        return f"rank {_context.rank} of {_context.world_size}: "
+    if torchrun_world_size() > 1:  # the group not joined yet (or refused): torchrun's variables say
+        return f"rank {os.environ.get('RANK', '?')} of {os.environ.get('WORLD_SIZE')}: "
+    return ""
 
 
 def join_before_hydra(argv: Sequence[str]) -> list[str]:
@@ -64,6 +66,9 @@ def join_before_hydra(argv: Sequence[str]) -> list[str]:
     from medkit_exp.training.distributed import init_from_env
 
     cfg = _composed(argv)
+    if str(cfg.hydra.mode) == "RunMode.MULTIRUN":
+        raise ConfigError("hydra.mode", "a sweep (--multirun, hparams_search) is not run under torchrun: every "
+                          "process would run its own sweeper and trials; run the sweep in one process")
     try:
         _context = init_from_env(cfg.trainer.distributed_backend, cfg.trainer.distributed_timeout_s)
     except ConfigError as error:
@@ -87,11 +92,13 @@ def _composed(argv: Sequence[str]) -> Any:
 
     args = command_line_args(list(argv))
     overrides = list(args.overrides) if args is not None else []
-    mode = RunMode.MULTIRUN if args is not None and args.multirun else RunMode.RUN
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         hydra = GlobalHydra.instance().hydra
-        return hydra.compose_config("config", overrides, run_mode=mode, with_log_configuration=False,
-                                    from_shell=True)
+        cfg = hydra.compose_config("config", overrides, run_mode=RunMode.RUN, with_log_configuration=False,
+                                   from_shell=True)
+    if args is not None and args.multirun:
+        cfg.hydra.mode = RunMode.MULTIRUN
+    return cfg
 
 
 def _folders(cfg: Any) -> tuple[str, str]:

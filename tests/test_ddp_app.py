@@ -1,0 +1,134 @@
+"""The application under torchrun (2 processes on CPU, gloo): the README's command as written, one
+run folder, one MLflow run, one set of checkpoints; early stopping through the app; bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from medkit_exp.training.history import HISTORY_FILE
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+FAST = ["debug=fast"]  # a tiny random encoder, 4 optimizer steps, an evaluation every 2
+
+
+def readme_command() -> list[str]:
+    """The README's single-node command, as written, with 2 processes (this machine has no GPU)."""
+    readme = (ROOT / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("torchrun --standalone "))
+    words = shlex.split(line)
+    assert words[0] == "torchrun" and "--nproc-per-node=4" in words, line
+    return TORCHRUN + ["--nproc-per-node=2" if w == "--nproc-per-node=4" else w for w in words[1:]]
+
+
+def run(cwd: Path, command: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+    """One thread per process (2 processes on a shared 2-core machine); no HYDRA_FULL_ERROR."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    environment.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
+
+
+def only_run_folder(cwd: Path) -> Path:
+    folders = [p for p in (cwd / "outputs").glob("*/*") if p.is_dir()]
+    assert len(folders) == 1, folders  # not one per process
+    return folders[0]
+
+
+def test_the_readme_command_trains_with_one_writer(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run(tmp_path, [*readme_command(), *FAST, f"tracking.tracking_uri={store}", "tracking.plots=false"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    folder = only_run_folder(tmp_path)
+    assert result.stdout.count("Configuration:") == 1 and result.stdout.count("Run summary") == 1  # rank 0 prints
+    assert "Global batch: 8 items per optimizer step = batch_size 4 per process x 2 process(es)" in result.stdout
+    assert sorted(p.name for p in (folder / ".hydra").iterdir()) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+    assert "Training is completed" in (folder / "cli.log").read_text()
+    assert OmegaConf.load(folder / "config_resolved.yaml").trainer.distributed_backend == "auto"
+    state = json.loads((folder / "checkpoints" / "state.json").read_text())
+    assert state["last"] == "checkpoint-0000004"  # one set of checkpoints, rank 0's, at the global step
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir() if p.is_dir()) == ["checkpoint-0000004"]
+    evaluations = [json.loads(line) for line in (folder / HISTORY_FILE).read_text().splitlines()]
+    assert [r["step"] for r in evaluations if r["type"] == "eval"] == [2, 4]  # written once
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    params = runs[0].data.params
+    assert (params["trainer.world_size"], params["trainer.batch_size"], params["trainer.global_batch_size"]) == (
+        "2", "4", "8")
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_every_process_at_one_step(tmp_path):
+    # min_delta 1: no f1 change counts as an improvement, so rank 0's callback stops at the second evaluation
+    stop = ["callbacks=early_stopping", "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=1.0"]
+    result = run(tmp_path, [*readme_command(), *FAST, "tracking=none", "trainer.max_steps=12",
+                            "trainer.nb_training_epochs=20", *stop])
+    assert result.returncode == 0, result.stderr[-4000:]  # torchrun: every process exited 0
+    folder = only_run_folder(tmp_path)
+    assert "stopped early: " in result.stdout
+    evaluations = [json.loads(line) for line in (folder / HISTORY_FILE).read_text().splitlines()]
+    assert [r["step"] for r in evaluations if r["type"] == "eval"] == [2, 4]
+    state = json.loads((folder / "checkpoints" / "state.json").read_text())
+    assert state["last"] == "checkpoint-0000004"  # the one final checkpoint, at the step of the stop
+
+
+def rank_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return re.findall(r"^Error: (rank \d of 2: .*)$", result.stderr, flags=re.MULTILINE)
+
+
+def test_nccl_without_cuda_is_one_line_per_rank_before_any_work(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: NCCL is not refused here")
+    result = run(tmp_path, [*readme_command(), *FAST, "tracking=none", "trainer.distributed_backend=nccl"])
+    assert result.returncode != 0
+    assert "exitcode  : 2" in result.stderr  # torchrun's report of the first failure: our exit code
+    lines = rank_lines(result)
+    assert lines and all("config key 'trainer.distributed_backend': nccl needs CUDA GPUs" in line for line in lines)
+    assert result.stderr.count("Traceback") == 1  # torchrun's own (ChildFailedError), none of ours
+    assert not (tmp_path / "outputs").exists()  # refused before Hydra made a run folder
+
+
+def test_processes_started_with_different_overrides_stop_with_one_line_naming_the_key(tmp_path):
+    # a process's own override: rank 1 asks another learning rate
+    launcher = tmp_path / "per_rank.py"
+    launcher.write_text("import os, sys\nfrom medkit_exp.cli import main\n"
+                        "sys.argv.append(f\"optimizer.lr={(1 + int(os.environ['RANK'])) * 1e-3}\")\nmain()\n")
+    command = [*TORCHRUN, "--standalone", "--nproc-per-node=2", str(launcher), "+experiment=ner", *FAST,
+               "tracking=none"]
+    result = run(tmp_path, command)
+    assert result.returncode != 0 and "exitcode  : 2" in result.stderr
+    expected = "config key 'optimizer.lr': differs between processes: 0.001 on rank 0, 0.002 on rank 1"
+    lines = rank_lines(result)
+    assert lines and all(line.endswith(expected + "; start every process with the same command line and "
+                                       "environment") for line in lines)
+    folder = only_run_folder(tmp_path)  # still one folder, and nothing trained
+    assert not (folder / "checkpoints").exists() and not (folder / "config_resolved.yaml").exists()
+
+
+def test_a_sweep_is_refused_under_torchrun(tmp_path):
+    result = run(tmp_path, [*readme_command(), *FAST, "tracking=none", "hparams_search=ner_optuna"])
+    assert result.returncode != 0 and "exitcode  : 2" in result.stderr
+    assert any("config key 'hydra.mode': a sweep (--multirun, hparams_search) is not run under torchrun" in line
+               for line in rank_lines(result))
+
+
+def test_the_ddp_preset_sets_only_honoured_trainer_keys():
+    from medkit_exp.training import TrainerConfig
+
+    preset = OmegaConf.load(ROOT / "conf" / "trainer" / "ddp.yaml")
+    keys = set(preset) - {"defaults"}
+    assert keys == {"distributed_backend", "distributed_timeout_s"}
+    config = TrainerConfig(output_dir="x", **{key: preset[key] for key in keys})
+    assert config.distributed_backend == "auto" and config.distributed_timeout_s == 600
