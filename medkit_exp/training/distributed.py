@@ -9,8 +9,11 @@ collective is ever called.
 
 What is per process and what is global: ``batch_size`` is per process; the global batch is
 ``batch_size x world_size x gradient_accumulation_steps``. Rank 0 is the one writer (output
-folder, history, checkpoints, callbacks); the other ranks follow its decisions through the
-agreements below, each one collective at the same point of the loop on every rank.
+folder, history, checkpoints, callbacks); the other ranks follow its decisions through
+agreements, each one collective at the same point of the loop on every rank (here, and in
+:mod:`~medkit_exp.training.rank_zero`); how the data and the loss are shared is told in
+:mod:`~medkit_exp.training.shards`, how gradients are kept equal in
+:mod:`~medkit_exp.training.data_parallel`.
 
 >>> context = current()   # no torchrun here
 >>> context.world_size, context.rank, context.is_main
@@ -25,16 +28,15 @@ import hashlib
 import json
 import logging
 import os
-import signal
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
-from medkit_exp.errors import CheckpointError, ConfigError, DataError
+from medkit_exp.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +185,28 @@ def _control_group(backend: str) -> Any:
     return _control_groups[key]
 
 
+def quiet_unless_main(context: DistributedContext, target: logging.Logger | None = None) -> None:
+    """For applications: on ranks other than 0, log warnings and errors only (rank 0 reports the
+    run's progress; another rank's failure still shows, its records prefixed with its rank)."""
+    if context.is_main:
+        return
+    target = target or logging.getLogger()
+    target.setLevel(logging.WARNING)
+    for handler in target.handlers:
+        handler.addFilter(_RankPrefix(context.rank))
+
+
+class _RankPrefix(logging.Filter):
+    def __init__(self, rank: int):
+        super().__init__()
+        self.rank = rank
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("[rank"):
+            record.msg = f"[rank {self.rank}] {record.msg}"
+        return True
+
+
 def resolve_backend(requested: str) -> str:
     """The backend for ``distributed_backend``: "auto" is NCCL where CUDA is, gloo elsewhere.
 
@@ -276,74 +300,6 @@ def left_at_end(context: DistributedContext) -> Iterator[None]:
         leave(context)
 
 
-def make_run_folder(context: DistributedContext, folder: Path) -> None:
-    """The run folder, created by rank 0 only (the one writer)."""
-    if context.is_main:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-
-
-def main_only(context: DistributedContext, callback: Any) -> list[Any]:
-    """The callbacks (one or a list) of rank 0; none elsewhere: callbacks write and print, and their
-    requests reach the other ranks through :func:`agree_control`."""
-    callbacks = list(callback) if isinstance(callback, (list, tuple)) else [callback]
-    return callbacks if context.is_main else []
-
-
-class NoHistory:
-    """The history file of the ranks that do not write (rank 0 is the one writer)."""
-
-    nb_lines = 0
-
-    def append(self, record: dict[str, Any]) -> None:
-        pass
-
-    def truncate(self, nb_lines: int) -> None:
-        pass
-
-
-def history_file(context: DistributedContext, folder: Path) -> Any:
-    """Rank 0's ``history.jsonl`` in ``folder``; a :class:`NoHistory` on the other ranks."""
-    from medkit_exp.training.history import HistoryFile
-
-    return HistoryFile(folder) if context.is_main else NoHistory()
-
-
-def rank_states(context: DistributedContext) -> dict[str, Any]:
-    """What a checkpoint adds for a run of several processes: their number and every rank's
-    random states (rank 0's are also the checkpoint's own ``rng``); nothing with one process."""
-    from medkit_exp.training.seed import rng_states
-
-    if not context.is_distributed:
-        return {}
-    return {"world_size": context.world_size, "rank_rng": context.all_gather(rng_states())}
-
-
-def check_resume(context: DistributedContext, folder: Path) -> dict[str, Any]:
-    """Before a resume: the checkpoint's trainer state, refused (CheckpointError naming both sizes)
-    when another number of processes wrote it: its data shares and random states are theirs."""
-    from medkit_exp.training.checkpoint import load_trainer_state
-
-    payload = load_trainer_state(folder)
-    saved = payload.get("world_size", 1)
-    if saved != context.world_size:
-        raise CheckpointError(f"written by a run of {saved} process(es); this run has {context.world_size}: resume "
-                              f"it with {saved} process(es) (torchrun --nproc-per-node/--nnodes), or start a new run",
-                              folder)
-    return payload
-
-
-@contextlib.contextmanager
-def resuming(context: DistributedContext, folder: Path) -> Iterator[None]:
-    """Around a resume from ``folder``: refused first if another number of processes wrote it;
-    then this rank's own random states (the checkpoint's ``rng`` are rank 0's)."""
-    from medkit_exp.training.seed import set_rng_states
-
-    payload = check_resume(context, folder)
-    yield
-    if context.is_distributed:
-        set_rng_states(payload["rank_rng"][context.rank])
-
-
 # ---------------------------------------------------------------------- agreements at start
 def check_same_setup(context: DistributedContext, config: Any, data_sizes: dict[str, int]) -> None:
     """Every rank has the same TrainerConfig (its output folder included) and data sizes.
@@ -403,28 +359,6 @@ def _digest(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------- agreements during training
-def agree_control(context: DistributedContext, control: Any, signals: Any) -> None:
-    """Make the stop/save/evaluate requests and a received signal the same on every rank.
-
-    Callbacks run on rank 0 only; a signal may reach any rank. One MAX over ranks at the same
-    point of the loop, so every rank stops (or saves, or evaluates) at the same step.
-    """
-    if not context.is_distributed:
-        return
-    received = signals.received
-    code = int(signal.Signals[received]) if received else 0
-    stop, save, evaluate, code = context.max_ints(
-        [control.should_stop, control.should_save, control.should_evaluate, code]
-    )
-    if code and not received:
-        signals.received = signal.Signals(code).name
-    if stop and not control.should_stop:
-        control.request_stop("stopped with rank 0")
-    if stop:  # the reason rank 0 recorded, for every rank's state
-        control.stop_reason = context.broadcast(control.stop_reason)
-    control.should_save, control.should_evaluate = bool(save), bool(evaluate)
-
-
 def agree_batch(context: DistributedContext, finite: bool, terms: int, weighted_loss: float) -> tuple[bool, int, float]:
     """Whether the loss is finite on every rank, the global batch's loss terms and the sum of the
     ranks' ``loss x terms``: one collective per micro-batch, so no rank skips a batch (or fails) alone.

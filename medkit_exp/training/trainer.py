@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from medkit_exp.errors import NonFiniteLossError
-from medkit_exp.training import data_parallel, distributed, shards
+from medkit_exp.training import data_parallel, distributed, rank_zero, shards
 from medkit_exp.training.batch import BatchData
 from medkit_exp.training.callbacks import CallbackList, Timer, TrainerCallback, TrainerControl, TrainerState
 from medkit_exp.training.checkpoint import CONFIG_NAME, OPTIMIZER_NAME, SCHEDULER_NAME  # medkit's names
@@ -73,7 +73,7 @@ class Trainer:
         self.component, self.config, self.metrics_computer = component, config, metrics_computer
         self.train_metrics_computer = metrics_computer if config.do_metrics_in_training else None
         self.device, self.output_dir = component.device, Path(config.output_dir)
-        distributed.make_run_folder(self.distributed, self.output_dir)  # rank 0 is the one writer
+        rank_zero.make_run_folder(self.distributed, self.output_dir)  # rank 0 is the one writer
         self._set_medkit_attributes(callback)
         data = build_training_data(component, config, train_data, eval_data)
         data = shards.shard_training_data(data, component, config, self.distributed)  # global batches in shares
@@ -94,7 +94,7 @@ class Trainer:
         self.due = Due(config, self.state, self.control)
         self._check_metric_names(declared_metric_names(metrics_computer))
         self.signals = StopSignals(config.handle_signals)
-        self.history_file = distributed.history_file(self.distributed, self.output_dir)  # rank 0's; none elsewhere
+        self.history_file = rank_zero.history_file(self.distributed, self.output_dir)  # rank 0's; none elsewhere
         self.windows = Windows(self.device)  # what accumulates between two logs, two evaluations
         self.skipped_batches = 0  # batches whose loss was not finite (on_nonfinite_loss="skip")
         self.callbacks.setup(self.state, self.control)  # the same objects after a resume
@@ -130,7 +130,7 @@ class Trainer:
                     metrics = state.history[-1] if state.history else {"train": train_metrics, "eval": {}}
                     self.callbacks.call("on_epoch_end", metrics=metrics, epoch=state.epoch,
                                         epoch_duration=epoch_timer.elapsed())
-                    distributed.agree_control(self.distributed, control, self.signals)  # rank 0's callbacks
+                    rank_zero.agree_control(self.distributed, control, self.signals)  # rank 0's callbacks
                     if not self.due.saved_at_this_step() and (self.due.save(evaluated) or self.due.finished()):
                         self.save()
                     control.clear_requests()
@@ -245,7 +245,7 @@ class Trainer:
         eval_metrics = state.history[-1]["eval"] if state.history and state.last_eval_step == state.global_step else {}
         self._check_metric_names(list(eval_metrics) if eval_metrics else None)  # before any checkpoint
         metric = float(eval_metrics[self.config.checkpoint_metric]) if eval_metrics else None
-        self._rank_states = distributed.rank_states(self.distributed)  # every rank's random states, for rank 0
+        self._rank_states = rank_zero.rank_states(self.distributed)  # every rank's random states, for rank 0
         path = self.distributed.main_decides(self.checkpoints.save, state.global_step, metric, self._write_checkpoint)
         best, state.best_metric = self.distributed.main_decides(self.checkpoints.best_or_last)
         state.last_checkpoint, state.best_checkpoint = str(path), str(best)
@@ -311,7 +311,7 @@ class Trainer:
 
     def _check_signals(self) -> None:
         """After a SIGTERM/SIGINT, stop after this step with a checkpoint (``state.interrupted``)."""
-        distributed.agree_control(self.distributed, self.control, self.signals)  # every rank, rank 0's requests
+        rank_zero.agree_control(self.distributed, self.control, self.signals)  # every rank, rank 0's requests
         if self.signals.received:
             self.state.interrupted = True
             self.control.request_stop(self.signals.received)
@@ -322,7 +322,7 @@ class Trainer:
         eval_metrics = self.evaluate()
         self._record_history(train_metrics, eval_metrics)
         self.callbacks.call("on_evaluate", metrics=eval_metrics, step=self.state.global_step)
-        distributed.agree_control(self.distributed, self.control, self.signals)  # early stopping, on every rank
+        rank_zero.agree_control(self.distributed, self.control, self.signals)  # early stopping, on every rank
         if eval_metrics:
             self._check_metric_names(list(eval_metrics))  # names a missing metric before any checkpoint
             if self.scheduler_interval == "evaluation":
@@ -361,7 +361,7 @@ class Trainer:
             self.checkpoints.check_new_run()  # never over an earlier run's checkpoints
             self.history_file.truncate(0)  # a new run starts a new history file
         else:
-            with distributed.resuming(self.distributed, self.checkpoints.resolve(resume_from_checkpoint)):
+            with rank_zero.resuming(self.distributed, self.checkpoints.resolve(resume_from_checkpoint)):
                 resume_trainer(self, resume_from_checkpoint)  # nothing to resume from is an error, never a new run
         if self.config.retain_freed_memory:
             retain_freed_memory()
@@ -386,7 +386,7 @@ class Trainer:
         self.dataloader_nb_workers = config.dataloader_nb_workers
         self.dataloader_drop_last = self.dataloader_pin_memory = False
         self.callback = DefaultPrinterCallback() if callback is None else callback
-        self.callbacks = CallbackList(distributed.main_only(self.distributed, self.callback))  # they write, print
+        self.callbacks = CallbackList(rank_zero.main_only(self.distributed, self.callback))  # they write, print
 
     def build_optimization(self) -> None:
         """The optimizer, the scheduler and when it steps, fp16's gradient scaler (again after a

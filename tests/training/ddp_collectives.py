@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from medkit_exp.training import distributed  # noqa: E402
+from medkit_exp.training import distributed, rank_zero  # noqa: E402
 from medkit_exp.training.callbacks import TrainerControl  # noqa: E402
 from medkit_exp.training.data_parallel import average_gradients  # noqa: E402
 from medkit_exp.training.signals import StopSignals  # noqa: E402
@@ -41,7 +41,7 @@ def main(out: Path) -> None:
     else:
         signals.received = "SIGTERM"
         control.request_save()
-    distributed.agree_control(context, control, signals)
+    rank_zero.agree_control(context, control, signals)
     seen["control"] = [control.should_stop, control.stop_reason, control.should_save, signals.received]
     seen["batch"] = distributed.agree_batch(context, finite=rank == 0, terms=3 + rank, weighted_loss=1.5)
     seen["main_decides"] = error_of(lambda: context.main_decides(lambda: 1 / 0))

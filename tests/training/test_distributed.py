@@ -211,3 +211,42 @@ def test_a_context_left_says_so():
     context = DistributedContext(world_size=2, left=True)
     with pytest.raises(RuntimeError, match="left the process group it had joined at the end of train"):
         context.all_gather(1)
+
+
+def test_a_single_process_training_calls_no_collective(tmp_path, monkeypatch):
+    """Without torchrun nothing changes: the whole loop (accumulation, evaluation, checkpoints, resume)
+    runs without one torch.distributed call."""
+    from tests.training.toy import toy_trainer_builder
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a torch.distributed call in a single-process run")
+
+    for name in ("init_process_group", "all_reduce", "all_gather_object", "broadcast_object_list", "broadcast",
+                 "new_group", "destroy_process_group"):
+        monkeypatch.setattr(torch.distributed, name, forbidden)
+    build = toy_trainer_builder(tmp_path / "run")
+    settings = {"gradient_accumulation_steps": 2, "eval_strategy": "steps", "eval_steps": 2, "group_by_length": True,
+                "do_metrics_in_training": True}
+    history = build(**settings, nb_training_epochs=1).train()
+    resumed = build(**settings, nb_training_epochs=2).train(resume_from_checkpoint="last")
+    assert history and len(resumed) > len(history)
+
+
+def test_other_ranks_log_warnings_only_with_their_rank():
+    import logging
+
+    target, records = logging.getLogger("ddp-test-quiet"), []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    target.addHandler(Keep())
+    target.propagate = False
+    distributed.quiet_unless_main(DistributedContext(world_size=2, rank=0), target)
+    target.setLevel(logging.INFO)
+    target.info("progress")
+    distributed.quiet_unless_main(DistributedContext(world_size=2, rank=1), target)
+    target.info("progress")
+    target.error("broke")
+    assert records == ["progress", "[rank 1] broke"]
