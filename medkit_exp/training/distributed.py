@@ -22,6 +22,7 @@ agreements, each one collective at the same point of the loop on every rank (her
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import hashlib
@@ -270,7 +271,11 @@ def init_from_env(backend: str = "auto", timeout_s: float = 1800.0) -> Distribut
     control = dist.new_group(backend="gloo", timeout=timeout) if chosen == "nccl" else None
     logger.info("Joined the %s process group: rank %d of %d (local rank %d, %s)", chosen, rank, world, local_rank,
                 device)
-    return DistributedContext(world, rank, local_rank, device, chosen, True, control)
+    context = DistributedContext(world, rank, local_rank, device, chosen, True, control)
+    # Left at exit too when train() never ran or ended (a failed construction): destroyed by the
+    # interpreter's teardown instead, a group still held by DDP's reducer can deadlock.
+    atexit.register(leave, context)
+    return context
 
 
 def _join(backend: str, rank: int, world: int, timeout_s: float) -> None:
