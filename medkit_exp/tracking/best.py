@@ -30,22 +30,23 @@ class BestValues:
         self.minimize = minimize
         self.values: dict[str, float] = {}
         self.step: int | None = None
+        self.timestamp: int | None = None  # of the best evaluation's points (ms): linked again, they are the same
 
     def reset(self, metric: str | None, minimize: bool) -> None:
         self.metric, self.minimize = metric, minimize
-        self.values, self.step = {}, None
+        self.values, self.step, self.timestamp = {}, None, None
 
     @property
     def key(self) -> str | None:
         return f"eval/{self.metric}" if self.metric else None
 
-    def update(self, values: Mapping[str, float], step: int) -> dict[str, float]:
-        """Take an evaluation's logged values; the ``best/*`` metrics to log at its step
-        (empty while the tracked metric was never a finite number)."""
+    def update(self, values: Mapping[str, float], step: int, timestamp: int | None = None) -> dict[str, float]:
+        """Take an evaluation's logged values (and their timestamp); the ``best/*`` metrics to log
+        at its step (empty while the tracked metric was never a finite number)."""
         value = values.get(self.key) if self.key else None
         if value is not None and math.isfinite(float(value)) and self._better(float(value)):
             self.values = {key: float(v) for key, v in values.items() if key.startswith("eval/")}
-            self.step = int(step)
+            self.step, self.timestamp = int(step), timestamp
         return self.metrics()
 
     def metrics(self) -> dict[str, float]:
@@ -60,8 +61,9 @@ class BestValues:
         return value < current if self.minimize else value > current
 
     def state_dict(self) -> dict[str, Any]:
-        return {"values": dict(self.values), "step": self.step}
+        return {"values": dict(self.values), "step": self.step, "timestamp": self.timestamp}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.values = dict(state.get("values") or {})
         self.step = state.get("step")
+        self.timestamp = state.get("timestamp")

@@ -191,7 +191,10 @@ class MLflowCallback(TrainerCallback):
         run_id = self.run_id
         if not (run_id and self.resolved_tracking_uri):
             return None
-        return RunHandle(run_id, self.resolved_tracking_uri, session=self._session)
+        from medkit_exp.tracking.model_link import model_context
+
+        return RunHandle(run_id, self.resolved_tracking_uri, session=self._session,
+                         model_context=model_context(self.experiment_name, sys.argv, self._best, self.datasets))
 
     def state_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "local_id": self._local_id, "best": self._best.state_dict()}
@@ -228,7 +231,10 @@ class MLflowCallback(TrainerCallback):
         for key, value in train.items():
             if is_number(value):
                 values["train/loss_avg" if key == "loss" else f"train/{key}"] = value
-        self._log_metrics({**values, **self._best.update(values, step)}, step)
+        timestamp = now_ms()  # one for the evaluation: the model's linked metrics repeat these points
+        best = self._best.update(values, step, timestamp)
+        if values and self._session is not None:
+            self._session.submit(LogMetrics.at_step({**values, **best}, step, timestamp))
         if step >= self.state.max_steps:  # the history is complete: draw while the last checkpoint is written
             self._draw_learning_curves()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,13 +20,33 @@ class RunHandle:
     ``handle.client`` is an ``MlflowClient`` for the right store; ``with handle.activate():``
     makes it the active run of MLflow's fluent API, for the ``mlflow.<flavor>.log_model``
     functions; ``handle.run_task(function, ...)`` and ``handle.log_artifacts(path)`` go where
-    the run's MLflow work is done. ``str(handle)`` is the run id.
+    the run's MLflow work is done. ``str(handle)`` is the run id. ``model_context`` (plain data,
+    see :mod:`medkit_exp.tracking.model_link`) names the run's model, its source and the
+    metrics to link to it: :meth:`model_name`, :meth:`model_tags`, :meth:`link_model_metrics`.
     """
 
-    def __init__(self, run_id: str, tracking_uri: str, session: TrackingSession | None = None):
+    def __init__(self, run_id: str, tracking_uri: str, session: TrackingSession | None = None,
+                 model_context: Mapping[str, Any] | None = None):
         self.run_id = str(run_id)
         self.tracking_uri = tracking_uri
         self.session = session
+        self.model_context: dict[str, Any] = dict(model_context or {})
+
+    def model_name(self, kind: str = "model") -> str:
+        """The name of the run's model: ``<experiment>-<kind>``."""
+        from medkit_exp.tracking.model_link import model_name
+
+        return model_name(self.model_context, kind)
+
+    def model_tags(self) -> dict[str, str]:
+        """The logged model's source tags: the training's command, not the process that logs it."""
+        return dict(self.model_context.get("source_tags") or {})
+
+    def link_model_metrics(self, model_id: str) -> int:
+        """Log the best evaluation's metrics for the logged model ``model_id``; their count."""
+        from medkit_exp.tracking.model_link import link_model_metrics
+
+        return link_model_metrics(self.client, self.run_id, model_id, self.model_context)
 
     def __str__(self) -> str:
         return self.run_id

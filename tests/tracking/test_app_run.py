@@ -37,7 +37,9 @@ def test_cli_run_records_params_metrics_datasets_artifacts_model_and_tags(app_ru
     # metric histories, step = optimizer step
     assert metric_steps(client, run.info.run_id, "train/loss") == [1, 2, 3, 4]
     assert metric_steps(client, run.info.run_id, "eval/f1") == [2, 4]
-    assert metric_steps(client, run.info.run_id, "eval/problem_f1") == [2, 4]
+    assert metric_steps(client, run.info.run_id, "eval/labels/problem/f1") == [2, 4]
+    assert metric_steps(client, run.info.run_id, "best/eval/f1") == [2, 4]  # the best so far, at each evaluation
+    assert not any(key.endswith("support") for key in run.data.metrics)
     assert any(key.startswith("system/") for key in run.data.metrics), sorted(run.data.metrics)
     # dataset inputs
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
@@ -73,6 +75,24 @@ def test_cli_run_records_params_metrics_datasets_artifacts_model_and_tags(app_ru
     assert tags["model.registered"] == f"{APP_MODEL_NAME}/{version.version}" and version.run_id == run.info.run_id
 
 
+def test_the_logged_model_is_named_sourced_and_carries_its_evaluation(app_run, client):
+    run = client.get_run(app_run["run_id"])
+    (output,) = run.outputs.model_outputs
+    model = client.get_logged_model(output.model_id)
+    assert model.name == "app-run-test-tagger"  # <experiment>-tagger, not "model"
+    # the training's command, though the tracking worker (python -c) logged it
+    assert model.tags["mlflow.source.name"] == run.data.tags["mlflow.source.name"]
+    assert model.tags["mlflow.source.name"].endswith("__main__.py")
+    # the best evaluation's metrics, linked to the model and to the dev set, at the best step
+    linked = {metric.key: metric for metric in model.metrics}
+    best_step = int(run.data.metrics["best/step"])
+    assert linked["eval/f1"].value == run.data.metrics["best/eval/f1"] and linked["eval/f1"].step == best_step
+    assert linked["eval/f1"].dataset_name == "demo-dev"
+    assert linked["eval/f1"].dataset_digest == run.data.tags["data.demo-dev.digest"]
+    # the run's own history is unchanged: one point per evaluation
+    assert metric_steps(client, run.info.run_id, "eval/f1") == [2, 4]
+
+
 def test_dev_report_sample_and_scores(app_run, client, tmp_path):
     from mlflow.artifacts import download_artifacts
 
@@ -85,7 +105,7 @@ def test_dev_report_sample_and_scores(app_run, client, tmp_path):
             (start, end), = entity["spans"]
             assert record["text"][start:end] == entity["text"]
     scores = json.loads(open(f"{folder}/dev_scores.json", encoding="utf-8").read())
-    assert {"precision", "recall", "f1", "problem_f1", "test_support"} <= set(scores)
+    assert {"precision", "recall", "f1", "labels/problem/f1", "labels/test/support"} <= set(scores)
     # The application gives the Trainer the recorder: the report reuses the best step's evaluation.
     assert "Dev report on checkpoint-" in (Path(app_run["run_dir"]) / "cli.log").read_text(encoding="utf-8")
 

@@ -107,3 +107,51 @@ def test_an_early_stopped_run_is_finished(make_trainer, make_callback, client):
     callback = make_callback(plots=False, log_checkpoints=False)
     make_trainer(callback=[Stopper(), callback]).train()
     assert client.get_run(callback.run_id).info.status == "FINISHED"
+
+
+class _WeightsAsModel:
+    """A component's hooks that log its model through the handle's name, source and metric link."""
+
+    def run_tags(self):
+        return {}
+
+    def callbacks(self):
+        return ()
+
+    def log_model(self, checkpoint_dir, run):
+        import mlflow.pyfunc
+
+        class Echo(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input, params=None):
+                return model_input
+
+        with run.activate():
+            info = mlflow.pyfunc.log_model(name=run.model_name(), tags=run.model_tags(), python_model=Echo(),
+                                           pip_requirements=["mlflow"])
+        run.link_model_metrics(info.model_id)
+
+    def log_artifacts(self, run, state):
+        return None
+
+
+def test_a_model_is_named_after_its_experiment_and_carries_the_best_evaluation(make_trainer, make_callback, client,
+                                                                             experiment_name):
+    import sys
+
+    from medkit_exp.tracking.datasets import describe_dataset
+
+    dev = describe_dataset("toy-dev", ["a", "b"], "make_texts", context="eval")
+    callback = make_callback(plots=False, log_checkpoints=False, hooks=[_WeightsAsModel()], datasets=[dev])
+    make_trainer(callback=[callback]).train()
+    run = client.get_run(callback.run_id)
+    (output,) = run.outputs.model_outputs
+    model = client.get_logged_model(output.model_id)
+    assert model.name == f"{experiment_name}-model"  # <experiment>-model: the generic default
+    assert model.tags["mlflow.source.name"] == sys.argv[0]
+    linked = {metric.key: metric for metric in model.metrics}
+    assert set(linked) == {"eval/accuracy", "eval/loss"}
+    assert linked["eval/accuracy"].value == run.data.metrics["best/eval/accuracy"]
+    assert linked["eval/accuracy"].step == int(run.data.metrics["best/step"])
+    assert (linked["eval/accuracy"].dataset_name, linked["eval/accuracy"].dataset_digest) == ("toy-dev", dev.digest)
+    history = client.get_metric_history(run.info.run_id, "eval/accuracy")
+    assert len(history) == len({m.step for m in history})  # linking added no point to the run's history

@@ -10,7 +10,7 @@ medkit_exp tagger folder (it has ``medkit_exp_tagger.json``); for any other comp
 nothing and say so. The model is logged in a thread while the dev report is written, or in the
 tracking worker when the run has one.
 
-- :meth:`NERTrackingHooks.log_model`: the pyfunc model ``model`` (see
+- :meth:`NERTrackingHooks.log_model`: the pyfunc model ``<experiment>-tagger`` (see
   :mod:`medkit_exp.ner.mlflow.model`), with a signature (and, when MLflow validates it, an input
   example made of the first dev texts); registered under ``registered_model_name`` (with
   ``model_alias``) when given.
@@ -147,7 +147,8 @@ class NERTrackingHooks(NoTrackingHooks):
         if getattr(run, "remote", False):  # another process: it works while this one predicts the dev set
             run.run_task(log_model_task, checkpoint_dir=str(checkpoint_dir),
                          example_texts=self._example_texts(), registered_model_name=self.registered_model_name,
-                         alias=self.model_alias, validate=self.validate_model)
+                         alias=self.model_alias, validate=self.validate_model,
+                         model_context=dict(getattr(run, "model_context", {}) or {}))
         elif self._background:  # started by the report hook once the dev set is predicted
             self._pending_model = (checkpoint_dir, run)
         else:

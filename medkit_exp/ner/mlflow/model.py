@@ -35,7 +35,7 @@ from medkit_exp.training.checkpoint import TRAINER_FILES
 logger = logging.getLogger(__name__)
 
 TAGGER_ARTIFACT = "tagger"
-MODEL_NAME = "model"
+MODEL_KIND = "tagger"  # the logged model is named <experiment>-tagger
 # The files of a tagger folder the model needs; the rest of a checkpoint (optimizer, scheduler
 # and RNG states, trainer config) stays out of the model.
 TRAINING_ONLY_FILES = TRAINER_FILES
@@ -152,7 +152,9 @@ def log_tagger_model(
     alias: str | None = None,
     validate: bool = False,
 ) -> Any:
-    """Log a checkpoint's tagger as the run's pyfunc model ``model``; optionally register it
+    """Log a checkpoint's tagger as the run's pyfunc model ``<experiment>-tagger`` (its source the
+    training's command, the best evaluation's metrics linked to it: see
+    :mod:`medkit_exp.tracking.model_link`); optionally register it
     (``registered_model_name``) and point ``alias`` at the new version. Returns MLflow's ModelInfo.
 
     ``run`` is a :class:`~medkit_exp.tracking.runs.RunHandle`. ``example_texts`` make the signature's
@@ -165,7 +167,8 @@ def log_tagger_model(
     with tempfile.TemporaryDirectory(prefix="medkit-exp-model-") as tmp, run.activate(), quiet:
         tagger_dir = tagger_model_files(checkpoint_dir, Path(tmp))
         info = mlflow.pyfunc.log_model(
-            name=MODEL_NAME,
+            name=run.model_name(MODEL_KIND),
+            tags=run.model_tags(),  # the training's command as the source (not the worker's "-c")
             python_model=str(MODEL_CODE),  # models from code: no pickle
             artifacts={TAGGER_ARTIFACT: str(tagger_dir)},
             signature=model_signature(example_texts),
@@ -174,6 +177,8 @@ def log_tagger_model(
             registered_model_name=registered_model_name,
             metadata={"source_checkpoint": Path(checkpoint_dir).name},
         )
+    linked = run.link_model_metrics(info.model_id)  # the model's page lists its evaluation
+    logger.debug("%d evaluation metrics linked to model %s", linked, info.model_id)
     client = run.client
     tags = {"model.uri": info.model_uri}
     version = getattr(info, "registered_model_version", None)

@@ -13,12 +13,15 @@ logger = logging.getLogger(__name__)
 
 def log_model_task(
     run: Any, checkpoint_dir: str, example_texts: list[str], registered_model_name: str | None = None,
-    alias: str | None = None, validate: bool = False,
+    alias: str | None = None, validate: bool = False, model_context: dict[str, Any] | None = None,
 ) -> None:
     """:func:`~medkit_exp.ner.mlflow.model.log_tagger_model`, its failure logged (the run's other
-    data is safe)."""
+    data is safe). ``model_context``: the training's ``run.model_context`` (the model's name,
+    source and metrics), for a handle made where the task runs (the tracking worker)."""
     from medkit_exp.ner.mlflow.model import log_tagger_model
 
+    if model_context is not None:
+        run.model_context = dict(model_context)
     try:
         info = log_tagger_model(checkpoint_dir, run, example_texts, registered_model_name, alias, validate)
     except Exception:  # noqa: BLE001
