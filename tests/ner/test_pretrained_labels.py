@@ -384,5 +384,6 @@ def test_evaluate_scores_a_hugging_face_folder(problem_model, tmp_path):
     report = json.loads((tmp_path / "metrics.json").read_text())
     assert report["checkpoint"] == str(problem_model.resolve()) and report["documents"] > 0
     # Every word is predicted as a one-word problem: no test or treatment entity, some problems right.
-    assert report["spans"]["test_precision"] == report["spans"]["treatment_precision"] == 0.0
-    assert 0.0 < report["spans"]["problem_recall"] < 1.0 and 0.0 < report["words"]["problem_recall"] < 1.0
+    spans, words = report["spans"], report["words"]
+    assert spans["labels/test/precision"] == spans["labels/treatment/precision"] == 0.0
+    assert 0.0 < spans["labels/problem/recall"] < 1.0 and 0.0 < words["labels/problem/recall"] < 1.0
