@@ -17,7 +17,8 @@ What a run records
   (loss, learning_rate, grad_norm, samples_per_second, steps_per_second, epoch) every
   ``log_every_n_steps`` steps; ``eval/<metric>`` at each evaluation; ``train/loss_avg`` (mean
   training loss since the previous evaluation) and ``train/<metric>`` (training metrics, when
-  computed) at each evaluation; ``best/eval/<metric>`` for every eval value of the best
+  computed) at each evaluation (the hooks' tables, e.g. a split's label supports, are logged once
+  as table artifacts: :mod:`medkit_exp.tracking.tables`); ``best/eval/<metric>`` for every eval value of the best
   evaluation so far (by the TrainerConfig's ``checkpoint_metric``) and ``best/step``, at each
   evaluation (:mod:`medkit_exp.tracking.best`): sort the runs by ``best/eval/f1``.
 - tags: the code's version: ``medkit_exp.version``, ``medkit_exp.source``, ``medkit_exp.path`` and
@@ -72,6 +73,7 @@ from medkit_exp.tracking.params import (
 )
 from medkit_exp.tracking.run_handle import RunHandle
 from medkit_exp.tracking.session_protocol import TrackingSession
+from medkit_exp.tracking.tables import EvaluationTables
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +180,7 @@ class MLflowCallback(TrainerCallback):
         self.worker = worker
         self._session: TrackingSession | None = None  # a RunSession, or a WorkerSession when ``worker``
         self._best = BestValues()  # best/<metric> of the run so far (the TrainerConfig's checkpoint metric)
+        self._tables = EvaluationTables()  # the hooks' evaluation tables (a split's label supports), logged once
         self._curves_drawn_at: int | None = None  # the step of the learning curves drawn so far
 
     # ------------------------------------------------------------------ public
@@ -209,6 +212,7 @@ class MLflowCallback(TrainerCallback):
         output_dir = Path(self.state.output_dir)
         self._local_id = self._restored.get("local_id") or uuid.uuid4().hex[:12]
         self._curves_drawn_at = None
+        self._tables.reset()
         self._best.reset(getattr(config, "checkpoint_metric", None),
                          bool(getattr(config, "minimize_checkpoint_metric", False)))
         self._best.load_state_dict(self._restored.get("best") or {})  # a resumed run keeps its best
@@ -235,6 +239,7 @@ class MLflowCallback(TrainerCallback):
         best = self._best.update(values, step, timestamp)
         if values and self._session is not None:
             self._session.submit(LogMetrics.at_step({**values, **best}, step, timestamp))
+        self._tables.update(self.hooks, Path(self.state.output_dir) / ARTIFACTS_DIR, self._session.submit, step)
         if step >= self.state.max_steps:  # the history is complete: draw while the last checkpoint is written
             self._draw_learning_curves()
 

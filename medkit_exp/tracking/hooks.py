@@ -19,7 +19,7 @@ The NER tagger's hooks (model flavour, dev report) are the NER package's ``mlflo
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # runtime imports would pull in torch (training) and the run handle's helpers
     from medkit_exp.tracking.run_handle import RunHandle
@@ -39,6 +39,11 @@ class TrackingHooks(Protocol):
     - :meth:`log_model` at the end of a FINISHED run, with the best checkpoint (else the last),
       unless model logging is off (``MLflowCallback(log_model=False)``);
     - :meth:`log_artifacts` at the end of a FINISHED or interrupted (KILLED) run.
+
+    Optional: ``evaluation_tables()`` after each evaluation, ``{artifact file: {"columns": [...],
+    "data": [[...]]}}``: facts of an evaluation that are not curves (a split's label supports),
+    logged once as table artifacts (:mod:`medkit_exp.tracking.tables`); a later evaluation whose
+    table differs is reported by a warning.
 
     The last two run in the training process with a :class:`~medkit_exp.tracking.run_handle.RunHandle`
     (``run.client``, ``run.activate()``, ``run.log_artifacts``, ``run.run_task``), only when MLflow
@@ -68,6 +73,9 @@ class NoTrackingHooks:
 
     def log_artifacts(self, run: RunHandle, state: ReadOnlyState) -> None:
         return None
+
+    def evaluation_tables(self) -> Mapping[str, Mapping[str, Any]]:
+        return {}
 
 
 class FunctionHooks(NoTrackingHooks):

@@ -39,7 +39,7 @@ def test_cli_run_records_params_metrics_datasets_artifacts_model_and_tags(app_ru
     assert metric_steps(client, run.info.run_id, "eval/f1") == [2, 4]
     assert metric_steps(client, run.info.run_id, "eval/labels/problem/f1") == [2, 4]
     assert metric_steps(client, run.info.run_id, "best/eval/f1") == [2, 4]  # the best so far, at each evaluation
-    assert not any(key.endswith("support") for key in run.data.metrics)
+    assert not any(key.endswith("support") for key in run.data.metrics)  # supports: a table, logged once
     assert any(key.startswith("system/") for key in run.data.metrics), sorted(run.data.metrics)
     # dataset inputs
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
@@ -52,6 +52,7 @@ def test_cli_run_records_params_metrics_datasets_artifacts_model_and_tags(app_ru
         "config/config.yaml", "config/overrides.yaml", "history/history.jsonl", "plots/learning_curves.png",
         "plots/label_scores.png", "plots/confusion_matrix.png", "predictions/dev_sample.jsonl",
         "predictions/dev_sample.md", "predictions/dev_scores.json", "checkpoints/best/model.safetensors",
+        "data/label_supports.json",
     }
     assert expected <= artifacts, sorted(artifacts)
     # tags
@@ -91,6 +92,17 @@ def test_the_logged_model_is_named_sourced_and_carries_its_evaluation(app_run, c
     assert linked["eval/f1"].dataset_digest == run.data.tags["data.demo-dev.digest"]
     # the run's own history is unchanged: one point per evaluation
     assert metric_steps(client, run.info.run_id, "eval/f1") == [2, 4]
+
+
+def test_label_supports_are_one_table_of_the_dev_split(app_run, client, tmp_path):
+    from mlflow.artifacts import download_artifacts
+
+    path = download_artifacts(run_id=app_run["run_id"], artifact_path="data/label_supports.json",
+                              dst_path=str(tmp_path), tracking_uri=app_run["tracking_uri"])
+    table = json.loads(Path(path).read_text(encoding="utf-8"))
+    assert table["columns"] == ["split", "label", "support"]
+    assert [row[:2] for row in table["data"]] == [["dev", "problem"], ["dev", "test"], ["dev", "treatment"]]
+    assert sum(row[2] for row in table["data"]) > 0 and all(isinstance(row[2], int) for row in table["data"])
 
 
 def test_dev_report_sample_and_scores(app_run, client, tmp_path):

@@ -155,3 +155,36 @@ def test_a_model_is_named_after_its_experiment_and_carries_the_best_evaluation(m
     assert (linked["eval/accuracy"].dataset_name, linked["eval/accuracy"].dataset_digest) == ("toy-dev", dev.digest)
     history = client.get_metric_history(run.info.run_id, "eval/accuracy")
     assert len(history) == len({m.step for m in history})  # linking added no point to the run's history
+
+
+class _SupportsTable:
+    """Hooks whose table changes at the third evaluation (a split that moved)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def evaluation_tables(self):
+        self.calls += 1
+        count = 5 if self.calls < 3 else 6
+        return {"data/label_supports.json": {"columns": ["split", "label", "support"],
+                                             "data": [("dev", "a", count), ("dev", "b", 2)]}}
+
+
+def test_evaluation_tables_are_logged_once_and_a_change_is_reported(make_trainer, make_callback, client, caplog):
+    import json
+
+    from medkit_exp.tracking.hooks import NoTrackingHooks
+
+    class Hooks(_SupportsTable, NoTrackingHooks):
+        def __init__(self) -> None:
+            _SupportsTable.__init__(self)
+
+    hooks = Hooks()
+    callback = make_callback(plots=False, log_checkpoints=False, hooks=[hooks])
+    with caplog.at_level(logging.WARNING, logger="medkit_exp.tracking"):
+        make_trainer(callback=[callback]).train()
+    assert hooks.calls == 4  # asked at each evaluation
+    folder = client.download_artifacts(callback.run_id, "data")
+    table = json.loads(open(f"{folder}/label_supports.json", encoding="utf-8").read())
+    assert table == {"columns": ["split", "label", "support"], "data": [["dev", "a", 5], ["dev", "b", 2]]}
+    assert caplog.text.count("data/label_supports.json at step 12 differs") == 1 and "(1 of 2 rows)" in caplog.text

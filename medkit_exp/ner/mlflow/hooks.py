@@ -39,6 +39,7 @@ from medkit_exp.training.callbacks import TrainerCallback
 logger = logging.getLogger(__name__)
 
 REPORT_DIR = "dev_report"
+SUPPORTS_TABLE = "data/label_supports.json"
 
 
 def ner_tracking_hooks(
@@ -57,6 +58,7 @@ def ner_tracking_hooks(
         run.splits.get("dev"), registered_model_name=register_model_name, model_alias=model_alias,
         sample_size=prediction_sample_size, trained_component=run.component, validate_model=validate_model,
         metrics_computer=run.metrics_computer if dev_report else None, dev_report=dev_report,
+        supports_from=run.metrics_computer,
     )
 
 
@@ -90,6 +92,9 @@ class NERTrackingHooks(NoTrackingHooks):
         predictions of the evaluation at the reported checkpoint's step instead of predicting the
         dev set again (when they do not fit the dev documents, it predicts).
     dev_report: write and log the dev report at the end of the run.
+    supports_from: the Trainer's metrics computer, whose ``supports`` ({label: count} of the dev
+        split, after each evaluation) are the table ``data/label_supports.json``
+        (:meth:`evaluation_tables`), logged once instead of a flat curve per label.
 
     When the run's MLflow work is done in a tracking worker (``run.remote``), the model is logged
     there, at once, while this process writes the dev report; the report's plots are drawn there too.
@@ -107,6 +112,7 @@ class NERTrackingHooks(NoTrackingHooks):
         validate_model: bool = False,
         metrics_computer: Any = None,
         dev_report: bool = True,
+        supports_from: Any = None,
     ):
         if model_alias and not registered_model_name:
             from medkit_exp.errors import ConfigError
@@ -121,6 +127,7 @@ class NERTrackingHooks(NoTrackingHooks):
         self.trained_component = trained_component
         self.validate_model = validate_model
         self.dev_report = dev_report
+        self.supports_from = supports_from
         self.recorder = (
             EvalPredictionRecorder(metrics_computer)
             if self.dev_documents and callable(getattr(metrics_computer, "start_recording", None)) else None
@@ -138,6 +145,14 @@ class NERTrackingHooks(NoTrackingHooks):
 
     def callbacks(self) -> Sequence[TrainerCallback]:
         return [self.recorder] if self.recorder is not None else []
+
+    def evaluation_tables(self) -> Mapping[str, Mapping[str, Any]]:
+        """The dev split's label supports (entities per label), as the evaluations counted them."""
+        supports = getattr(self.supports_from, "supports", None)
+        if not supports:
+            return {}
+        rows = [["dev", str(label), int(count)] for label, count in sorted(supports.items())]
+        return {SUPPORTS_TABLE: {"columns": ["split", "label", "support"], "data": rows}}
 
     # ------------------------------------------------------------------ hooks
     def log_model(self, checkpoint_dir: str, run: Any) -> None:
