@@ -26,6 +26,9 @@ from medkit_exp.sweeps.trial_context import current_trial
 logger = logging.getLogger("medkit_exp")
 #: The callbacks entry that is the ``tracking`` group (``${tracking}`` in conf/callbacks/default.yaml).
 TRACKING_ENTRY = "callbacks.tracking"
+#: What the tagger's tracking hooks run in the MLflow worker (its model logging, the dev report):
+#: imported there while the training process starts.
+TAGGER_TASKS = ("medkit_exp.ner.mlflow.tasks",)
 
 
 def _register_schema() -> None:
@@ -51,7 +54,10 @@ _register_sweeper()
 
 def task(cfg: DictConfig) -> float | None:
     """Train as configured; return the best value of ``optimized_metric``."""
+    from medkit_exp.app_setup import quiet_third_party
+
     redact_run_records()
+    quiet_third_party()  # before transformers and MLflow load: no progress bars, no load report
     return report_errors(lambda: train(cfg))
 
 
@@ -124,6 +130,7 @@ def one_line(message: str, limit: int = 1000) -> str:
 
 def train(cfg: DictConfig) -> float | None:
     from medkit_exp import launch
+    from medkit_exp.app_setup import apply_num_threads
     from medkit_exp.config_check import check_config
     from medkit_exp.ner.data import NERDataConfig, load_corpus
     from medkit_exp.schema import MedkitExpConfig
@@ -147,7 +154,9 @@ def train(cfg: DictConfig) -> float | None:
 
         # the model hooks may draw plots too (the tagger's dev report)
         prestart(cfg.tracking.tracking_uri, plots=cfg.tracking.plots or bool(cfg.tracking.model_hooks),
-                 log_model=cfg.tracking.log_model)
+                 log_model=cfg.tracking.log_model, modules=TAGGER_TASKS if cfg.tracking.model_hooks else ())
+    # before any heavy work; the number used is the one recorded (config_resolved.yaml, params)
+    cfg.trainer.num_threads = trainer_config.num_threads = apply_num_threads(trainer_config.num_threads)
     output_dir = Path(cfg.paths.output_dir)
     if writer:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -158,7 +167,8 @@ def train(cfg: DictConfig) -> float | None:
     component = build_component(cfg.component, cfg.optimizer)
     metrics_computer = build_metrics(cfg.metrics, component)
     # rank 0's only (one MLflow run): the Trainer runs callbacks there and agrees on their requests
-    callbacks = build_callbacks(cfg, splits, component, metrics_computer) if writer else []
+    run = run_context(cfg, splits, component, metrics_computer) if writer else None
+    callbacks = build_callbacks(cfg, run) if run is not None else []
     trainer = Trainer(
         component, trainer_config, splits["train"], splits.get("dev"), metrics_computer=metrics_computer,
         lr_scheduler_builder=scheduler_builder, callback=callbacks,
@@ -168,7 +178,7 @@ def train(cfg: DictConfig) -> float | None:
     history = trainer.train(resume_from_checkpoint=cfg.resume_from)
     objective = best_value(history, cfg.optimized_metric, trainer_config.minimize_checkpoint_metric)
     if writer:
-        print_summary(cfg, trainer, objective, callbacks)
+        print_summary(cfg, trainer, objective, run)
     return objective
 
 
@@ -246,14 +256,12 @@ def build_scheduler(scheduler_cfg: DictConfig) -> Any:
     return make_scheduler_builder(name, **{key: scheduler_cfg[key] for key in keys})
 
 
-def build_callbacks(
-    cfg: DictConfig, splits: dict[str, list], component: Any = None, metrics_computer: Any = None
-) -> list[Any]:
+def build_callbacks(cfg: DictConfig, run: RunContext) -> list[Any]:
     """The callbacks the config's ``callbacks`` entries name, in their order (printer, early
-    stopping, tracking, pruning), built by :func:`~medkit_exp.callback_entries.instantiate_callbacks`."""
+    stopping, tracking, pruning), built by :func:`~medkit_exp.callback_entries.instantiate_callbacks`
+    for ``run`` (:func:`run_context`)."""
     from medkit_exp.callback_entries import entry_keys, instantiate_callbacks
 
-    run = run_context(cfg, splits, component, metrics_computer)
     return instantiate_callbacks(OmegaConf.to_container(cfg.callbacks, resolve=True), run, entry_keys(cfg.callbacks))
 
 
@@ -336,22 +344,18 @@ def best_value(history: list[dict[str, dict[str, float]]], metric: str, minimize
 
 
 def print_config(cfg: DictConfig) -> None:
-    """The resolved config as an indented tree, one group per branch (secrets redacted)."""
-    from medkit_exp.redaction import redact_value
-    from medkit_exp.tracking.params import redacted_yaml
+    """The resolved config as an indented tree (secrets redacted); not for a sweep trial: the
+    sweeper printed the sweep's config once and names each trial's overrides."""
+    from medkit_exp.config_tree import config_tree
 
-    lines = ["Configuration:"]
-    for key, value in cfg.items():
-        if isinstance(value, DictConfig):
-            lines.append(f"├── {key}")
-            body = redacted_yaml(value).rstrip().splitlines()
-            lines += [f"│   {line}" for line in body]
-        else:
-            lines.append(f"├── {key}: {redact_value(value)}")
-    print("\n".join(lines), flush=True)
+    if current_trial() is None:
+        print(config_tree(cfg), flush=True)
 
 
-def print_summary(cfg: DictConfig, trainer: Any, objective: float | None, callbacks: list[Any]) -> None:
+def print_summary(cfg: DictConfig, trainer: Any, objective: float | None, run: RunContext) -> None:
+    """The closing lines of a run; a sweep trial's is the sweeper's line for it."""
+    if current_trial() is not None:
+        return
     shown = "n/a" if objective is None else f"{objective:.4f}"
     lines = [
         "",
@@ -362,15 +366,15 @@ def print_summary(cfg: DictConfig, trainer: Any, objective: float | None, callba
     ]
     if trainer.state.stop_reason:
         lines.append(f"  stopped early: {trainer.state.stop_reason}")
-    from medkit_exp.redaction import redact_url
+    run_id = run.tracking_run_id()  # set by the tracking factory; None without tracking
+    if run_id:
+        from medkit_exp.redaction import redact_url
+        from medkit_exp.tracking.uris import resolve_tracking_uri
 
-    for callback in callbacks:
-        run_id, uri = getattr(callback, "run_id", None), getattr(callback, "resolved_tracking_uri", None)
-        uri = redact_url(uri) if uri else uri
-        if run_id:
-            lines.append(f"  MLflow run: {run_id} ({uri})")
-            if uri and not uri.startswith(("http://", "https://")):
-                lines.append(f"  open the MLflow UI: mlflow ui --backend-store-uri {uri}")
-            else:
-                lines.append(f"  open the MLflow UI: {uri}")
+        uri = redact_url(resolve_tracking_uri(cfg.tracking.tracking_uri))
+        lines.append(f"  MLflow run: {run_id} ({uri})")
+        if not uri.startswith(("http://", "https://")):
+            lines.append(f"  open the MLflow UI: mlflow ui --backend-store-uri {uri}")
+        else:
+            lines.append(f"  open the MLflow UI: {uri}")
     print("\n".join(lines), flush=True)

@@ -43,7 +43,10 @@ ConfigStore.instance().store(name="medkit_exp_evaluate_schema", node=EvaluateCon
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
     """Evaluate ``checkpoint`` on ``split``; return the word-level ``optimized_metric``."""
+    from medkit_exp.app_setup import quiet_third_party
     from medkit_exp.cli import report_errors  # here: --help need not register the training schema
+
+    quiet_third_party()  # no third-party progress bars or load report
 
     return report_errors(lambda: evaluate(cfg))
 

@@ -36,7 +36,10 @@ ConfigStore.instance().store(name="medkit_exp_predict_schema", node=PredictConfi
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
 def main(cfg: DictConfig) -> str:
     """Predict over ``input`` with ``model``; return the output path."""
+    from medkit_exp.app_setup import quiet_third_party
     from medkit_exp.cli import report_errors  # here: --help need not register the training schema
+
+    quiet_third_party()  # no third-party progress bars or load report
 
     return report_errors(lambda: predict(cfg))
 

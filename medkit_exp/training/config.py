@@ -70,6 +70,9 @@ class TrainerConfig:
         :mod:`medkit_exp.training.distributed`.
     distributed_timeout_s: under torchrun, how long a collective waits for the other processes
         before failing (a process that died without closing its connections).
+    num_threads: torch's CPU threads for the run's process (``torch.set_num_threads``), set by the
+        application before the model loads (:func:`medkit_exp.app_setup.apply_num_threads`);
+        None: what torch chooses (one per core). Fewer than the cores when other jobs share them.
     """
 
     output_dir: str
@@ -103,6 +106,7 @@ class TrainerConfig:
     retain_freed_memory: bool = True
     distributed_backend: str = "auto"
     distributed_timeout_s: float = 1800.0
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -134,6 +138,8 @@ class TrainerConfig:
         _one_of("on_nonfinite_loss", self.on_nonfinite_loss, NONFINITE_POLICIES)
         _one_of("distributed_backend", self.distributed_backend, DISTRIBUTED_BACKENDS)
         _at_least("distributed_timeout_s", self.distributed_timeout_s, 0.0, strict=True)
+        if self.num_threads is not None:
+            _at_least("num_threads", self.num_threads, 1)
         if self.lr_scheduler_interval is not None:
             _one_of("lr_scheduler_interval", self.lr_scheduler_interval, SCHEDULER_INTERVALS)
         if self.eval_strategy == "steps":
