@@ -19,11 +19,13 @@ imported when a sweep starts, so registering the plugin costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,11 @@ from medkit_exp.errors import ConfigError, MedkitExpError, SweepError
 from medkit_exp.sweeps.search_space import SearchSpace
 
 logger = logging.getLogger("medkit_exp.sweeps")
+#: A trial's own log lines go to its log file (``<sweep dir>/<n>/cli.log``), its warnings and
+#: errors to the terminal too: the terminal shows the sweep's config once and one line per trial.
+TRIAL_LOGGING = ("++hydra.job_logging.handlers.console.level=WARNING",)
+#: Hydra's launcher logs each job's overrides, which the trial's line names already.
+LAUNCHER_LOGGER = "hydra._internal.core_plugins.basic_launcher"
 
 
 @dataclass
@@ -60,9 +67,11 @@ class OptunaSweeper(Sweeper):
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         from hydra.core.plugins import Plugins
 
+        from medkit_exp.app_setup import quiet_third_party
         from medkit_exp.redaction import install_log_redaction
 
         install_log_redaction()  # the sweep's and its trials' logs (cli.log) hold no credentials
+        quiet_third_party()  # the trials run in this process: no third-party progress bars
         self.hydra_context = hydra_context
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
@@ -96,6 +105,9 @@ class OptunaSweeper(Sweeper):
         from medkit_exp.sweeps.search_space import grid_space, parse_search_space
         from medkit_exp.sweeps.study import SweepSettings, default_study_name, open_study, resolve_direction
 
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "study created" line: ours says it
         raw = OmegaConf.to_container(OmegaConf.create(self.raw_settings), resolve=True)
         settings = SweepSettings(**raw)
         space = parse_search_space(settings.params, arguments)
@@ -116,6 +128,7 @@ class OptunaSweeper(Sweeper):
             "Study %r (%s, storage %s): %s; search space: %s", study.study_name, "new" if created else "continued",
             redact_url(settings.storage) or "in memory", _counts_text(study), space.describe(),
         )
+        _print_config(self.config)  # once: a trial prints its overrides only (the "Trial N:" line)
         sweep = _Sweep(study, space, settings, pruning=type(pruner).__name__ != "NopPruner")
         if (self.config.get("callbacks") or {}).get("pruning") is None:  # the entry hparams_search=ner_optuna sets
             logger.warning("No callbacks.pruning entry: the trials report no evaluation to Optuna before they end, "
@@ -254,10 +267,10 @@ class OptunaSweeper(Sweeper):
         parent_id = sweep.parent.run_id if sweep.parent is not None else None
         context = TrialContext(trial, sweep.study.study_name, parent_id, pruning=sweep.pruning)
         trial.set_user_attr("overrides", [redact_override(o) for o in overrides])  # the storage keeps no secret
-        logger.info("Trial %d: %s", trial.number, " ".join(overrides[len(sweep.space.fixed):]))
+        logger.debug("Trial %d: %s", trial.number, " ".join(overrides[len(sweep.space.fixed):]))
         try:
-            with HeartbeatThread(trial, sweep.settings.heartbeat_interval), active_trial(context):
-                (job,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
+            with HeartbeatThread(trial, sweep.settings.heartbeat_interval), active_trial(context), _quiet_launcher():
+                (job,) = self.launcher.launch([[*overrides, *TRIAL_LOGGING]], initial_job_idx=trial.number)
         except BaseException as error:  # Ctrl-C outside the training loop: close the trial first
             self._tell(sweep, context, TrialState.FAIL, None, f"{type(error).__name__}: {error}")
             raise
@@ -294,9 +307,9 @@ class OptunaSweeper(Sweeper):
         if error:
             trial.set_user_attr("error", error[:2000])
         frozen = study.tell(trial, value, state=state)
-        best = _best_text(study)
-        shown = "" if frozen.value is None else f" {self.config.get('optimized_metric')}={frozen.value:.4f}"
-        logger.info("Trial %d %s%s%s%s", frozen.number, state.name, shown, f" ({error})" if error else "", best)
+        run_id = context.child_run_id if sweep.parent is not None else None
+        logger.info("%s", trial_line(frozen, str(self.config.get("optimized_metric")), context.pruned_at_step,
+                                     error, run_id) + _best_text(study))
         if sweep.parent is None:
             return
         if context.child_run_id is None and state.name == "FAIL":
@@ -343,6 +356,47 @@ def _tracked(config: Any) -> bool:
     return config.get("tracking") is not None and (config.get("callbacks") or {}).get("tracking") is not None
 
 
+def trial_line(frozen: Any, metric: str, pruned_at_step: int | None, error: str | None, run_id: str | None) -> str:
+    """A finished trial in one line: state, value, params, its MLflow run and status (a pruned
+    trial's run ends KILLED: MLflow has no PRUNED status), and the error of a failed one."""
+    from medkit_exp.sweeps.mlflow_parent import MLFLOW_STATUS
+
+    state = frozen.state.name
+    where = f" at step {pruned_at_step}" if state == "PRUNED" and pruned_at_step is not None else ""
+    parts = [f"Trial {frozen.number} {state}{where}"]
+    if frozen.value is not None:
+        parts.append(f"{metric}={frozen.value:.4f}" + (" (its last evaluation)" if state == "PRUNED" else ""))
+    parts.append(" ".join(f"{key}={_short(value)}" for key, value in frozen.params.items()))
+    if run_id:
+        status = MLFLOW_STATUS.get(state, "FAILED")
+        parts.append(f"MLflow run {run_id[:8]} {status}" + (" (pruned)" if state == "PRUNED" else ""))
+    if error:
+        parts.append(f"error: {error}")
+    return " | ".join(part for part in parts if part)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+@contextlib.contextmanager
+def _quiet_launcher() -> Iterator[None]:
+    launcher_logger = logging.getLogger(LAUNCHER_LOGGER)
+    level = launcher_logger.level
+    launcher_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        launcher_logger.setLevel(level)
+
+
+def _print_config(config: Any) -> None:
+    """The config every trial starts from, as the training application prints it (less Hydra's)."""
+    from medkit_exp.config_tree import config_tree
+
+    print(config_tree(config, leave_out=("hydra",)), flush=True)
+
+
 def _redact_job_files(output_dir: Path) -> None:
     """Hydra wrote the trial's config and overrides (``.hydra/*.yaml``) as given: without secrets now."""
     from medkit_exp.tracking.params import redact_yaml_files
@@ -368,4 +422,4 @@ def _best_text(study: Any) -> str:
     from medkit_exp.sweeps.study import best_trial
 
     best = best_trial(study)
-    return "" if best is None else f"; best so far: {best.value:.4f} (trial {best.number})"
+    return "" if best is None else f" | best so far: {best.value:.4f} (trial {best.number})"

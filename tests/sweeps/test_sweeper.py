@@ -41,6 +41,13 @@ def test_four_trial_sweep_from_the_command_line(tmp_path, mlflow_uri):
     assert results["best_params"] == best.params and results["trials"] == {"COMPLETE": 4}
     assert f"best value (f1): {best.value:.4f} (trial {best.number})" in result.stdout
     assert "best params:" in result.stdout
+    # the terminal: the config once, then one line per trial; a trial's own log is in its folder
+    assert result.stdout.count("Configuration:") == 1 and "Run summary" not in result.stdout
+    lines = [line for line in result.stdout.splitlines() if "] Trial " in line]
+    assert [line.split("] ", 1)[1].split(" |")[0] for line in lines] == [f"Trial {n} COMPLETE" for n in range(4)]
+    assert all("| MLflow run " in line and " FINISHED |" in line for line in lines), lines
+    assert "Running training" not in result.stdout + result.stderr and "Launching 1 jobs" not in result.stdout
+    assert "Running training" in (tmp_path / "sweep" / "0" / "cli.log").read_text()
     for trial in study.trials:
         run_dir = tmp_path / "sweep" / str(trial.number)  # one job folder per trial, named by its number
         config = OmegaConf.load(run_dir / "config_resolved.yaml")
@@ -186,3 +193,17 @@ def test_bad_input_from_the_command_line_is_one_line_without_traceback(tmp_path)
     assert result.returncode == 2
     assert "Error: config key 'optimizer.lrr': unknown config key 'optimizer.lrr'; did you mean optimizer.lr" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "sweep" / "0").exists()
+
+
+def test_a_trial_line_says_what_mlflow_stores():
+    from optuna.distributions import FloatDistribution
+
+    from medkit_exp.sweeps.sweeper import trial_line
+
+    space = {"optimizer.lr": FloatDistribution(1e-5, 1e-3, log=True)}
+    pruned = optuna.trial.create_trial(state=TrialState.PRUNED, params={"optimizer.lr": 1e-4}, distributions=space,
+                                       intermediate_values={1: 0.25})
+    line = trial_line(pruned, "f1", 2, None, "0123456789abcdef")  # (create_trial numbers it -1)
+    assert line == "Trial -1 PRUNED at step 2 | optimizer.lr=0.0001 | MLflow run 01234567 KILLED (pruned)"
+    complete = optuna.trial.create_trial(value=0.5, params={"optimizer.lr": 1e-4}, distributions=space)
+    assert trial_line(complete, "f1", None, None, None) == "Trial -1 COMPLETE | f1=0.5000 | optimizer.lr=0.0001"
