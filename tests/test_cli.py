@@ -52,13 +52,21 @@ def test_experiment_is_not_in_the_primary_defaults():
 
 
 def test_debug_fast_end_to_end(tmp_path):
-    result = run_cli(tmp_path, "+experiment=ner", "debug=fast", "tracking=none", "hydra.run.dir=run")
+    # CI=1: transformers' records also reach the root logger, so the log file too
+    result = run_cli(tmp_path, "+experiment=ner", "debug=fast", "tracking=none", "hydra.run.dir=run",
+                     "trainer.num_threads=1", env={"CI": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
     assert "Configuration:" in result.stdout and "Run summary" in result.stdout
     assert "best checkpoint: " in result.stdout
     resolved = OmegaConf.load(run / "config_resolved.yaml")
     assert resolved.trainer.max_steps == 4 and resolved.component.model_name_or_path == "tiny-random"
+    # a quiet terminal and a plain log file: no third-party bars or load report, no colour codes
+    log = (run / "cli.log").read_text()
+    for noise in ("Loading weights", "Writing model shards", "LOAD REPORT", "\x1b"):
+        assert noise not in result.stdout + result.stderr + log, noise
+    # trainer.num_threads applied before the model loads, and recorded
+    assert resolved.trainer.num_threads == 1 and "CPU threads for torch: 1 (trainer.num_threads)" in log
     assert (run / ".hydra" / "overrides.yaml").exists()
     state = json.loads((run / "checkpoints" / "state.json").read_text())
     assert state["last"] == "checkpoint-0000004"
@@ -102,6 +110,28 @@ def test_help_and_cfg_are_fast_and_import_no_heavy_library(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.stdout.strip() == "[]", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "lines"),
+    [
+        ("medkit_exp", ["medkit_exp: train clinical NER taggers", "python -m medkit_exp +experiment=ner [key=value ...]",
+                        "python -m medkit_exp -m +experiment=ner hparams_search=ner_optuna",
+                        "python -m medkit_exp.evaluate", "python -m medkit_exp.predict", "python -m medkit_exp.compare",
+                        "python -m medkit_exp.reproduce RUN_ID", "== Main overrides ==", "trainer.num_threads=N"]),
+        ("medkit_exp.evaluate", ["medkit_exp.evaluate: strict entity-level metrics", "checkpoint=PATH", "split=dev|test|train"]),
+        ("medkit_exp.predict", ["medkit_exp.predict: tag documents", "input=PATH", "output_format=jsonl|brat"]),
+    ],
+)
+def test_help_describes_the_application_then_its_groups_and_config(tmp_path, module, lines):
+    result = run_cli(tmp_path, "--help", module=module)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "powered by Hydra" not in result.stdout and result.stdout.startswith(lines[0])
+    for line in lines:
+        assert line in result.stdout, line
+    for part in ("== Configuration groups (group=option) ==", "experiment: ner, ner_ncbi", "== Config ",
+                 "README.md", "docs/config_reference.md", "--hydra-help"):
+        assert part in result.stdout, part
 
 
 def test_wheel_ships_conf_and_the_demo_corpus(tmp_path):
