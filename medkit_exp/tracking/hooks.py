@@ -9,7 +9,8 @@ and override what you need:
 >>> class WeightsAsModel(NoTrackingHooks):                                   # doctest: +SKIP
 ...     def log_model(self, checkpoint_dir, run):
 ...         with run.activate():
-...             info = mlflow.pyfunc.log_model(name=run.model_name(), tags=run.model_tags(), python_model=..., artifacts=...)
+...             info = mlflow.pyfunc.log_model(name=run.model_name(), tags=run.model_tags(),
+...                                            python_model=..., artifacts=...)
 ...         run.link_model_metrics(info.model_id)  # the best evaluation, on the model's page
 
 The NER tagger's hooks (model flavour, dev report) are the NER package's ``mlflow`` plug-in;
