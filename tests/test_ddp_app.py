@@ -7,8 +7,10 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,30 @@ def test_the_ddp_preset_sets_only_honoured_trainer_keys():
     assert keys == {"distributed_backend", "distributed_timeout_s"}
     config = TrainerConfig(output_dir="x", **{key: preset[key] for key in keys})
     assert config.distributed_backend == "auto" and config.distributed_timeout_s == 600
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_then_resume_with_the_same_number_of_processes(tmp_path):
+    long = [*readme_command(), *FAST, "tracking=none", "hydra.run.dir=run", "trainer.nb_training_epochs=400"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    with open(tmp_path / "out.txt", "w") as out:
+        launcher = subprocess.Popen([*long, "trainer.max_steps=400"], cwd=tmp_path, stdout=out,
+                                    stderr=subprocess.STDOUT, env=environment)
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / HISTORY_FILE).exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        launcher.send_signal(signal.SIGTERM)  # torchrun passes it on to every process
+        launcher.wait(timeout=120)
+    output = (tmp_path / "out.txt").read_text()
+    assert "stopped early: SIGTERM" in output
+    state = json.loads((tmp_path / "run" / "checkpoints" / "state.json").read_text())
+    stopped = state["checkpoints"][-1]["step"]
+    assert state["last"] == f"checkpoint-{stopped:07d}" and 2 <= stopped < 400  # the one final checkpoint
+    resumed = run(tmp_path, [*long, "resume_from=last", f"trainer.max_steps={stopped + 2}"])
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert json.loads((tmp_path / "run" / "checkpoints" / "state.json").read_text())["last"] == (
+        f"checkpoint-{stopped + 2:07d}")
+    one = run(tmp_path, [*TORCHRUN, "--standalone", "--nproc-per-node=1", *long[long.index("medkit_exp") - 1:],
+                         "resume_from=last", f"trainer.max_steps={stopped + 4}"])
+    assert one.returncode != 0 and "exitcode  : 2" in one.stderr
+    assert "written by a run of 2 process(es); this run has 1: resume it with 2 process(es)" in one.stderr
