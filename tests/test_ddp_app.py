@@ -161,3 +161,12 @@ def test_sigterm_to_torchrun_then_resume_with_the_same_number_of_processes(tmp_p
                          "resume_from=last", f"trainer.max_steps={stopped + 4}"])
     assert one.returncode != 0 and "exitcode  : 2" in one.stderr
     assert "written by a run of 2 process(es); this run has 1: resume it with 2 process(es)" in one.stderr
+
+
+@pytest.mark.slow
+def test_fewer_training_items_than_processes_is_one_line_per_rank(tmp_path):
+    result = run(tmp_path, [*readme_command(), *FAST, "tracking=none", "data.max_documents=1"])
+    assert result.returncode != 0 and "exitcode  : 2" in result.stderr
+    lines = rank_lines(result)
+    assert lines and all(line.endswith("train_data has 1 item(s), fewer than the 2 processes (WORLD_SIZE): start "
+                                       "fewer processes or give more data") for line in lines)
