@@ -170,3 +170,25 @@ def test_fewer_training_items_than_processes_is_one_line_per_rank(tmp_path):
     lines = rank_lines(result)
     assert lines and all(line.endswith("train_data has 1 item(s), fewer than the 2 processes (WORLD_SIZE): start "
                                        "fewer processes or give more data") for line in lines)
+
+
+def test_without_torchrun_the_app_joins_nothing(monkeypatch):
+    from types import SimpleNamespace
+
+    from medkit_exp import launch
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert launch.join_before_hydra(["+experiment=ner"]) == [] and launch.context() is None
+    assert launch.rank_name() == "" and launch.is_writer()
+    launch.check_same_config({"optimizer": {"lr": 1.0}})  # one process: nothing to compare
+    trainer = SimpleNamespace(batch_size=4, gradient_accumulation_steps=3)
+    assert launch.parallel_params(trainer) == {"world_size": 1, "global_batch_size": 12}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert launch.rank_name() == "rank 1 of 2: "  # before the group is joined: torchrun's variables
+
+
+def test_a_config_is_compared_key_by_key():
+    from medkit_exp.launch import _flat
+
+    assert _flat({"a": {"b": 1, "c": {}}, "d": [1, 2]}) == {"a.b": 1, "a.c": {}, "d": [1, 2]}
