@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = ["s3cretPW", "dbPASS9876", "mirrorPW42", "envSecretValue123"]
-FAST = ["debug=fast", "tracking.dev_report=false", "tracking.plots=false", "tracking.log_model=false",
+FAST = ["debug=fast", "tracking.model_hooks.0.dev_report=false", "tracking.plots=false", "tracking.log_model=false",
         "tracking.log_checkpoints=false"]
 CREDENTIALED = [
     "+tracking.tags.source=https://alice:s3cretPW@git.example.org/repo",

@@ -13,7 +13,7 @@ from medkit_exp.cli import config_dir
 OVERRIDES = [
     "+experiment=ner", "debug=fast", "optimizer.lr=3e-4", "optimizer.weight_decay=0.05", "optimizer.max_grad_norm=0.5",
     "scheduler=cosine", "scheduler.warmup_ratio=0.25", "scheduler.min_lr_ratio=0.1",
-    "tracking.log_model=false", "tracking.log_every_n_steps=1", "tracking.dev_report=false", "tracking.plots=false", "tracking.log_checkpoints=false",
+    "tracking.log_model=false", "tracking.log_every_n_steps=1", "tracking.model_hooks.0.dev_report=false", "tracking.plots=false", "tracking.log_checkpoints=false",
 ]
 
 

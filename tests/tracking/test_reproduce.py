@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_replayed_overrides_leave_out_what_belongs_to_the_recorded_run(caplog):
     recorded = ["+experiment=ner", "debug=fast", "hydra.run.dir=run", "tracking.tracking_uri=sqlite:///a.db",
                 "resume_from=last", "++tracking.tags.reproduces=abc", "optimizer.lr=3e-5", "component.hf_token=***",
-                "tracking.register_model_name=ner", "tracking.model_alias=champion"]
+                "tracking.model_hooks.0.register_model_name=ner", "tracking.model_hooks.0.model_alias=champion"]
     assert replayed_overrides(recorded) == ["+experiment=ner", "debug=fast", "optimizer.lr=3e-5"]
     assert "re-run from the start" in caplog.text and "redacted" in caplog.text
 
@@ -75,7 +75,7 @@ def test_dry_run_prints_the_command(app_run, capsys, tmp_path):
     assert command.startswith("Re-running: python -m medkit_exp +experiment=ner debug=fast ")
     assert "hydra.run.dir=run " not in command and f"hydra.run.dir='{tmp_path / 'out dir'}'" in command
     assert f"tracking.tracking_uri={app_run['tracking_uri']}" in command
-    assert "tracking.model_alias=candidate" not in command and "tracking.model_alias=null" in command
+    assert "model_alias=candidate" not in command and "tracking.model_hooks.0.model_alias=null" in command
     assert command.endswith(f"++tracking.tags.reproduces={app_run['run_id']} optimizer.lr=0.1")
     assert not (tmp_path / "out dir").exists()
 
