@@ -70,6 +70,10 @@ def test_resume_continues_the_same_run(make_trainer, make_callback, client, capl
     assert sorted(steps) == list(range(1, resumed.state.global_step + 1))  # continued, no duplicate
     assert metric_steps(client, run.info.run_id, "eval/accuracy") == [4, 8, 12, 16]
     assert len(client.search_runs([run.info.experiment_id])) == 1
+    # the best so far carries over the resume (kept in the callback's checkpointed state)
+    evals = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "eval/accuracy"))
+    best = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "best/eval/accuracy")}
+    assert [best[step] for step, _ in evals] == [max(v for s, v in evals if s <= step) for step, _ in evals]
 
 
 def test_resume_after_a_hard_kill_does_not_duplicate_redone_steps(make_trainer, make_callback, client):
