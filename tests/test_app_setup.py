@@ -4,6 +4,7 @@ log files without colour codes, torch's threads as ``trainer.num_threads`` says.
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -26,9 +27,8 @@ def test_quiet_third_party_drops_the_load_report_only_and_keeps_the_users_settin
     monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
     quiet_third_party()
     quiet_third_party()  # idempotent: one filter
-    import os
-
-    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "true"
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "true"
     target = logging.getLogger("transformers.modeling_utils")
     assert sum(isinstance(f, LoadReportFilter) for f in target.filters) == 1
     assert not target.filter(_record("\x1b[1mBertForTokenClassification LOAD REPORT\x1b[0m from: x"))

@@ -115,11 +115,13 @@ def test_help_and_cfg_are_fast_and_import_no_heavy_library(tmp_path):
 @pytest.mark.parametrize(
     ("module", "lines"),
     [
-        ("medkit_exp", ["medkit_exp: train clinical NER taggers", "python -m medkit_exp +experiment=ner [key=value ...]",
+        ("medkit_exp", ["medkit_exp: train clinical NER taggers",
+                        "python -m medkit_exp +experiment=ner [key=value ...]",
                         "python -m medkit_exp -m +experiment=ner hparams_search=ner_optuna",
                         "python -m medkit_exp.evaluate", "python -m medkit_exp.predict", "python -m medkit_exp.compare",
                         "python -m medkit_exp.reproduce RUN_ID", "== Main overrides ==", "trainer.num_threads=N"]),
-        ("medkit_exp.evaluate", ["medkit_exp.evaluate: strict entity-level metrics", "checkpoint=PATH", "split=dev|test|train"]),
+        ("medkit_exp.evaluate", ["medkit_exp.evaluate: strict entity-level metrics", "checkpoint=PATH",
+                                 "split=dev|test|train"]),
         ("medkit_exp.predict", ["medkit_exp.predict: tag documents", "input=PATH", "output_format=jsonl|brat"]),
     ],
 )

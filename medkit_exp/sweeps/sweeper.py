@@ -270,7 +270,7 @@ class OptunaSweeper(Sweeper):
         logger.debug("Trial %d: %s", trial.number, " ".join(overrides[len(sweep.space.fixed):]))
         try:
             with HeartbeatThread(trial, sweep.settings.heartbeat_interval), active_trial(context), _quiet_launcher():
-                (job,) = self.launcher.launch([[*overrides, *TRIAL_LOGGING]], initial_job_idx=trial.number)
+                (job,) = self.launcher.launch([[*overrides, *self._trial_logging()]], initial_job_idx=trial.number)
         except BaseException as error:  # Ctrl-C outside the training loop: close the trial first
             self._tell(sweep, context, TrialState.FAIL, None, f"{type(error).__name__}: {error}")
             raise
@@ -298,6 +298,12 @@ class OptunaSweeper(Sweeper):
             return "FAIL"
         self._tell(sweep, context, TrialState.COMPLETE, float(value), None)
         return "COMPLETE"
+
+    def _trial_logging(self) -> tuple[str, ...]:
+        """:data:`TRIAL_LOGGING`, where the job logging has a console handler (not with
+        ``hydra/job_logging=disabled`` or a user's own without one)."""
+        handlers = (self.config.hydra.get("job_logging") or {}).get("handlers") or {}
+        return TRIAL_LOGGING if "console" in handlers else ()
 
     def _tell(self, sweep: _Sweep, context: Any, state: Any, value: float | None, error: str | None) -> None:
         from medkit_exp.redaction import redact_text

@@ -207,3 +207,14 @@ def test_a_trial_line_says_what_mlflow_stores():
     assert line == "Trial -1 PRUNED at step 2 | optimizer.lr=0.0001 | MLflow run 01234567 KILLED (pruned)"
     complete = optuna.trial.create_trial(value=0.5, params={"optimizer.lr": 1e-4}, distributions=space)
     assert trial_line(complete, "f1", None, None, None) == "Trial -1 COMPLETE | f1=0.5000 | optimizer.lr=0.0001"
+
+
+def test_trial_logs_leave_the_terminal_only_where_the_job_logging_has_a_console():
+    from medkit_exp.sweeps.sweeper import TRIAL_LOGGING, OptunaSweeper
+
+    sweeper = OptunaSweeper()
+    sweeper.config = OmegaConf.create({"hydra": {"job_logging": {"handlers": {"console": {}, "file": {}}}}})
+    assert sweeper._trial_logging() == TRIAL_LOGGING
+    for job_logging in ({"handlers": {"file": {}}}, {}, None):  # a user's own, hydra/job_logging=disabled
+        sweeper.config = OmegaConf.create({"hydra": {"job_logging": job_logging}})
+        assert sweeper._trial_logging() == ()
