@@ -55,9 +55,11 @@ _register_sweeper()
 def task(cfg: DictConfig) -> float | None:
     """Train as configured; return the best value of ``optimized_metric``."""
     from medkit_exp.app_setup import quiet_third_party
+    from medkit_exp.launch import quiet_other_ranks
 
     redact_run_records()
     quiet_third_party()  # before transformers and MLflow load: no progress bars, no load report
+    quiet_other_ranks()  # under torchrun: rank 0 reports; the others' warnings and errors name their rank
     return report_errors(lambda: train(cfg))
 
 

@@ -118,6 +118,15 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def quiet_other_ranks() -> None:
+    """On ranks other than 0, once Hydra has set logging up: warnings and errors only, each record
+    naming its rank (the engine's :func:`~medkit_exp.training.distributed.quiet_unless_main`)."""
+    if _context is not None and not _context.is_main:
+        from medkit_exp.training.distributed import quiet_unless_main
+
+        quiet_unless_main(_context)
+
+
 def is_writer() -> bool:
     """This process writes the run's files, prints and tracks: rank 0, or the only process."""
     return _context is None or _context.is_main
