@@ -131,6 +131,12 @@ class HFEntityMatcherTrainable:
             )
         return BatchData(logits=logits), loss
 
+    def nb_loss_terms(self, input_batch: BatchData) -> int:
+        """The labelled tokens the loss averages over. Under data-parallel training the Trainer
+        weighs each process's loss by them, so the loss is a mean over the global batch's tokens
+        (as one process would compute it), not a mean of per-process means."""
+        return int((input_batch["labels"] != IGNORE_INDEX).sum())
+
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)

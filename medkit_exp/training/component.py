@@ -23,7 +23,11 @@ class TrainableComponent(Protocol):
     Same members and argument names as ``medkit.training.TrainableComponent``, so a
     component written for medkit trains unchanged with :class:`~medkit_exp.training.Trainer`.
     A component may also expose ``model`` (a ``torch.nn.Module``): the Trainer then
-    applies weight decay by parameter group and can ``torch.compile`` it.
+    applies weight decay by parameter group and can ``torch.compile`` it (and, under torchrun,
+    wraps it in DistributedDataParallel). A component whose loss is a mean over something other
+    than its items (tokens, say) may define ``nb_loss_terms(input_batch) -> int``: under
+    data-parallel training each process's loss is then weighed by it, so the loss is that mean
+    over the global batch (the tagger counts its labelled tokens).
     """
 
     @property

@@ -129,11 +129,10 @@ def build(name: str, args: argparse.Namespace):
     if name.startswith("tagger"):
         from medkit_exp.ner.tagger import HFEntityMatcherTrainable
 
-        class Tagger(HFEntityMatcherTrainable):
-            def nb_loss_terms(self, input_batch):  # the token-level loss averages over labelled tokens
-                return int((input_batch["labels"] != -100).sum())
+        class ItemMeanTagger(HFEntityMatcherTrainable):
+            nb_loss_terms = None  # as a component that does not tell its token count: each rank's mean weighs as its items
 
-        kind = Tagger if name == "tagger" else HFEntityMatcherTrainable
+        kind = HFEntityMatcherTrainable if name == "tagger" else ItemMeanTagger
         torch.manual_seed(0)
         tagger = kind(args.bert, ["problem", "treatment", "test"], "iob2", tokenizer_max_length=16)
         return tagger, tagger_documents(args.items, 1), tagger_documents(13, 2), tagger.make_metrics_computer()

@@ -150,8 +150,8 @@ def test_configs_that_differ_between_ranks_stop_every_rank_with_one_error(tmp_pa
 
 
 def test_the_tagger_token_loss_is_normalised_over_the_global_batch(tmp_path, tiny_bert_dir):
-    """With ``nb_loss_terms`` (its labelled tokens) the tagger trains as one process with twice the batch;
-    as it is, without it, each rank's token mean counts as its share of items: another gradient."""
+    """The tagger's ``nb_loss_terms`` (its labelled tokens) makes 2 processes train as one process with twice
+    the batch; a tagger without it (each rank's token mean weighed as its share of items) gets another gradient."""
     bert = tmp_path / "bert"
     shutil.copytree(tiny_bert_dir, bert)
     config = json.loads((bert / "config.json").read_text())
