@@ -3,11 +3,14 @@
 A runs table sorted by the last ``eval/f1`` ranks a run by its last evaluation, which is not the
 checkpoint it keeps; ``best/eval/f1`` ranks it by its best one. The tracked metric is the
 TrainerConfig's ``checkpoint_metric`` (lower is better when ``minimize_checkpoint_metric``), the
-one that picks the best checkpoint; its companions are the other ``eval/*`` values of the same
-evaluation, so that ``best/eval/precision`` is the precision *at* the best F1.
+one that picks the best checkpoint; its companions are the other summary ``eval/*`` values of the
+same evaluation, so that ``best/eval/precision`` is the precision *at* the best F1. Per-label values
+(``eval/labels/<label>/...``) get no ``best/`` copy: a run's charts would start with dozens of flat
+lines; they stay in the run's history and are linked to the logged model
+(:mod:`medkit_exp.tracking.model_link` reads :attr:`BestValues.values`, all of them).
 
 >>> best = BestValues("f1", minimize=False)
->>> best.update({"eval/f1": 0.5, "eval/loss": 1.0}, step=10)
+>>> best.update({"eval/f1": 0.5, "eval/loss": 1.0, "eval/labels/test/f1": 0.2}, step=10)
 {'best/eval/f1': 0.5, 'best/eval/loss': 1.0, 'best/step': 10.0}
 >>> best.update({"eval/f1": 0.4, "eval/loss": 0.9}, step=20)
 {'best/eval/f1': 0.5, 'best/eval/loss': 1.0, 'best/step': 10.0}
@@ -20,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 PREFIX = "best/"
+PER_LABEL_PREFIX = "eval/labels/"  # per-label values: no best/ copy (see the module docstring)
 
 
 class BestValues:
@@ -52,7 +56,8 @@ class BestValues:
     def metrics(self) -> dict[str, float]:
         if self.step is None:
             return {}
-        return {**{PREFIX + key: value for key, value in self.values.items()}, f"{PREFIX}step": float(self.step)}
+        summary = {PREFIX + key: value for key, value in self.values.items() if not key.startswith(PER_LABEL_PREFIX)}
+        return {**summary, f"{PREFIX}step": float(self.step)}
 
     def _better(self, value: float) -> bool:
         if self.step is None:

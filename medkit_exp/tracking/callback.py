@@ -15,7 +15,9 @@ What a run records
   artifact); without ``params``, the TrainerConfig as ``trainer.*``.
 - metrics, all at step = the global optimizer step: ``train/<key>`` for each ``on_log`` value
   (loss, learning_rate, grad_norm, samples_per_second, steps_per_second, epoch) every
-  ``log_every_n_steps`` steps; ``eval/<metric>`` at each evaluation; ``train/loss_avg`` (mean
+  ``log_every_n_steps`` steps, and the latest values not yet logged (at their own step) at each
+  evaluation and at the end of training, so a run shorter than ``log_every_n_steps`` still has
+  its training curves; ``eval/<metric>`` at each evaluation; ``train/loss_avg`` (mean
   training loss since the previous evaluation) and ``train/<metric>`` (training metrics, when
   computed) at each evaluation (the hooks' tables, e.g. a split's label supports, are logged once
   as table artifacts: :mod:`medkit_exp.tracking.tables`); ``best/eval/<metric>`` for every eval value of the best
@@ -182,6 +184,7 @@ class MLflowCallback(TrainerCallback):
         self._best = BestValues()  # best/<metric> of the run so far (the TrainerConfig's checkpoint metric)
         self._tables = EvaluationTables()  # the hooks' evaluation tables (a split's label supports), logged once
         self._curves_drawn_at: int | None = None  # the step of the learning curves drawn so far
+        self._unlogged: tuple[dict[str, Any], int] | None = None  # the latest on_log values log_every_n_steps skipped
 
     # ------------------------------------------------------------------ public
     @property
@@ -212,6 +215,7 @@ class MLflowCallback(TrainerCallback):
         output_dir = Path(self.state.output_dir)
         self._local_id = self._restored.get("local_id") or uuid.uuid4().hex[:12]
         self._curves_drawn_at = None
+        self._unlogged = None
         self._tables.reset()
         self._best.reset(getattr(config, "checkpoint_metric", None),
                          bool(getattr(config, "minimize_checkpoint_metric", False)))
@@ -224,12 +228,25 @@ class MLflowCallback(TrainerCallback):
         session.describe()
 
     def on_log(self, logs: dict[str, float], step: int) -> None:
-        if self._session is not None and step % self.log_every_n_steps == 0:
-            self._log_metrics({f"train/{key}": value for key, value in logs.items() if is_number(value)}, step)
+        values = {f"train/{key}": value for key, value in logs.items() if is_number(value)}
+        if step % self.log_every_n_steps == 0:
+            self._unlogged = None
+            self._log_metrics(values, step)
+        elif values:  # kept: logged at the next evaluation or the end unless a later step's come first
+            self._unlogged = (values, step)
+
+    def _log_unlogged(self) -> None:
+        """The latest training values that ``log_every_n_steps`` skipped, at their own step: the
+        last values of a run (or of a run shorter than ``log_every_n_steps``) are never dropped."""
+        if self._unlogged is not None:
+            values, step = self._unlogged
+            self._unlogged = None
+            self._log_metrics(values, step)
 
     def on_evaluate(self, metrics: dict[str, float], step: int) -> None:
         if self._session is None:
             return
+        self._log_unlogged()
         values = {f"eval/{key}": value for key, value in metrics.items() if is_number(value)}
         train = self.state.history[-1].get("train", {}) if self.state.history else {}
         for key, value in train.items():
@@ -248,10 +265,12 @@ class MLflowCallback(TrainerCallback):
             self._session.submit(LogMetrics.at_step(values, step))
 
     def on_train_end(self) -> None:
+        self._log_unlogged()
         self._finish(end_status(self.state), upload_checkpoints=True)
 
     def on_exception(self, exception: BaseException) -> None:
         if self._session is not None:
+            self._log_unlogged()
             self._session.submit(SetTags({"error": f"{type(exception).__name__}: {exception}"[:5000]}))
         self._finish("KILLED" if isinstance(exception, KeyboardInterrupt) else "FAILED", upload_checkpoints=False)
 

@@ -188,3 +188,49 @@ def test_evaluation_tables_are_logged_once_and_a_change_is_reported(make_trainer
     table = json.loads(open(f"{folder}/label_supports.json", encoding="utf-8").read())
     assert table == {"columns": ["split", "label", "support"], "data": [["dev", "a", 5], ["dev", "b", 2]]}
     assert caplog.text.count("data/label_supports.json at step 12 differs") == 1 and "(1 of 2 rows)" in caplog.text
+
+
+class _PerLabelComputer:
+    """The toy accuracy with per-label values as the NER metrics name them (labels/<label>/<metric>)."""
+
+    metric_names = ["accuracy"]
+
+    def __init__(self):
+        from tests.training.toy import AccuracyComputer
+
+        self.inner = AccuracyComputer()
+
+    def prepare_batch(self, model_output, input_batch):
+        return self.inner.prepare_batch(model_output, input_batch)
+
+    def compute(self, all_data):
+        accuracy = self.inner.compute(all_data)["accuracy"]
+        return {"accuracy": accuracy, "f1": accuracy / 2,
+                **{f"labels/{label}/{m}": accuracy for label in ("test", "problem") for m in ("f1", "recall")}}
+
+
+def test_best_values_are_the_summary_metrics_not_per_label_copies(make_trainer, make_callback, client):
+    callback = make_callback(plots=False, log_checkpoints=False)
+    make_trainer(callback=[callback], metrics=_PerLabelComputer()).train()
+    metrics = client.get_run(callback.run_id).data.metrics
+    assert sorted(k for k in metrics if k.startswith("best/")) == [
+        "best/eval/accuracy", "best/eval/f1", "best/eval/loss", "best/step"]
+    assert metrics["eval/labels/test/f1"] == metrics["eval/accuracy"]  # the per-label curves themselves stay
+
+
+def test_a_run_shorter_than_log_every_n_steps_logs_its_training_values(make_trainer, make_callback, client):
+    """8 steps, on_log every 2, log_every_n_steps=5 hits none of them: the latest values are logged
+    at each evaluation (steps 4 and 8), at their own step."""
+    callback = make_callback(plots=False, log_checkpoints=False, log_every_n_steps=5)
+    trainer = make_trainer(callback=[callback], nb_training_epochs=1)
+    trainer.train()
+    assert trainer.state.global_step == 8
+    for key in ("train/loss", "train/learning_rate"):
+        assert sorted(m.step for m in client.get_metric_history(callback.run_id, key)) == [4, 8], key
+
+
+def test_the_last_training_values_are_logged_at_the_end_without_evaluations(make_trainer, make_callback, client):
+    callback = make_callback(plots=False, log_checkpoints=False, log_every_n_steps=50)
+    trainer = make_trainer(callback=[callback], nb_training_epochs=1, eval_strategy="no", logging_steps=3)
+    trainer.train()
+    assert [m.step for m in client.get_metric_history(callback.run_id, "train/loss")] == [6]  # on_log at 3, 6
