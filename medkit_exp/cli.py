@@ -313,11 +313,11 @@ def run_params(config: dict[str, Any]) -> dict[str, Any]:
     """The resolved config as MLflow params: the values the run uses. Left out: the run's own
     folders (different for every run; the ``output_dir`` tag holds it), the scheduler and
     optimizer keys their choice does not use (check_config made sure they kept their defaults)
-    and ``callbacks.tracking``, the ``tracking`` group again (recorded once, as ``tracking.*``)."""
+    and the run's wiring and tracking settings (tracking.params.experiment_params)."""
     from medkit_exp.config_check import unused_keys
-    from medkit_exp.tracking.params import RUN_SPECIFIC_KEYS, without_keys
+    from medkit_exp.tracking.params import RUN_SPECIFIC_KEYS, experiment_params, without_keys
 
-    return without_keys(config, (*RUN_SPECIFIC_KEYS, *unused_keys(config), TRACKING_ENTRY))
+    return experiment_params(without_keys(config, (*RUN_SPECIFIC_KEYS, *unused_keys(config), TRACKING_ENTRY)))
 
 
 def resolved_component_params(settings: dict[str, Any], component: Any) -> dict[str, Any]:

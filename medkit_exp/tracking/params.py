@@ -45,6 +45,14 @@ MAX_KEY_LENGTH = 250
 #: ``output_dir`` tag, its name the ``run_name`` tag (and MLflow's run name).
 RUN_SPECIFIC_KEYS = ("paths.output_dir", "trainer.output_dir", "tracking.run_name")
 
+#: Settings of how a run is wired and watched, not of the experiment: the instantiation keys
+#: (``_target_``, ``_partial_``) wherever they are, the ``tracking`` group (where the run is recorded
+#: and how often: ``tracking_uri`` may even hold credentials) and the callbacks that only display or
+#: record the run. The other callbacks' settings stay (``callbacks.early_stopping.patience`` is
+#: something a user varies). The whole config is the run's ``config/config.yaml`` artifact.
+WIRING_KEYS = frozenset({"_target_", "_partial_"})
+CIRCUMSTANCE_KEYS = ("tracking", "callbacks.printer", "callbacks.tracking")
+
 _BAD_KEY_CHARS = re.compile(r"[^\w.\- :/]")
 _OVERRIDE_PREFIX = re.compile(r"(^|\.)[+~]+")
 
@@ -137,6 +145,28 @@ def without_keys(config: Mapping[str, Any], dotted_keys: Sequence[str]) -> dict[
         if key in dotted_keys:
             continue
         kept[key] = without_keys(value, inner) if inner and _is_mapping(value) else value
+    return kept
+
+
+def experiment_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config's keys that describe the experiment: without :data:`CIRCUMSTANCE_KEYS` and the
+    :data:`WIRING_KEYS` at any depth (see there why).
+
+    >>> experiment_params({"tracking": {"worker": True}, "callbacks": {"printer": {"_target_": "P"},
+    ...     "early_stopping": {"_target_": "E", "patience": 3}}, "seed": 1})
+    {'callbacks': {'early_stopping': {'patience': 3}}, 'seed': 1}
+    """
+    return _without_wiring(without_keys(config, CIRCUMSTANCE_KEYS))
+
+
+def _without_wiring(config: Mapping[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in WIRING_KEYS:
+            continue
+        value = _without_wiring(value) if _is_mapping(value) else value
+        if not (_is_mapping(value) and not value and _is_mapping(config[key]) and config[key]):
+            kept[key] = value  # an entry that held only wiring (callbacks.printer without settings) goes
     return kept
 
 

@@ -90,7 +90,8 @@ def test_the_records_keep_the_redacted_urls(tracked_runs):
             assert "https://u:***@" in run.data.params["search_space.tracking.tags.mirror"]
             continue
         assert run.data.tags["source"] == "https://alice:***@git.example.org/repo"
-        assert run.data.params["tracking.tags.database"] == "postgresql://optuna:***@db-host:5432/optuna"
+        assert run.data.tags["database"] == "postgresql://optuna:***@db-host:5432/optuna"  # tracking.*: tags, not params
+        assert not [key for key in run.data.params if key.startswith("tracking.")]
         assert "https://alice:***@git.example.org/repo" in run.data.tags["command"]
 
 
