@@ -77,14 +77,15 @@ Y_LABELS = {"loss": "loss", "eval F1": "F1 (entity level)", "eval metrics": "val
 
 
 def short_name(name: str) -> str:
-    """A series' legend name: ``eval/labels/DISO/f1`` -> ``DISO f1``, ``eval/f1`` -> ``f1 (micro)``.
+    """A series' legend name: ``eval/labels/DISO/f1`` -> ``label 'DISO': f1`` (a label named
+    ``test`` is not read as the test split), ``eval/f1`` -> ``f1 (micro)``.
 
-    >>> [short_name(n) for n in ("eval/labels/DISO/f1", "eval/macro_f1", "train/loss", "eval/loss")]
-    ['DISO f1', 'macro f1', 'train loss (per step)', 'eval loss']
+    >>> [short_name(n) for n in ("eval/labels/test/f1", "eval/macro_f1", "train/loss", "eval/loss")]
+    ["label 'test': f1", 'macro f1', 'train loss (per step)', 'eval loss']
     """
     if "/labels/" in name:
         label, _, metric = name.split("/labels/", 1)[1].rpartition("/")
-        return f"{label} {metric}"
+        return f"label '{label}': {metric}"
     known = {"train/loss": "train loss (per step)", "train/loss_avg": "train loss (mean since last eval)",
              "eval/loss": "eval loss", "eval/f1": "f1 (micro)", "train/learning_rate": "learning rate"}
     if name in known:
@@ -160,12 +161,10 @@ def learning_curves_figure(
     best = best_evaluation(series, history_path, metric, minimize)
     figure, axes = _figure(len(panels), title)
     for axis, (panel_title, names) in zip(axes, panels):
-        for name in names:
+        for index, name in enumerate(names):
             steps, values = zip(*series[name])
             main = name in ("eval/f1", "train/loss_avg", "eval/loss") or (best is not None and name == best[0])
-            axis.plot(steps, values, marker="o" if name.startswith("eval/") or name.endswith("_avg") else None,
-                      markersize=3 if main else 2, linewidth=1.8 if main else 1.0, alpha=1.0 if main else 0.75,
-                      linestyle="-" if "/labels/" not in name else "--", label=short_name(name))
+            axis.plot(steps, values, label=short_name(name), **_line_style(name, index, main))
         if best is not None:
             axis.axvline(best[1], color="0.35", linestyle=":", linewidth=1.2,
                          label=f"best {short_name(best[0])} (step {best[1]})")
@@ -177,6 +176,24 @@ def learning_curves_figure(
             axis.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, frameon=False)
     return figure
+
+
+#: Markers and dash patterns given in turn to a panel's curves: two curves on the same points
+#: (two labels both at F1 0) stay both visible, the later one's hollow marker beside the
+#: earlier one's and its thinner line inside the earlier one's thicker line.
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "h")
+DASHES = ("--", "-.", ":", (0, (6, 2, 1, 2)))  # the first curve (the main one) is solid
+
+
+def _line_style(name: str, index: int, main: bool) -> dict[str, Any]:
+    """How a panel's ``index``-th curve is drawn (see :data:`MARKERS`)."""
+    evaluated = name.startswith("eval/") or name.endswith("_avg")
+    return {
+        "marker": MARKERS[index % len(MARKERS)] if evaluated else None,
+        "markersize": max(7.0 - 0.7 * index, 4.0), "markerfacecolor": "none" if index else None,
+        "linewidth": max(2.8 - 0.45 * index, 0.8), "alpha": 1.0 if main else 0.85,
+        "linestyle": DASHES[(index - 1) % len(DASHES)] if index else "-",
+    }
 
 
 def log_learning_curves(run: Any, history: str, png: str, title: str | None = None,

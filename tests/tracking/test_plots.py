@@ -78,7 +78,7 @@ def test_learning_curves_have_labelled_axes_readable_legends_and_the_best_marked
         assert "best f1 (micro) (step 50)" in labels
         assert all(text.get_fontsize() >= 8 for text in axis.get_legend().get_texts())
     f1_labels = [text.get_text() for text in axes[1].get_legend().get_texts()]
-    assert {"f1 (micro)", "macro f1", "test f1", "best value 0.5000"} <= set(f1_labels)
+    assert {"f1 (micro)", "macro f1", "label 'test': f1", "best value 0.5000"} <= set(f1_labels)
     assert not any(label.startswith("eval/") for label in f1_labels)
     assert_no_clipped_text(figure)
     png = plot_learning_curves(history, tmp_path / "curves.png", metric="f1")
@@ -104,9 +104,25 @@ def test_without_a_metric_the_best_checkpoints_metric_is_found_and_the_whole_his
 
 
 def test_legend_names_say_what_a_series_is():
-    assert short_name("eval/labels/test/f1") == "test f1"  # a label called test is not the test split
-    assert short_name("eval/labels/a/b/precision") == "a/b precision"
+    assert short_name("eval/labels/test/f1") == "label 'test': f1"  # a label called test is not the test split
+    assert short_name("eval/labels/a/b/precision") == "label 'a/b': precision"
     assert short_name("train/loss_avg") == "train loss (mean since last eval)"
+
+
+def test_curves_on_the_same_points_are_all_visible(tmp_path):
+    """Two labels at F1 0 at every evaluation: each curve has its own marker and dash pattern,
+    the later drawn thinner and hollow, so the one below still shows."""
+    lines = [{"type": "eval", "step": step, "train": {"loss": 1.0},
+              "eval": {"f1": 0.1 * step, "labels/test/f1": 0.0, "labels/treatment/f1": 0.0}} for step in (2, 4, 6)]
+    history = tmp_path / "history.jsonl"
+    history.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    figure = learning_curves_figure(history, metric="f1")
+    drawn = {line.get_label(): line for line in figure.axes[1].get_lines()}
+    first, second = drawn["label 'test': f1"], drawn["label 'treatment': f1"]
+    assert list(first.get_ydata()) == list(second.get_ydata()) == [0.0, 0.0, 0.0]
+    assert first.get_marker() != second.get_marker() and first.get_linestyle() != second.get_linestyle()
+    assert second.get_linewidth() < first.get_linewidth() and second.get_markerfacecolor() == "none"
+    plot_learning_curves(history, tmp_path / "overlap.png", metric="f1")
 
 
 def curves_of(nb_runs):
