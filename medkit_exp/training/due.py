@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medkit_exp.training.callbacks import TrainerControl, TrainerState
+from medkit_exp.training.events import TrainerControl, TrainerState
 from medkit_exp.training.checkpoint import checkpoint_name
 from medkit_exp.training.config import TrainerConfig
 

@@ -15,7 +15,7 @@ import math
 import sys
 from typing import Any
 
-from medkit_exp.training.callbacks import TrainerCallback
+from medkit_exp.training.events import TrainerCallback
 
 __all__ = ["DefaultPrinterCallback", "format_metrics_table"]
 

@@ -11,21 +11,41 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from medkit_exp.training.checkpoint import read_checkpoint
-from medkit_exp.training.component import exposed_model
+import torch
+
+from medkit_exp.training.checkpoint import CheckpointManager, read_checkpoint
+from medkit_exp.training.component import TrainableComponent, exposed_model
+from medkit_exp.training.events import CallbackList, TrainerState
+from medkit_exp.training.running_mean import Windows
 from medkit_exp.training.schedulers import load_scheduler_state
 from medkit_exp.training.seed import rng_states, set_rng_states
 from medkit_exp.training.weights import check_finite_weights
 
-if TYPE_CHECKING:
-    from medkit_exp.training.trainer import Trainer
-
 logger = logging.getLogger(__name__)
 
 
-def trainer_payload(trainer: Trainer) -> dict[str, Any]:
+class Resumable(Protocol):
+    """What of the Trainer a checkpoint saves and restores (the Trainer is one; this module does
+    not import it, which imports this module)."""
+
+    component: TrainableComponent
+    state: TrainerState
+    checkpoints: CheckpointManager
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: Any
+    grad_scaler: Any
+    sampler: Any
+    windows: Windows
+    history_file: Any  # rank 0's HistoryFile, or rank_zero.NoHistory on the other ranks
+    callbacks: CallbackList
+    skipped_batches: int
+
+    def build_optimization(self) -> None: ...
+
+
+def trainer_payload(trainer: Resumable) -> dict[str, Any]:
     """What ``trainer_state.pt`` holds of ``trainer`` now."""
     return {
         "state": trainer.state.to_dict(),
@@ -39,7 +59,7 @@ def trainer_payload(trainer: Trainer) -> dict[str, Any]:
     }
 
 
-def resume_trainer(trainer: Trainer, which: str | Path) -> None:
+def resume_trainer(trainer: Resumable, which: str | Path) -> None:
     """Put ``trainer`` where a checkpoint ("last", "best" or a folder) left its run, the files'
     digests verified; nothing to resume from, a damaged file or weights that are not finite are
     a CheckpointError."""

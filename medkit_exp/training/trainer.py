@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 from medkit_exp.errors import NonFiniteLossError
 from medkit_exp.training import data_parallel, distributed, rank_zero, shards
 from medkit_exp.training.batch import BatchData
-from medkit_exp.training.callbacks import CallbackList, Timer, TrainerCallback, TrainerControl, TrainerState
+from medkit_exp.training.callbacks import Timer
+from medkit_exp.training.events import CallbackList, TrainerCallback, TrainerControl, TrainerState
 from medkit_exp.training.checkpoint import CONFIG_NAME, OPTIMIZER_NAME, SCHEDULER_NAME  # medkit's names
 from medkit_exp.training.checkpoint import CheckpointManager, write_checkpoint
 from medkit_exp.training.component import TrainableComponent, check_trainable_component, compile_exposed_model

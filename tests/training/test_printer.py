@@ -113,6 +113,12 @@ def test_while_the_bar_shows_the_terminal_keeps_its_level(make_trainer, capsys):
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)  # the terminal shows warnings only
     saved = root.level
+    # A printer made while logging was unconfigured (an earlier test, as from plain Python) gave its
+    # logger a handler of its own; this test is about an application that configured logging.
+    printer_logger = logging.getLogger("DefaultPrinterCallback")
+    own_handlers = list(printer_logger.handlers)
+    for handler in own_handlers:
+        printer_logger.removeHandler(handler)
     root.addHandler(console)
     root.setLevel(logging.DEBUG)
     try:
@@ -120,6 +126,8 @@ def test_while_the_bar_shows_the_terminal_keeps_its_level(make_trainer, capsys):
     finally:
         root.removeHandler(console)
         root.setLevel(saved)
+        for handler in own_handlers:
+            printer_logger.addHandler(handler)
     err = capsys.readouterr().err
     assert "1/1" in err or "steps" in err  # the bar showed
     assert "Evaluation: step" not in err and "Training is completed" not in err  # INFO stayed off the terminal
