@@ -83,6 +83,10 @@ def history_figure(study: Any, name: str) -> Any:
         numbers, values = zip(*pruned)
         axis.scatter(numbers, values, marker="x", color="0.45", s=28, zorder=3,
                      label=f"pruned trial: last reported value ({len(pruned)})")
+    _name_history_series(axis, name)
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers: never a tick at 0.5
     for location in ("left", "right"):
         axis.set_title("", loc=location)
     axis.set_title(f"Optimization history of {name} ({_counts_text(study)})", fontsize=11)
@@ -93,6 +97,16 @@ def history_figure(study: Any, name: str) -> Any:
     figure.set_size_inches(*HISTORY_SIZE)
     figure.set_layout_engine("constrained")
     return figure
+
+
+def _name_history_series(axis: Any, name: str) -> None:
+    """One naming in the legend: Optuna labels its points with ``name`` and its line "Best Value";
+    both say which value they show of ``name``."""
+    for artist in [*axis.get_lines(), *axis.collections]:
+        if artist.get_label() == name:
+            artist.set_label(f"{name} of each trial")
+        elif artist.get_label() == "Best Value":
+            artist.set_label(f"{name}: best so far")
 
 
 def importances_figure(study: Any, name: str) -> Any:

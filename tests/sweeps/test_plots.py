@@ -97,6 +97,23 @@ def test_the_history_shows_and_counts_the_pruned_trials(study):
     assert len(crosses) == 1 and len(crosses[0].get_offsets()) == 7
 
 
+def test_the_history_of_a_short_sweep_has_whole_trial_ticks_and_one_naming():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    small = optuna.create_study(direction="maximize")
+    for value in (0.035, 0.2):
+        small.enqueue_trial({})
+        small.optimize(lambda trial, value=value: value, n_trials=1)
+    figure = history_figure(small, "best eval/f1")
+    axis = figure.axes[0]
+    figure.canvas.draw()
+    ticks = [tick for tick in axis.get_xticks() if axis.get_xlim()[0] <= tick <= axis.get_xlim()[1]]
+    assert ticks and all(float(tick).is_integer() for tick in ticks)  # no trial 0.5
+    legend = [t.get_text() for t in axis.get_legend().get_texts()]
+    assert legend == ["best eval/f1 of each trial", "best eval/f1: best so far"]
+
+
 def test_parallel_coordinates_are_readable(study):
     figure = parallel_figure(study, "best eval/f1")
     axis = figure.axes[0]
