@@ -29,7 +29,6 @@ LOAD_REPORT_LOGGERS = ("transformers.modeling_utils", "transformers.modeling_lay
 #: Terminal control sequences (colours, cursor moves).
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
-_torch_default_threads: int | None = None
 
 
 class LoadReportFilter(logging.Filter):
@@ -70,16 +69,11 @@ def quiet_third_party() -> None:
 
 def apply_num_threads(requested: int | None) -> int:
     """Set torch's intra-op threads to ``requested`` (None: torch's own choice for this process,
-    as it was before any run changed it, e.g. the previous trial of a sweep); returns the number
-    used, which the run records."""
-    import torch
+    as it was before any run changed it, e.g. the previous trial of a sweep), before any heavy
+    work; returns the number used, which the run records."""
+    from medkit_exp.training.threads import use_threads
 
-    global _torch_default_threads
-    if _torch_default_threads is None:
-        _torch_default_threads = torch.get_num_threads()
-    threads = _torch_default_threads if requested is None else int(requested)
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    threads = use_threads(requested)
     origin = "torch's choice" if requested is None else "trainer.num_threads"
-    logger.info("CPU threads for torch: %d (%s)", torch.get_num_threads(), origin)
-    return torch.get_num_threads()
+    logger.info("CPU threads for torch: %d (%s)", threads, origin)
+    return threads

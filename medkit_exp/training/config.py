@@ -71,8 +71,8 @@ class TrainerConfig:
     distributed_timeout_s: under torchrun, how long a collective waits for the other processes
         before failing (a process that died without closing its connections).
     num_threads: torch's CPU threads for the run's process (``torch.set_num_threads``), set by the
-        application before the model loads (:func:`medkit_exp.app_setup.apply_num_threads`);
-        None: what torch chooses (one per core). Fewer than the cores when other jobs share them.
+        Trainer (and by the application earlier, before the model loads); None: what torch
+        chooses (one per core). Fewer than the cores when other jobs share them.
     """
 
     output_dir: str

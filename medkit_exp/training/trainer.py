@@ -41,6 +41,7 @@ from medkit_exp.training.running_mean import Windows
 from medkit_exp.training.schedulers import SchedulerBuilder, build_scheduler, is_plateau, scheduler_interval
 from medkit_exp.training.seed import seed_everything, set_seed
 from medkit_exp.training.signals import StopSignals
+from medkit_exp.training.threads import use_threads
 
 # medkit's module exports these from ``medkit.training.trainer``.
 __all__ = ["CONFIG_NAME", "OPTIMIZER_NAME", "SCHEDULER_NAME", "Trainer", "set_seed"]
@@ -69,6 +70,8 @@ class Trainer:
         check_trainable_component(component)
         config.validate()
         self.distributed = distributed.init_from_env(config.distributed_backend, config.distributed_timeout_s)
+        if config.num_threads is not None:  # None leaves torch as it is; the app sets it before the model loads
+            use_threads(config.num_threads)
         if config.seed is not None:
             seed_everything(config.seed, config.deterministic)
         self.component, self.config, self.metrics_computer = component, config, metrics_computer
