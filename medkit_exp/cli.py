@@ -369,14 +369,8 @@ def print_summary(cfg: DictConfig, trainer: Any, objective: float | None, run: R
     if trainer.state.stop_reason:
         lines.append(f"  stopped early: {trainer.state.stop_reason}")
     run_id = run.tracking_run_id()  # set by the tracking factory; None without tracking
-    if run_id:
-        from medkit_exp.redaction import redact_url
-        from medkit_exp.tracking.uris import resolve_tracking_uri
+    if run_id:  # the store, and a link that opens the run in the UI's model-training view
+        from medkit_exp.tracking.ui_links import summary_lines
 
-        uri = redact_url(resolve_tracking_uri(cfg.tracking.tracking_uri))
-        lines.append(f"  MLflow run: {run_id} ({uri})")
-        if not uri.startswith(("http://", "https://")):
-            lines.append(f"  open the MLflow UI: mlflow ui --backend-store-uri {uri}")
-        else:
-            lines.append(f"  open the MLflow UI: {uri}")
+        lines.extend(summary_lines(cfg.tracking.tracking_uri, run_id))
     print("\n".join(lines), flush=True)

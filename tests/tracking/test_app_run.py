@@ -175,3 +175,16 @@ def test_reproduce_repeats_every_metric_exactly(app_run, client, capfd, caplog, 
     assert {c.key for c in comparisons} >= {"eval/f1", "eval/loss", "train/loss", "train/grad_norm"}
     for comparison in comparisons:  # same steps, same values, bit for bit
         assert comparison.recorded == comparison.reproduced and comparison.recorded, comparison.key
+
+
+def test_the_app_runs_record_holds_the_experiment_not_its_wiring(app_run, client):
+    """Params without ``_target_``/``_partial_``, tracking settings or printer wiring; ``best/*``
+    for the summary metrics only (no per-label copies), and best/step."""
+    run = client.get_run(app_run["run_id"])
+    params, metrics = run.data.params, run.data.metrics
+    assert not [key for key in params if key.endswith(("._target_", "._partial_"))]
+    assert not [key for key in params if key.startswith(("tracking.", "callbacks.printer", "callbacks.tracking"))]
+    assert params["callbacks.early_stopping"] == "None"  # off: a choice of the experiment, recorded
+    best = {key for key in metrics if key.startswith("best/")}
+    assert {"best/eval/f1", "best/eval/precision", "best/eval/recall", "best/eval/loss", "best/step"} <= best
+    assert not [key for key in best if key.startswith("best/eval/labels/")]
