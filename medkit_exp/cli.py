@@ -118,6 +118,8 @@ def report_errors(task: Any) -> Any:
     except Exception as error:
         if type(error).__name__ != "OtherRankError" or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
+        if current_trial() is not None:
+            raise  # a sweep trial under torchrun: the job fails on this rank too, the sweep goes on
         line = rank_name() + one_line(str(error))  # rank 0 reported its own error, with its traceback
         logger.error("%s", line)
         print(f"Error: {line}", file=sys.stderr)

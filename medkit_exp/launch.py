@@ -10,6 +10,8 @@ application leaves it at the end (:func:`leave`).
 
 In the task, :func:`check_same_config` compares every rank's resolved config with rank 0's, so that
 processes started with different overrides (or environments) stop with one line naming the key.
+A sweep (``-m``, ``hparams_search``) runs the same way: every process takes rank 0's sweep folder,
+rank 0 runs the study and every rank each trial (:mod:`medkit_exp.sweeps.ranks`).
 Without torchrun (``WORLD_SIZE`` unset or 1) nothing here does anything.
 """
 
@@ -65,10 +67,7 @@ def join_before_hydra(argv: Sequence[str]) -> list[str]:
         return []
     from medkit_exp.training.distributed import init_from_env
 
-    cfg = _composed(argv)
-    if str(cfg.hydra.mode) == "RunMode.MULTIRUN":
-        raise ConfigError("hydra.mode", "a sweep (--multirun, hparams_search) is not run under torchrun: every "
-                          "process would run its own sweeper and trials; run the sweep in one process")
+    cfg = _composed(argv)  # a sweep too: rank 0 runs the study, every rank its trials (medkit_exp.sweeps.ranks)
     try:
         _context = init_from_env(cfg.trainer.distributed_backend, cfg.trainer.distributed_timeout_s)
     except ConfigError as error:
@@ -94,11 +93,9 @@ def _composed(argv: Sequence[str]) -> Any:
     overrides = list(args.overrides) if args is not None else []
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         hydra = GlobalHydra.instance().hydra
-        cfg = hydra.compose_config("config", overrides, run_mode=RunMode.RUN, with_log_configuration=False,
-                                   from_shell=True)
-    if args is not None and args.multirun:
-        cfg.hydra.mode = RunMode.MULTIRUN
-    return cfg
+        # as Hydra's own get_mode composes: a sweep's overrides (choice(...), ranges) are left to the sweeper
+        return hydra.compose_config("config", overrides, run_mode=RunMode.MULTIRUN, with_log_configuration=False,
+                                    from_shell=True, validate_sweep_overrides=False)
 
 
 def _folders(cfg: Any) -> tuple[str, str]:

@@ -119,13 +119,6 @@ def test_processes_started_with_different_overrides_stop_with_one_line_naming_th
     assert not (folder / "checkpoints").exists() and not (folder / "config_resolved.yaml").exists()
 
 
-def test_a_sweep_is_refused_under_torchrun(tmp_path):
-    result = run(tmp_path, [*readme_command(), *FAST, "tracking=none", "hparams_search=ner_optuna"])
-    assert result.returncode != 0 and "exitcode  : 2" in result.stderr
-    assert any("config key 'hydra.mode': a sweep (--multirun, hparams_search) is not run under torchrun" in line
-               for line in rank_lines(result))
-
-
 def test_the_ddp_preset_sets_only_honoured_trainer_keys():
     from medkit_exp.training import TrainerConfig
 

@@ -12,6 +12,8 @@ callback stopped it, FAIL when it raised. A heartbeat marks running trials, so t
 killed worker are failed and queued again by the next worker to start
 (:mod:`medkit_exp.sweeps.heartbeat`). MLflow gets a parent run with one child per trial
 (:mod:`medkit_exp.sweeps.mlflow_parent`); ``optimization_results.yaml`` lands in the sweep folder.
+Under torchrun, rank 0 runs all of this and every rank runs each trial's job data-parallel
+(:mod:`medkit_exp.sweeps.ranks`).
 
 Hydra-specific code lives here and in :mod:`medkit_exp.sweeps.config`; heavy libraries are
 imported when a sweep starts, so registering the plugin costs nothing.
@@ -33,6 +35,7 @@ from typing import Any
 from hydra.plugins.sweeper import Sweeper
 
 from medkit_exp.errors import ConfigError, MedkitExpError, SweepError
+from medkit_exp.sweeps.ranks import TrialChannel, TrialOrder
 from medkit_exp.sweeps.search_space import SearchSpace
 
 logger = logging.getLogger("medkit_exp.sweeps")
@@ -63,6 +66,7 @@ class OptunaSweeper(Sweeper):
         self.hydra_context: Any = None
         self.config: Any = None
         self.launcher: Any = None
+        self.channel = TrialChannel()  # inert until sweep() opens the torchrun group's
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         from hydra.core.plugins import Plugins
@@ -85,6 +89,13 @@ class OptunaSweeper(Sweeper):
             )
 
     def sweep(self, arguments: list[str]) -> Any:
+        self.channel = TrialChannel.open()  # under torchrun: rank 0 runs the study, every rank each trial
+        if self.channel.is_follower:
+            return self.channel.follow(self._launch)
+        with self.channel.ending():  # the other ranks hear of the end, whatever it is
+            return self._sweep(arguments)
+
+    def _sweep(self, arguments: list[str]) -> Any:
         try:
             sweep = self._prepare(arguments)
             return self._run(sweep)
@@ -269,8 +280,9 @@ class OptunaSweeper(Sweeper):
         trial.set_user_attr("overrides", [redact_override(o) for o in overrides])  # the storage keeps no secret
         logger.debug("Trial %d: %s", trial.number, " ".join(overrides[len(sweep.space.fixed):]))
         try:
-            with HeartbeatThread(trial, sweep.settings.heartbeat_interval), active_trial(context), _quiet_launcher():
-                (job,) = self.launcher.launch([[*overrides, *self._trial_logging()]], initial_job_idx=trial.number)
+            with HeartbeatThread(trial, sweep.settings.heartbeat_interval), active_trial(context):
+                self.channel.announce(TrialOrder(trial.number, tuple(overrides), sweep.study.study_name, parent_id))
+                job = self._launch(overrides, trial.number)
         except BaseException as error:  # Ctrl-C outside the training loop: close the trial first
             self._tell(sweep, context, TrialState.FAIL, None, f"{type(error).__name__}: {error}")
             raise
@@ -298,6 +310,12 @@ class OptunaSweeper(Sweeper):
             return "FAIL"
         self._tell(sweep, context, TrialState.COMPLETE, float(value), None)
         return "COMPLETE"
+
+    def _launch(self, overrides: list[str], number: int) -> Any:
+        """One trial's job through Hydra's launcher (under torchrun, on every rank alike)."""
+        with _quiet_launcher():
+            (job,) = self.launcher.launch([[*overrides, *self._trial_logging()]], initial_job_idx=number)
+        return job
 
     def _trial_logging(self) -> tuple[str, ...]:
         """:data:`TRIAL_LOGGING`, where the job logging has a console handler (not with
