@@ -102,7 +102,8 @@ class TrackingConfig:
     tracking_uri: null: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory.
     experiment_name: the MLflow experiment (created if missing).
     run_name: the MLflow run name; null: MLflow picks one.
-    log_every_n_steps: log training values (loss, learning rate...) every N optimizer steps.
+    log_every_n_steps: log training values (loss, learning rate...) every N optimizer steps; the
+        latest values skipped are logged at each evaluation and at the end.
     log_checkpoints: upload the best checkpoint as artifacts.
     log_model: log the best checkpoint as a model, through the model hooks.
     plots: draw and upload the learning curves.

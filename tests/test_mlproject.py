@@ -57,7 +57,7 @@ def test_mlflow_run_trains_and_evaluates_into_the_runs_it_creates(tmp_path, monk
     assert f"Run (ID '{run.info.run_id}') succeeded" in result.stderr
     assert run.info.status == "FINISHED"
     assert run.data.params["experiment"] == "ner"  # mlflow run's own parameter...
-    assert run.data.params["tracking.run_name"] == "two words"  # ...and the training's: one run
+    assert run.data.tags["run_name"] == "two words"  # ...and the training's (a tag, as run names are): one run
     history = [json.loads(line) for line in (run_dir / HISTORY_FILE).read_text().splitlines()]
     logged = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "eval/f1")}
     assert logged == pytest.approx({r["step"]: r["eval"]["f1"] for r in history if r["type"] == "eval"})

@@ -24,12 +24,12 @@ from medkit_exp.errors import NonFiniteLossError
 from medkit_exp.training import data_parallel, distributed, rank_zero, shards
 from medkit_exp.training.batch import BatchData
 from medkit_exp.training.callbacks import Timer
-from medkit_exp.training.events import CallbackList, TrainerCallback, TrainerControl, TrainerState
 from medkit_exp.training.checkpoint import CONFIG_NAME, OPTIMIZER_NAME, SCHEDULER_NAME  # medkit's names
 from medkit_exp.training.checkpoint import CheckpointManager, write_checkpoint
 from medkit_exp.training.component import TrainableComponent, check_trainable_component, compile_exposed_model
 from medkit_exp.training.config import TrainerConfig
 from medkit_exp.training.due import Due
+from medkit_exp.training.events import CallbackList, TrainerCallback, TrainerControl, TrainerState
 from medkit_exp.training.loading import build_training_data, make_loader, preprocess_items
 from medkit_exp.training.memory import retain_freed_memory
 from medkit_exp.training.metrics import MetricsComputer, declared_metric_names
