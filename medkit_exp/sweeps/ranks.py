@@ -99,7 +99,7 @@ class TrialChannel:
         try:
             yield
         except SystemExit as stop:
-            self.end(stop.code if isinstance(stop.code, int) else 1)
+            self.end(0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1)  # sys.exit's rule
             raise
         except BaseException:
             self.end(1)
