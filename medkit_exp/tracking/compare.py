@@ -215,7 +215,7 @@ def run_comparison(
     """:func:`compare_runs`'s table and the path of the plot it wrote (None: none written)."""
     from mlflow import MlflowClient
 
-    from medkit_exp.tracking.runs import resolve_tracking_uri
+    from medkit_exp.tracking.uris import resolve_tracking_uri
     from medkit_exp.tracking.store import prepare_store
 
     uri = resolve_tracking_uri(tracking_uri)

@@ -20,7 +20,7 @@ from typing import Any
 
 from medkit_exp.tracking.files import link_or_copy, local_artifact_root
 from medkit_exp.tracking.messages import (
-    LogArtifacts, LogInputs, LogMetrics, LogParams, MetricPoint, Operation, SetStatus, SetTags, now_ms,
+    LogArtifacts, LogInputs, LogMetrics, LogParams, MetricPoint, Operation, SetStatus, SetTags,
 )
 from medkit_exp.tracking.params import MAX_PARAMS_PER_BATCH, chunks
 
@@ -234,8 +234,8 @@ def logged_max_steps(client: Any, run_id: str) -> dict[str, int]:
     }
 
 
-__all__ = [  # now_ms, link_or_copy and local_artifact_root: re-exported for this module's importers
+__all__ = [
     "MAX_METRICS_PER_BATCH", "MetricDeduper", "apply_op", "create_run", "get_or_create_experiment",
-    "is_permanent_error", "link_or_copy", "local_artifact_root", "logged_max_steps", "merge_metric_ops",
-    "now_ms", "redact_op", "send_op", "EXPERIMENT_KIND_TAG", "TRAINING_KIND",
+    "is_permanent_error", "logged_max_steps", "merge_metric_ops", "redact_op", "send_op",
+    "EXPERIMENT_KIND_TAG", "TRAINING_KIND",
 ]

@@ -19,13 +19,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medkit_exp.redaction import (  # noqa: F401 - re-exported: the rules live there
+from medkit_exp.redaction import (  # the redaction rules live there
     REDACTED,
     normalise_key,
     is_secret_key,
     is_secret_value,
     redact_text,
-    redact_url,
     redact_value,
     remember_secret,
 )

@@ -198,7 +198,7 @@ def _line_style(name: str, index: int, main: bool) -> dict[str, Any]:
 
 def log_learning_curves(run: Any, history: str, png: str, title: str | None = None,
                         metric: str | None = None, minimize: bool | None = None) -> None:
-    """An MLflow task (see :meth:`~medkit_exp.tracking.runs.RunHandle.run_task`): draw the
+    """An MLflow task (see :meth:`~medkit_exp.tracking.run_handle.RunHandle.run_task`): draw the
     learning curves of ``history`` to ``png`` and upload it under ``plots/``. A plot is never
     worth a failed run: a drawing error is logged."""
     try:

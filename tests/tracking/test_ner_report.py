@@ -241,7 +241,7 @@ def test_logged_model_holds_the_tagger_files_without_the_training_state(
 
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable
     from medkit_exp.ner.mlflow.model import log_tagger_model
-    from medkit_exp.tracking.runs import RunHandle
+    from medkit_exp.tracking.run_handle import RunHandle
 
     checkpoint = tmp_path / "checkpoint-0000001"
     HFEntityMatcherTrainable(str(tiny_bert_dir), labels=["problem"]).save(checkpoint)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from medkit_exp.tracking.ops import link_or_copy, local_artifact_root
+from medkit_exp.tracking.files import link_or_copy, local_artifact_root
 
 
 def test_local_artifact_root():

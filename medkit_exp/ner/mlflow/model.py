@@ -157,7 +157,7 @@ def log_tagger_model(
     :mod:`medkit_exp.tracking.model_link`); optionally register it
     (``registered_model_name``) and point ``alias`` at the new version. Returns MLflow's ModelInfo.
 
-    ``run`` is a :class:`~medkit_exp.tracking.runs.RunHandle`. ``example_texts`` make the signature's
+    ``run`` is a :class:`~medkit_exp.tracking.run_handle.RunHandle`. ``example_texts`` make the signature's
     input schema. ``validate``: they are also the model's input example, which MLflow validates when
     it logs the model (it loads the logged model and predicts them); MLflow's public API validates
     every input example, so without ``validate`` the model has none.

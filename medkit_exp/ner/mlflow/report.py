@@ -173,7 +173,7 @@ def report_folders(folder: str | Path) -> list[Path]:
 
 
 def log_report(run: Any, plots: dict[str, Any]) -> None:
-    """An MLflow task (see :meth:`~medkit_exp.tracking.runs.RunHandle.run_task`): draw the plots
+    """An MLflow task (see :meth:`~medkit_exp.tracking.run_handle.RunHandle.run_task`): draw the plots
     of a report whose files :func:`write_report_files` wrote, upload its folders."""
     try:
         draw_report_plots(**plots)

@@ -1,5 +1,5 @@
 """The tagger's MLflow tasks, run where the run's MLflow work is done (the tracking worker, else
-the training process): see :meth:`~medkit_exp.tracking.runs.RunHandle.run_task`. This module is
+the training process): see :meth:`~medkit_exp.tracking.run_handle.RunHandle.run_task`. This module is
 light, so that the training process can name a task without importing MLflow."""
 
 from __future__ import annotations
