@@ -8,6 +8,12 @@ the runs, and for each metric its best value (max, or min for a metric named lik
 ``--goal``), the step of the best value, and its last value. Rows are sorted by the first
 metric's best value. Per-label metrics are named ``eval/labels/<label>/<precision|recall|f1>``.
 
+MLflow has no PRUNED status: a pruned sweep trial's run ends KILLED with the tag
+``optuna.trial_state=PRUNED``, and its status shows as ``KILLED (pruned)`` (a failed trial stays
+``FAILED``). A sweep's parent run, when compared with its children (``--experiment``), keeps its
+row, but its params (the sweep's base config, not a trial's) are left out of the decision of
+which params differ: only the runs that are no other compared run's parent decide it.
+
 ``--plot`` draws one panel per metric (and ``train/loss``), one line per run in the same colour
 in every panel, the runs listed in the table's order in a legend beside the panels; the path
 written is printed on stderr.
@@ -28,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("markdown", "csv", "html")
 MISSING = ""
+#: The tag a sweep sets on a trial's run (medkit_exp.sweeps.mlflow_parent.STATE_TAG; named here,
+#: not imported, because tracking does not depend on sweeps).
+TRIAL_STATE_TAG = "optuna.trial_state"
+PARENT_TAG = "mlflow.parentRunId"
 
 
 @dataclass
@@ -39,6 +49,7 @@ class RunSummary:
     status: str
     params: dict[str, str]
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    parent_run_id: str | None = None
 
     @property
     def label(self) -> str:
@@ -85,10 +96,17 @@ def summarize(client: Any, runs: list[Any], metrics: list[str]) -> list[RunSumma
             if key in run.data.metrics:
                 history = client.get_metric_history(run.info.run_id, key)
                 curves[key] = sorted((m.step, m.value) for m in history)
-        summaries.append(
-            RunSummary(run.info.run_id, run.info.run_name or "", run.info.status, dict(run.data.params), curves)
-        )
+        tags = run.data.tags
+        summaries.append(RunSummary(run.info.run_id, run.info.run_name or "", run_status(run.info.status, tags),
+                                    dict(run.data.params), curves, tags.get(PARENT_TAG)))
     return summaries
+
+
+def run_status(status: str, tags: dict[str, str]) -> str:
+    """MLflow's status, ``KILLED (pruned)`` for a sweep trial Optuna pruned."""
+    if status == "KILLED" and tags.get(TRIAL_STATE_TAG) == "PRUNED":
+        return "KILLED (pruned)"
+    return status
 
 
 def lower_is_better(metric: str, goal: str = "auto") -> bool:
@@ -110,9 +128,11 @@ def best_point(points: list[tuple[int, float]], minimize: bool) -> tuple[int, fl
 def differing_params(summaries: list[RunSummary]) -> list[str]:
     """Params whose value (or presence) is not the same in every run that has params.
 
-    Runs without any param (a sweep's parent run) are left out of the decision.
+    Runs without any param, and a sweep's parent run compared with its children (its params are
+    the sweep's base config, which every trial overrides), are left out of the decision.
     """
-    with_params = [summary for summary in summaries if summary.params]
+    parents = {summary.parent_run_id for summary in summaries}
+    with_params = [summary for summary in summaries if summary.params and summary.run_id not in parents]
     keys = sorted({key for summary in with_params for key in summary.params})
     return [key for key in keys if len({summary.params.get(key) for summary in with_params}) > 1]
 

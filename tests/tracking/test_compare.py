@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlflow.entities import Param
 
 from medkit_exp.tracking.compare import best_point, comparison_table, compare_runs, main, render, RunSummary
 from medkit_exp.tracking.ops import get_or_create_experiment
@@ -141,3 +142,29 @@ def test_default_metrics_are_the_summary_f1_first_then_per_label():
     keys = ["eval/labels/a/f1", "eval/labels/b/f1", "eval/macro_f1", "eval/f1", "eval/labels/c/f1", "eval/loss"]
     runs = [SimpleNamespace(data=SimpleNamespace(metrics={key: 0.5 for key in keys}))]
     assert default_metrics(runs) == ["eval/f1", "eval/macro_f1", "eval/labels/a/f1", "eval/labels/b/f1"]
+
+
+def test_pruned_and_failed_trials_and_the_parents_params(client, tracking_uri):
+    """A pruned trial's run (KILLED, tag optuna.trial_state=PRUNED) shows as KILLED (pruned), a
+    failed one as FAILED; the sweep's parent run keeps its row but its params (the base config,
+    model.dim 8 where every trial has 16) do not make a param differ."""
+    experiment_id = get_or_create_experiment(client, "test-compare-trial-states")
+    parent = client.create_run(experiment_id, run_name="sweep").info.run_id
+    client.log_batch(parent, params=[Param("trainer.lr", "0.001"), Param("model.dim", "8")])
+    trials = (("trial-0", "0.01", "FINISHED", "COMPLETE"), ("trial-1", "0.05", "KILLED", "PRUNED"),
+              ("trial-2", "0.1", "FAILED", "FAIL"))
+    for name, lr, status, state in trials:
+        run_id = client.create_run(experiment_id, run_name=name, tags={"mlflow.parentRunId": parent}).info.run_id
+        client.log_batch(run_id, params=[Param("trainer.lr", lr), Param("model.dim", "16")])
+        client.log_metric(run_id, "eval/f1", 0.5, step=2)
+        client.set_tag(run_id, "optuna.trial_state", state)
+        client.set_terminated(run_id, status)
+    client.set_terminated(parent)
+    rows = list(csv.DictReader(io.StringIO(
+        compare_runs(tracking_uri, experiment="test-compare-trial-states", metrics=["eval/f1"], fmt="csv"))))
+    status = {row["run"]: row["status"] for row in rows}
+    assert status == {"sweep": "FINISHED", "trial-0": "FINISHED", "trial-1": "KILLED (pruned)", "trial-2": "FAILED"}
+    assert "trainer.lr" in rows[0] and "model.dim" not in rows[0]
+    children = list(csv.DictReader(io.StringIO(
+        compare_runs(tracking_uri, parent_run_id=parent, metrics=["eval/f1"], fmt="csv"))))
+    assert sorted(row["status"] for row in children) == ["FAILED", "FINISHED", "KILLED (pruned)"]
