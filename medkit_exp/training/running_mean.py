@@ -95,6 +95,22 @@ class Windows:
         self.train_loss.reset()
         self.train_inputs.reset()
 
+    def take_log(self, learning_rate: float, epoch: float, logging_steps: int, grad_norm: Any) -> dict[str, float]:
+        """The log window's values (mean loss, learning rate, fractional epoch, throughput,
+        gradient norm if measured), and a new window."""
+        loss = self.log_loss.mean()
+        logs = {
+            "loss": float("nan") if loss is None else loss,
+            "learning_rate": learning_rate,
+            "epoch": epoch,
+            **self.throughput.rates(logging_steps),
+        }
+        if grad_norm is not None:
+            logs["grad_norm"] = float(grad_norm)
+        self.log_loss.reset()
+        self.throughput.reset()
+        return logs
+
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps (the clock restarts on resume)."""
         return {

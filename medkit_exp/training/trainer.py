@@ -299,19 +299,11 @@ class Trainer:
 
     def _log(self, step: OptimizerStep) -> None:
         """A log line (history and ``on_log``): mean loss, learning rate, epoch, throughput, gradient norm."""
-        state, loss = self.state, self.windows.log_loss.mean()
-        logs = {
-            "loss": float("nan") if loss is None else loss,
-            "learning_rate": step.learning_rate,
-            "epoch": state.epoch - 1 + state.batch_in_epoch / state.nb_batches_per_epoch,
-            **self.windows.throughput.rates(self.config.logging_steps),
-        }
-        if step.grad_norm is not None:
-            logs["grad_norm"] = float(step.grad_norm)
+        state = self.state
+        epoch = state.epoch - 1 + state.batch_in_epoch / state.nb_batches_per_epoch
+        logs = self.windows.take_log(step.learning_rate, epoch, self.config.logging_steps, step.grad_norm)
         self.history_file.append({"type": "log", "step": state.global_step, **logs})
         self.callbacks.call("on_log", logs=logs, step=state.global_step)
-        self.windows.log_loss.reset()
-        self.windows.throughput.reset()
 
     def _check_signals(self) -> None:
         """After a SIGTERM/SIGINT, stop after this step with a checkpoint (``state.interrupted``)."""
@@ -371,10 +363,9 @@ class Trainer:
             retain_freed_memory()
 
     def _report_stop(self) -> None:
-        state = self.state
-        state.stop_reason = self.control.stop_reason
+        self.state.stop_reason = self.control.stop_reason
         if self.control.should_stop:
-            logger.info("Training stopped at step %d: %s", state.global_step, state.stop_reason)
+            logger.info("Training stopped at step %d: %s", self.state.global_step, self.state.stop_reason)
         if self.skipped_batches:
             logger.warning("%d batches were skipped for a non-finite loss", self.skipped_batches)
 
