@@ -188,6 +188,7 @@ def log_to_mlflow(tracking: dict[str, Any], report: dict[str, Any], files: list[
 
     from medkit_exp.redaction import redact_url, redact_value
     from medkit_exp.tracking.messages import now_ms
+    from medkit_exp.tracking.ops import get_or_create_experiment
     from medkit_exp.tracking.store import prepare_store
     from medkit_exp.tracking.uris import resolve_tracking_uri
 
@@ -203,8 +204,7 @@ def log_to_mlflow(tracking: dict[str, Any], report: dict[str, Any], files: list[
             run_id = None
     if not run_id:
         name = tracking.get("experiment_name") or "medkit_exp"
-        experiment = client.get_experiment_by_name(name)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+        experiment_id = get_or_create_experiment(client, name)  # tagged as one of model training
         run_name = tracking.get("run_name") or f"evaluate-{report['split']}"
         run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
     timestamp = now_ms()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from medkit_exp.tracking.ops import EXPERIMENT_KIND_TAG, TRAINING_KIND
 from tests.tracking.helpers import metric_steps
 
 
@@ -60,6 +61,7 @@ def test_evaluation_logs_into_the_launcher_run_or_a_run_of_its_own(
 
     own = log_to_mlflow(tracking, report, [tmp_path / "metrics.json"])
     run = client.get_run(own)
+    assert client.get_experiment(run.info.experiment_id).tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND
     assert run.info.run_name == "evaluate-test" and run.info.status == "FINISHED"
     assert run.data.metrics == flat_metrics(report) == {
         "test/loss": 1.25, "test/f1": 0.5, "test/problem_support": 5.0, "test/spans_f1": 0.4
