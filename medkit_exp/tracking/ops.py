@@ -209,9 +209,15 @@ def get_or_create_experiment(client: Any, name: str, artifact_location: str | No
                 raise error
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
-    if EXPERIMENT_KIND_TAG not in experiment.tags:  # made by an older version, or outside the project
-        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+    mark_training_experiment(client, experiment)
     return experiment.experiment_id
+
+
+def mark_training_experiment(client: Any, experiment: Any) -> None:
+    """Tag ``experiment`` (an MLflow Experiment) as one of model training, unless it has a kind:
+    one made by an older version, outside the project, or by ``mlflow run`` for its run."""
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
 
 
 def create_run(client: Any, spec: dict[str, Any]) -> str:
@@ -236,6 +242,6 @@ def logged_max_steps(client: Any, run_id: str) -> dict[str, int]:
 
 __all__ = [
     "MAX_METRICS_PER_BATCH", "MetricDeduper", "apply_op", "create_run", "get_or_create_experiment",
-    "is_permanent_error", "logged_max_steps", "merge_metric_ops", "redact_op", "send_op",
+    "is_permanent_error", "logged_max_steps", "mark_training_experiment", "merge_metric_ops", "redact_op", "send_op",
     "EXPERIMENT_KIND_TAG", "TRAINING_KIND",
 ]

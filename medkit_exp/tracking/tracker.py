@@ -30,7 +30,9 @@ from medkit_exp.tracking.messages import (
     OPERATION_TYPES, Close, Describe, Flush, LogArtifacts, LogInputs, LogParams, Open, Operation, RunTask,
     SessionRequest, SetStatus, SetTags, State, StopMonitor, Wake, now_ms,
 )
-from medkit_exp.tracking.ops import MetricDeduper, create_run, is_permanent_error, logged_max_steps, redact_op
+from medkit_exp.tracking.ops import (
+    MetricDeduper, create_run, is_permanent_error, logged_max_steps, mark_training_experiment, redact_op,
+)
 from medkit_exp.tracking.run_handle import RunHandle
 from medkit_exp.tracking.session_protocol import TrackingSession
 from medkit_exp.tracking.sink import AsyncRunLogger
@@ -154,7 +156,9 @@ class RunTracker:
     def _reattach_or_create(self, client: Any, spec: dict[str, Any], run_id: str | None) -> str:
         if run_id:
             try:
-                client.get_run(run_id)
+                run = client.get_run(run_id)
+                # A run `mlflow run` created: its experiment was made without our kind tag.
+                mark_training_experiment(client, client.get_experiment(run.info.experiment_id))
                 logger.info("Reattached to MLflow run %s", run_id)
                 return run_id
             except Exception as error:

@@ -28,6 +28,18 @@ def test_training_logs_into_the_run_named_by_mlflow_run_id(
     assert metric_steps(client, launcher, "eval/accuracy") == eval_steps
     run = client.get_run(launcher)
     assert run.info.status == "FINISHED" and "trainer.batch_size" in run.data.params
+    # `mlflow run` made the experiment without a kind: the training marks it as one of model training
+    assert client.get_experiment_by_name(experiment_name).tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND
+
+
+def test_an_experiment_kind_already_set_is_kept_when_attaching(
+    make_trainer, make_callback, client, experiment_name, monkeypatch
+):
+    experiment_id = client.create_experiment(experiment_name, tags={EXPERIMENT_KIND_TAG: "genai_development"})
+    monkeypatch.setenv("MLFLOW_RUN_ID", client.create_run(experiment_id).info.run_id)
+    callback = make_callback()
+    make_trainer(callback=[callback], max_steps=4).train()
+    assert client.get_experiment(experiment_id).tags[EXPERIMENT_KIND_TAG] == "genai_development"
 
 
 def test_an_unknown_mlflow_run_id_or_a_sweep_child_gets_a_run_of_its_own(
