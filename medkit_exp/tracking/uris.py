@@ -62,14 +62,17 @@ def _is_tracking_variable(name: str) -> bool:
 
 def tracking_environment() -> dict[str, str]:
     """This process's variables that MLflow's work reads (see ``TRACKING_ENV_PREFIXES``)."""
-    return {name: value for name, value in os.environ.items() if _is_tracking_variable(name)}
+    # Not os.environ.items(): it lists the names, then reads each one, and a variable another
+    # thread removes in between (MLflow's telemetry thread removes its session id) raises KeyError.
+    found = {name: os.environ.get(name) for name in list(os.environ) if _is_tracking_variable(name)}
+    return {name: value for name, value in found.items() if value is not None}
 
 
 def apply_tracking_environment(env: Mapping[str, str]) -> None:
     """Make this process's tracking variables exactly ``env``'s (a worker serving a new run):
     those ``env`` lacks are removed, the others set; any other variable is left alone."""
-    for name in [name for name in os.environ if _is_tracking_variable(name) and name not in env]:
-        del os.environ[name]
+    for name in [name for name in list(os.environ) if _is_tracking_variable(name) and name not in env]:
+        os.environ.pop(name, None)
     os.environ.update(env)
 
 

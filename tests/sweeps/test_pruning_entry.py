@@ -37,8 +37,9 @@ def test_a_trial_gets_the_pruning_callback_through_config_and_reports_the_tracke
     (_, ), (child,) = sweep_runs(mlflow_uri)
     assert trial.user_attrs["mlflow_run_id"] == child.info.run_id  # recorded by the pruning callback
     assert list(trial.intermediate_values) == [1, 2]  # debug=fast: two evaluations, each reported
-    assert child.data.params["callbacks.pruning._target_"] == "medkit_exp.sweeps.pruning.pruning_callbacks"
-    assert "callbacks.tracking._target_" not in child.data.params  # the tracking group, recorded once
+    # The wiring is not the experiment: no entry's _target_ among the params (the intermediate values
+    # and the run id above are what the entry did).
+    assert not [key for key in child.data.params if key.endswith(("._target_", "._partial_"))]
 
 
 def test_without_the_entry_a_trial_has_no_pruning_callback(tmp_path, mlflow_uri, caplog):
