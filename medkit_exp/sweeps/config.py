@@ -58,6 +58,9 @@ class MedkitOptunaSweeperConf:
     """``hydra.sweeper`` of ``hydra/sweeper=medkit_optuna`` (see the README, "Hyperparameter sweeps")."""
 
     _target_: str = SWEEPER_TARGET
+    # The sampler and pruner reach the sweeper as written: with a `_target_` (Hydra's Optuna sweeper's
+    # form) Hydra would build the class itself, with our `name` key among its arguments.
+    _recursive_: bool = False
     defaults: List[Any] = field(default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "median"}])
 
     # --- the names of Hydra's Optuna sweeper

@@ -172,3 +172,21 @@ def test_unusable_storage_is_a_clear_error(url, message):
         make_storage(url)
     assert caught.value.key == "hydra.sweeper.storage"
     assert "s3cret" not in str(caught.value)
+
+
+def test_a_sampler_or_pruner_given_by_target_reaches_the_sweeper_as_written():
+    """Hydra's Optuna sweeper's form (`_target_: optuna.samplers.RandomSampler`) builds that class: Hydra
+    leaves the entry to the sweeper (its config is not instantiated recursively), which checks its keys."""
+    import optuna
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from medkit_exp.sweeps.config import MedkitOptunaSweeperConf
+    from medkit_exp.sweeps.factories import make_pruner, make_sampler
+
+    config = OmegaConf.structured(MedkitOptunaSweeperConf)
+    config.sampler = {"_target_": "optuna.samplers.RandomSampler", "seed": 3}
+    config.pruner = {"_target_": "optuna.pruners.ThresholdPruner", "lower": 0.5}
+    sweeper = instantiate(config)
+    assert isinstance(make_sampler(OmegaConf.to_container(sweeper.raw_settings["sampler"])), optuna.samplers.RandomSampler)
+    assert isinstance(make_pruner(OmegaConf.to_container(sweeper.raw_settings["pruner"])), optuna.pruners.ThresholdPruner)
