@@ -37,7 +37,7 @@ What a run records
   component's ``hooks`` (:mod:`medkit_exp.tracking.hooks`) or the ``log_model`` and
   ``extra_artifacts`` functions add.
 - status: FINISHED, KILLED (SIGTERM/SIGINT, ``state.interrupted``, or a pruned sweep trial: see
-  :func:`end_status`) or FAILED (an exception).
+  :func:`~medkit_exp.tracking.run_end.end_status`) or FAILED (an exception).
 
 A resumed training (``trainer.train(resume_from_checkpoint=...)``) reattaches to the same run
 (its id travels in the checkpoint), keeps its params and continues its metric histories.
@@ -58,21 +58,21 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medkit_exp.training.callbacks import ReadOnlyState, TrainerCallback
+from medkit_exp.training.callbacks import TrainerCallback
 from medkit_exp.tracking.best import BestValues
 from medkit_exp.tracking.datasets import DatasetInfo
 from medkit_exp.tracking.hooks import ArtifactHook, FunctionHooks, ModelLogger, TrackingHooks
-from medkit_exp.tracking.messages import LogArtifacts, LogMetrics, SetStatus, SetTags, is_number, now_ms
+from medkit_exp.tracking.messages import LogMetrics, SetStatus, SetTags, is_number, now_ms
 from medkit_exp.tracking.options import checkpoint_kinds
 from medkit_exp.tracking.params import (
     config_yaml, mlflow_params, redact_config, redact_override, trainer_config_dict,
 )
+from medkit_exp.tracking.run_end import HISTORY_FILE, end_status, end_uploads, run_hooks, summary_tags
 from medkit_exp.tracking.run_handle import RunHandle
 from medkit_exp.tracking.session_protocol import TrackingSession
 from medkit_exp.tracking.tables import EvaluationTables
@@ -80,8 +80,6 @@ from medkit_exp.tracking.tables import EvaluationTables
 logger = logging.getLogger(__name__)
 
 ARTIFACTS_DIR = "mlflow_artifacts"  # files made for MLflow, in the run's output folder
-HISTORY_FILE = "history.jsonl"
-PRUNED_REASON = "pruned"  # how a pruner's stop reason starts (sweeps/pruning.py: "pruned by Optuna ...")
 
 
 class MLflowCallback(TrainerCallback):
@@ -339,14 +337,14 @@ class MLflowCallback(TrainerCallback):
         session, state = self._session, self.state
         session.stop_monitor()
         self._submit_artifacts(upload_checkpoints)
-        session.submit(SetTags(self._summary_tags(status)))
+        session.submit(SetTags(summary_tags(state, status, self.log_checkpoints)))
         hooks_first = status != "FAILED" and session.online and self.run is not None
         if hooks_first:  # the uploads (file copies) go on while the hooks work
-            self._run_hooks(status, state)
+            run_hooks(self.hooks, status, state, self.run, self.log_models, session.online)
         session.flush(timeout=300)
         if status != "FAILED" and not hooks_first:  # offline so far: the flush may reach MLflow
             session.state()
-            self._run_hooks(status, state)
+            run_hooks(self.hooks, status, state, self.run, self.log_models, session.online)
         session.submit(SetStatus(status, end_time=now_ms()))
         closed = session.close(timeout=300)
         self._run_id = closed["run_id"]
@@ -362,19 +360,10 @@ class MLflowCallback(TrainerCallback):
 
     def _submit_artifacts(self, upload_checkpoints: bool) -> None:
         assert self._session is not None
-        state, submit = self.state, self._session.submit
-        output_dir = Path(state.output_dir)
-        history = output_dir / HISTORY_FILE
-        if history.exists():
-            submit(LogArtifacts(str(history), "history"))
-        uploaded: set[str] = set()
-        for kind in self.log_checkpoints if upload_checkpoints else []:
-            path = state.best_checkpoint if kind == "best" else state.last_checkpoint
-            if path and Path(path).is_dir() and path not in uploaded:
-                uploaded.add(path)
-                submit(LogArtifacts(str(path), f"checkpoints/{kind}", link=True))
+        for upload in end_uploads(self.state, self.log_checkpoints if upload_checkpoints else []):
+            self._session.submit(upload)
         self._session.wake()  # uploads (I/O) go on while the plot is drawn
-        if self._curves_drawn_at != state.global_step:
+        if self._curves_drawn_at != self.state.global_step:
             self._draw_learning_curves()
 
     def _draw_learning_curves(self) -> None:
@@ -389,51 +378,3 @@ class MLflowCallback(TrainerCallback):
                 "history": str(history), "png": str(png), "title": self.run_name,
                 "metric": self._best.metric, "minimize": self._best.minimize})
             self._curves_drawn_at = self.state.global_step
-
-    def _summary_tags(self, status: str) -> dict[str, str]:
-        state = self.state
-        tags = {"status": status, "global_step": str(state.global_step)}
-        if state.stop_reason:
-            tags["stop_reason"] = state.stop_reason
-        for kind in self.log_checkpoints:
-            path = state.best_checkpoint if kind == "best" else state.last_checkpoint
-            if path:
-                tags[f"checkpoint.{kind}"] = Path(path).name
-        return tags
-
-    def _run_hooks(self, status: str, state: ReadOnlyState) -> None:
-        """Every hook's model first (a hook may log it in the background while artifacts are made),
-        then every hook's artifacts."""
-        hooks: list[tuple[str, Callable[[], None]]] = []
-        run = self.run
-        checkpoint = state.best_checkpoint or state.last_checkpoint
-        if self.log_models and status == "FINISHED" and checkpoint:
-            hooks += [(f"{_name(h)}.log_model", (lambda h=h: h.log_model(checkpoint, run))) for h in self.hooks
-                      if not (isinstance(h, FunctionHooks) and h.model_logger is None)]
-        hooks += [(f"{_name(h)}.log_artifacts", (lambda h=h: h.log_artifacts(run, state))) for h in self.hooks]
-        if hooks and (self._session is None or not self._session.online or run is None):
-            logger.warning("MLflow unreachable: hooks %s not run", ", ".join(name for name, _ in hooks))
-            return
-        for name, hook in hooks:
-            started = time.perf_counter()
-            try:
-                hook()
-            except Exception:  # noqa: BLE001 - the run's data is safe; report and go on
-                logger.exception("MLflow hook %s failed", name)
-            logger.debug("MLflow hook %s took %.2fs", name, time.perf_counter() - started)
-
-
-def end_status(state: ReadOnlyState) -> str:
-    """The MLflow status of a run that ended without an exception: KILLED when a signal stopped it
-    or a pruner abandoned it (a stop reason starting with ``pruned``, as the sweeps' pruning
-    callback gives: the run did not finish its training), else FINISHED (early stopping included)."""
-    if state.interrupted or str(state.stop_reason or "").startswith(PRUNED_REASON):
-        return "KILLED"
-    return "FINISHED"
-
-
-def _name(hooks: TrackingHooks) -> str:
-    """A hook's name in log lines: its function's for :class:`FunctionHooks`, else its class's."""
-    functions = [getattr(hooks, "model_logger", None), *getattr(hooks, "artifact_hooks", ())]
-    named = [getattr(f, "__name__", repr(f)) for f in functions if f is not None]
-    return ", ".join(named) if named else type(hooks).__name__
