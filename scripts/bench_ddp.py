@@ -33,6 +33,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from tests.training.toy import TinyBertTagger, token_data  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -134,8 +135,9 @@ def worker(args: argparse.Namespace) -> None:
         }))
 
 
-class BenchTagger:
-    """A random BERT token classifier on this process's device (the Trainer's protocol)."""
+class BenchTagger(TinyBertTagger):
+    """The benchmarks' random BERT token classifier (tests/training/toy.py), sized by the options and
+    placed on this process's device."""
 
     def __init__(self, device: torch.device, hidden: int, layers: int, length: int):
         from transformers import BertConfig, BertForTokenClassification
@@ -151,49 +153,8 @@ class BenchTagger:
     def device(self) -> torch.device:
         return self._device
 
-    def configure_optimizer(self, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.model.parameters(), lr=lr)
-
-    def preprocess(self, item: Any) -> dict[str, torch.Tensor]:
-        ids, labels = item
-        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
-
-    def collate(self, batch: list[dict[str, torch.Tensor]]) -> Any:
-        from medkit_exp.training import BatchData
-
-        length = max(len(item["input_ids"]) for item in batch)
-        ids = torch.zeros(len(batch), length, dtype=torch.long)
-        labels = torch.full((len(batch), length), -100, dtype=torch.long)
-        for row, item in enumerate(batch):
-            ids[row, : len(item["input_ids"])] = item["input_ids"]
-            labels[row, : len(item["labels"])] = item["labels"]
-        return BatchData(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels)
-
-    def forward(self, input_batch: Any, return_loss: bool, eval_mode: bool) -> tuple[Any, Any]:
-        from medkit_exp.training import BatchData
-
-        self.model.train(not eval_mode)
-        output = self.model(input_ids=input_batch["input_ids"], attention_mask=input_batch["attention_mask"],
-                            labels=input_batch["labels"] if return_loss else None)
-        return BatchData(logits=output.logits), output.loss
-
-    def save(self, path: str | Path) -> None:
-        torch.save(self.model.state_dict(), Path(path) / "model.pt")
-
     def load(self, path: str | Path) -> None:
         self.model.load_state_dict(torch.load(Path(path) / "model.pt", map_location=self._device))
-
-
-def token_data(nb_items: int, seed: int, lengths: tuple[int, int]) -> list[tuple[list[int], list[int]]]:
-    """Random token ids with labels derived from them, lengths drawn in ``lengths``."""
-    import random
-
-    rng = random.Random(seed)
-    items = []
-    for _ in range(nb_items):
-        ids = [rng.randrange(5, 1000) for _ in range(rng.randint(*lengths))]
-        items.append((ids, [i % 9 if i % 3 == 0 else 0 for i in ids]))
-    return items
 
 
 if __name__ == "__main__":
