@@ -223,15 +223,8 @@ def compare_runs(
     return run_comparison(tracking_uri, experiment, parent_run_id, metrics, fmt, plot, goal)[0]
 
 
-def run_comparison(
-    tracking_uri: str | None = None,
-    experiment: str | None = None,
-    parent_run_id: str | None = None,
-    metrics: list[str] | None = None,
-    fmt: str = "markdown",
-    plot: str | None = None,
-    goal: str = "auto",
-) -> tuple[str, Any]:
+def run_comparison(tracking_uri: str | None, experiment: str | None, parent_run_id: str | None,
+                   metrics: list[str] | None, fmt: str, plot: str | None, goal: str) -> tuple[str, Any]:
     """:func:`compare_runs`'s table and the path of the plot it wrote (None: none written)."""
     from mlflow import MlflowClient
 
