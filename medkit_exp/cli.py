@@ -374,5 +374,5 @@ def print_summary(cfg: DictConfig, trainer: Any, objective: float | None, run: R
     if run_id:  # the store, and a link that opens the run in the UI's model-training view
         from medkit_exp.tracking.ui_links import summary_lines
 
-        lines.extend(summary_lines(cfg.tracking.tracking_uri, run_id))
+        lines.extend(summary_lines(run.tracking_uri() or "", run_id, run.tracking_experiment_id()))
     print("\n".join(lines), flush=True)

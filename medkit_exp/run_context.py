@@ -29,6 +29,8 @@ class RunContext:
     parent_run_id / extra_tags: a sweep trial's parent run and tags (study, trial number).
     tracking_run_id: set by the tracking factory; once the run has started, its tracker's run id
         (None before, or without tracking), for the callbacks that report it (the pruning one).
+    tracking_experiment_id: likewise, the experiment of that run (None while MLflow was not reached).
+    tracking_uri: likewise, the store the tracker resolved and used.
     """
 
     config: Mapping[str, Any]
@@ -43,3 +45,5 @@ class RunContext:
     parent_run_id: str | None = None
     extra_tags: Mapping[str, str] = field(default_factory=dict)
     tracking_run_id: Callable[[], str | None] = lambda: None
+    tracking_experiment_id: Callable[[], str | None] = lambda: None
+    tracking_uri: Callable[[], str | None] = lambda: None

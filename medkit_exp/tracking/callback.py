@@ -174,6 +174,7 @@ class MLflowCallback(TrainerCallback):
         self.flush_interval, self.retry_interval = flush_interval, retry_interval
         self.http_max_retries, self.http_timeout = http_max_retries, http_timeout
         self.resolved_tracking_uri: str | None = None
+        self.experiment_id: str | None = None
         self._restored: dict[str, Any] = {}
         self._local_id: str | None = None
         self._run_id: str | None = None
@@ -223,6 +224,7 @@ class MLflowCallback(TrainerCallback):
         self._session = session
         self.resolved_tracking_uri = opened["tracking_uri"]
         self._run_id = opened["run_id"]
+        self.experiment_id = opened.get("experiment_id")  # None while MLflow was not reached
         session.describe()
 
     def on_log(self, logs: dict[str, float], step: int) -> None:

@@ -52,6 +52,8 @@ def mlflow_callbacks(
         tags=tags, parent_run_id=run.parent_run_id, hooks=hooks, **settings,
     )
     run.tracking_run_id = lambda: callback.run_id
+    run.tracking_experiment_id = lambda: callback.experiment_id
+    run.tracking_uri = lambda: callback.resolved_tracking_uri
     return [callback, *(c for h in hooks for c in h.callbacks())]
 
 

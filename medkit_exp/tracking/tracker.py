@@ -53,6 +53,7 @@ class RunTracker:
         self.request = request
         self.session = session
         self.tracking_uri: str | None = None
+        self.experiment_id: str | None = None  # the run's, once it is reached (the UI link names it)
         self.logger: AsyncRunLogger | None = None
         self._monitor: SystemMetrics | None = None
 
@@ -108,7 +109,7 @@ class RunTracker:
             client, run_id, spool, online=online, flush_interval=request["flush_interval"],
             retry_interval=request["retry_interval"], deduper=deduper,
         )
-        return {"run_id": run_id, "online": online, "tracking_uri": uri}
+        return {"run_id": run_id, "online": online, "tracking_uri": uri, "experiment_id": self.experiment_id}
 
     @staticmethod
     def _replay_leftovers(output_dir: Path, uri: str) -> None:
@@ -134,6 +135,7 @@ class RunTracker:
         deduper = MetricDeduper()
         try:
             run_id = self._reattach_or_create(client, spec, run_id)
+            self.experiment_id = client.get_run(run_id).info.experiment_id
             spec["run_id"] = run_id
             spool.write_spec(spec)
             if spool.has_pending():  # left by an earlier attempt: it goes first, in order

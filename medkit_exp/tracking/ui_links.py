@@ -31,33 +31,19 @@ def run_url(base: str, experiment_id: str, run_id: str) -> str:
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
 
 
-def experiment_of_run(tracking_uri: str, run_id: str) -> str | None:
-    """The run's experiment id; None when the store cannot be read now (the link then names none)."""
-    from medkit_exp.tracking.uris import configure_http_env
-
-    configure_http_env(tracking_uri)  # a server that went away answers within seconds, not minutes
-    try:
-        from mlflow import MlflowClient
-
-        return MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
-    except Exception as error:  # noqa: BLE001 - a link is never worth a failed run
-        logger.warning("No MLflow UI link for run %s: its experiment could not be read (%s)", run_id, error)
-        return None
-
-
-def summary_lines(tracking_uri: str | None, run_id: str) -> list[str]:
+def summary_lines(uri: str, run_id: str, experiment_id: str | None) -> list[str]:
     """The run summary's MLflow lines: the run and its store (credentials redacted), and how to
-    open it in the model-training view (a local store: ``mlflow ui`` first)."""
+    open it in the model-training view (a local store: ``mlflow ui`` first). ``uri`` and
+    ``experiment_id`` are the tracker's (None: MLflow was not reached, the link names no run
+    page): neither MLflow nor the store is opened here, which would cost the run seconds at its end."""
     from medkit_exp.redaction import redact_url
-    from medkit_exp.tracking.uris import is_remote, resolve_tracking_uri
+    from medkit_exp.tracking.uris import is_remote
 
-    uri = resolve_tracking_uri(tracking_uri)
     shown = redact_url(uri)
     lines = [f"  MLflow run: {run_id} ({shown})"]
     base = shown if is_remote(uri) else LOCAL_UI
     if not is_remote(uri):
         lines.append(f"  open the MLflow UI: mlflow ui --backend-store-uri {shown}")
-    experiment_id = experiment_of_run(uri, run_id)
     if experiment_id is not None:
         lines.append(f"  the run in the UI: {run_url(base, experiment_id, run_id)}")
     elif is_remote(uri):
