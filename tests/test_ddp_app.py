@@ -46,6 +46,7 @@ def only_run_folder(cwd: Path) -> Path:
     return folders[0]
 
 
+@pytest.mark.slow  # torchrun processes: CI's slow run
 def test_the_readme_command_trains_with_one_writer(tmp_path):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run(tmp_path, [*readme_command(), *FAST, f"tracking.tracking_uri={store}", "tracking.plots=false"])
@@ -90,6 +91,7 @@ def rank_lines(result: subprocess.CompletedProcess) -> list[str]:
     return re.findall(r"^Error: (rank \d of 2: .*)$", result.stderr, flags=re.MULTILINE)
 
 
+@pytest.mark.slow  # torchrun processes: CI's slow run
 def test_nccl_without_cuda_is_one_line_per_rank_before_any_work(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: NCCL is not refused here")
@@ -102,6 +104,7 @@ def test_nccl_without_cuda_is_one_line_per_rank_before_any_work(tmp_path):
     assert not (tmp_path / "outputs").exists()  # refused before Hydra made a run folder
 
 
+@pytest.mark.slow  # torchrun processes: CI's slow run
 def test_processes_started_with_different_overrides_stop_with_one_line_naming_the_key(tmp_path):
     # a process's own override: rank 1 asks another learning rate
     launcher = tmp_path / "per_rank.py"

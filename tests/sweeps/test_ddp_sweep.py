@@ -36,6 +36,7 @@ def _checkpoint_and_evaluations(trial_dir: Path) -> tuple[str, list[int]]:
     return state["last"], [r["step"] for r in records if r["type"] == "eval"]
 
 
+@pytest.mark.slow  # torchrun processes: CI's slow run
 def test_a_sweep_under_torchrun_runs_each_trial_once_on_both_processes(tmp_path, mlflow_uri):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     # a known verdict: the threshold pruner (F1 < 2: always) acts from the second evaluation (step 4)
@@ -65,6 +66,7 @@ def test_a_sweep_under_torchrun_runs_each_trial_once_on_both_processes(tmp_path,
     assert runs == [("COMPLETE", "FINISHED"), ("PRUNED", "KILLED"), ("PRUNED", "KILLED")]
 
 
+@pytest.mark.slow  # torchrun processes: CI's slow run
 def test_an_error_before_any_trial_ends_every_process(tmp_path):
     started = time.monotonic()
     result = run_torchrun(tmp_path, *SWEEP, "tracking=none", "hydra/sweeper/pruner=none",

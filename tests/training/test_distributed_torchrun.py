@@ -102,6 +102,7 @@ def test_early_stopping_stops_every_rank_at_the_same_step(two_processes, one_pro
     assert state["last"] == "checkpoint-0000004"
 
 
+@pytest.mark.slow  # torchrun processes: CI's slow run
 def test_sigkill_of_one_rank_then_resume_is_bit_identical(two_processes, tmp_path):
     killed = torchrun("ddp_toy.py", str(tmp_path), "--components", "sabotaged", *ARGS, "--what", "kill", "--at", "9",
                       check=False)
@@ -122,6 +123,7 @@ def test_sigkill_of_one_rank_then_resume_is_bit_identical(two_processes, tmp_pat
                         for line in (reference / "run" / "history.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # torchrun processes: CI's slow run
 def test_sigterm_to_one_rank_stops_both_at_the_same_step_with_one_checkpoint(tmp_path):
     torchrun("ddp_toy.py", str(tmp_path), "--components", "sabotaged", *ARGS, "--what", "sigterm", "--at", "5")
     reports = rank_files(tmp_path / "sabotaged")
