@@ -161,9 +161,11 @@ def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
 def parallel_params(trainer_config: Any) -> dict[str, int]:
     """What the run's params add under ``trainer``: the number of processes and the global batch
     (``batch_size x world_size x gradient_accumulation_steps``, the Trainer's own rule)."""
+    from medkit_exp.training.distributed import global_batch_size
+
     size = world_size()
-    return {"world_size": size,
-            "global_batch_size": trainer_config.batch_size * size * trainer_config.gradient_accumulation_steps}
+    return {"world_size": size, "global_batch_size": global_batch_size(
+        trainer_config.batch_size, size, trainer_config.gradient_accumulation_steps)}
 
 
 def leave() -> None:

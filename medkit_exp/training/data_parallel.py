@@ -85,12 +85,15 @@ class GradientSync:
         self.outside = [p for p in self.parameters if id(p) not in in_model]
         _broadcast(self.outside)
 
-    @contextlib.contextmanager
-    def forward(self, sync: bool) -> Iterator[None]:
-        """Around a training forward: the DDP wrapper in place (``no_sync`` unless ``sync``)."""
+    def forward(self, sync: bool) -> contextlib.AbstractContextManager:
+        """Around a training forward: the DDP wrapper in place (``no_sync`` unless ``sync``); nothing
+        for one process (no generator entered at every micro-batch)."""
         if self.ddp is None or self.uses_ddp is False:
-            yield
-            return
+            return contextlib.nullcontext()
+        return self._ddp_forward(sync)
+
+    @contextlib.contextmanager
+    def _ddp_forward(self, sync: bool) -> Iterator[None]:
         calls = self.ddp.forward_calls
         setattr(self.component, self.attribute, self.ddp)
         try:

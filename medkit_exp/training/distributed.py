@@ -343,9 +343,14 @@ def check_same_parameters(context: DistributedContext, parameters: list[torch.Te
                               "differ); every process must build the same model")
 
 
+def global_batch_size(batch_size: int, world_size: int, accumulation_steps: int) -> int:
+    """Items per optimizer step over every process: the one rule, for the Trainer and the run's params."""
+    return batch_size * world_size * accumulation_steps
+
+
 def global_batch(context: DistributedContext, config: Any) -> int:
     """Items per optimizer step over every process (logged once, at start)."""
-    size = config.batch_size * context.world_size * config.gradient_accumulation_steps
+    size = global_batch_size(config.batch_size, context.world_size, config.gradient_accumulation_steps)
     logger.info("Global batch: %d items per optimizer step = batch_size %d per process x %d process(es) x %d "
                 "gradient accumulation step(s)", size, config.batch_size, context.world_size,
                 config.gradient_accumulation_steps)

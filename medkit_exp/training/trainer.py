@@ -175,7 +175,7 @@ class Trainer:
                 if self.train_metrics_computer is not None:
                     prepared = self.train_metrics_computer.prepare_batch(output, input_batch)
                     self.windows.train_inputs.add(self.loss_shares.gather_inputs(prepared, index))
-            self.windows.throughput.add(batch_sizes[index])
+                self.windows.throughput.add(batch_sizes[index])  # samples trained: a skipped batch is not
             state.batch_in_epoch += 1
             log_due = last_of_window and (state.global_step + 1) % config.logging_steps == 0
             step = self._optimizer_step(measure_grad_norm=log_due) if last_of_window else None
