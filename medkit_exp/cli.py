@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from medkit_exp.conf_location import config_dir  # noqa: F401 - also medkit_exp.cli.config_dir
 from medkit_exp.errors import ConfigError, MedkitExpError
 from medkit_exp.run_context import RunContext
+from medkit_exp.tracking.options import tracking_on
 from medkit_exp.sweeps.trial_context import current_trial
 
 logger = logging.getLogger("medkit_exp")
@@ -295,12 +296,6 @@ def parallel_params(cfg: DictConfig) -> dict[str, int]:
     from medkit_exp.launch import parallel_params as params
 
     return params(cfg.trainer)
-
-
-def tracking_on(cfg: DictConfig) -> bool:
-    """The run is tracked: its tracking entry is on (``tracking=none`` sets ``callbacks.tracking``
-    to null) and the tracking group is set."""
-    return cfg.get("tracking") is not None and (cfg.get("callbacks") or {}).get("tracking") is not None
 
 
 def name_trial_run(cfg: DictConfig) -> None:

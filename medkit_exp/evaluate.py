@@ -85,7 +85,9 @@ def evaluate(cfg: DictConfig) -> float | None:
         files.append(write_jsonl(predicted, output_dir / f"predictions_{cfg.split}.jsonl"))
     print(format_report(report, tagger.labels), flush=True)
     print(f"\nMetrics written to {files[0]}", flush=True)
-    if cfg.tracking is not None and cfg.callbacks.get("tracking") is not None:  # tracking=none: entry null
+    from medkit_exp.tracking.options import tracking_on
+
+    if tracking_on(cfg):
         log_to_mlflow(OmegaConf.to_container(cfg.tracking, resolve=True), report, files)
     return words.get(cfg.optimized_metric)
 

@@ -37,6 +37,7 @@ from hydra.plugins.sweeper import Sweeper
 from medkit_exp.errors import ConfigError, MedkitExpError, SweepError
 from medkit_exp.sweeps.ranks import TrialChannel, TrialOrder
 from medkit_exp.sweeps.search_space import SearchSpace
+from medkit_exp.tracking.options import tracking_on
 
 logger = logging.getLogger("medkit_exp.sweeps")
 #: A trial's own log lines go to its log file (``<sweep dir>/<n>/cli.log``), its warnings and
@@ -200,7 +201,7 @@ class OptunaSweeper(Sweeper):
         from medkit_exp.tracking.uris import resolve_tracking_uri
         from medkit_exp.tracking.store import prepare_store
 
-        tracking = self.config.get("tracking") if _tracked(self.config) else None
+        tracking = self.config.get("tracking") if tracking_on(self.config) else None
         if tracking is not None:
             prepare_store(resolve_tracking_uri(tracking.get("tracking_uri")))
 
@@ -210,7 +211,7 @@ class OptunaSweeper(Sweeper):
         from medkit_exp.sweeps.mlflow_parent import SweepParentRun
         from medkit_exp.tracking.uris import resolve_tracking_uri
 
-        tracking = self.config.get("tracking") if _tracked(self.config) else None
+        tracking = self.config.get("tracking") if tracking_on(self.config) else None
         if tracking is None:
             return None
         settings = sweep.settings
@@ -373,11 +374,6 @@ class OptunaSweeper(Sweeper):
             plots = draw_study_plots(study, sweep_dir / "plots", metric=self.config.get("optimized_metric"))
             parent.finish(study, files, plots, status)
         return results
-
-
-def _tracked(config: Any) -> bool:
-    """Tracking is on: ``tracking=none`` sets the callbacks' tracking entry to null."""
-    return config.get("tracking") is not None and (config.get("callbacks") or {}).get("tracking") is not None
 
 
 def trial_line(frozen: Any, metric: str, pruned_at_step: int | None, error: str | None, run_id: str | None) -> str:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def tracking_on(config: Mapping[str, Any]) -> bool:
+    """A composed config's run is tracked: its tracking group is set and the callbacks' tracking
+    entry is on (``tracking=none`` sets ``callbacks.tracking`` to null)."""
+    return config.get("tracking") is not None and (config.get("callbacks") or {}).get("tracking") is not None
 
 
 def checkpoint_kinds(value: bool | str | Sequence[str] | None) -> list[str]:

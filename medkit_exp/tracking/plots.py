@@ -102,8 +102,8 @@ def best_evaluation(
     without it, the metric whose value is the best checkpoint's in ``checkpoints/state.json``
     beside the history. The best is taken over the whole history: the last evaluation's
     checkpoint may not be written yet when the curves are drawn."""
-    state = _checkpoint_state(history_path.parent / "checkpoints" / "state.json")
-    if metric is None and state is not None:
+    state = _checkpoint_state(history_path.parent / "checkpoints" / "state.json") if metric is None else None
+    if state is not None:
         metric = _metric_of_checkpoint(series, state)
         minimize = state.get("minimize") if minimize is None else minimize
     points = series.get(f"eval/{metric}") if metric else None
