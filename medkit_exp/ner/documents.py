@@ -120,6 +120,9 @@ class TextDocument:
     doc_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     relations: list[Relation] = field(default_factory=list)
+    #: The entities as annotated, before policies made them fit a tagger (nesting, overlaps and
+    #: discontinuity intact): what honest scores count. None: the same as ``entities``.
+    annotated: list[Entity] | None = None
 
     def __post_init__(self) -> None:
         # Fill the covered text of entities created without it; copies, so that an entity
@@ -133,14 +136,17 @@ class TextDocument:
         """The document text under ``entity`` (fragments joined by a space)."""
         return covered_text(self.text, entity.spans)
 
+    @property
+    def annotated_entities(self) -> list[Entity]:
+        """The entities as annotated (:attr:`annotated`, else :attr:`entities`)."""
+        return self.entities if self.annotated is None else self.annotated
+
     def with_entities(self, entities: list[Entity]) -> TextDocument:
-        """A copy of this document (metadata copied shallowly) holding ``entities`` instead."""
-        return TextDocument(
-            text=self.text,
-            entities=list(entities),
-            doc_id=self.doc_id,
-            metadata=dict(self.metadata),
-            relations=list(self.relations),
+        """A copy of this document, of the same class (a sub-document keeps its offset), with
+        metadata copied shallowly, holding ``entities`` instead, and no :attr:`annotated`
+        entities (e.g. a prediction)."""
+        return dataclasses.replace(
+            self, entities=list(entities), metadata=dict(self.metadata), relations=list(self.relations), annotated=None
         )
 
 

@@ -214,7 +214,8 @@ def split_document(
         metadata = {key: doc.metadata[key] for key in ("path",) if key in doc.metadata}
         subs.append(
             SubDocument(
-                doc.text[start:end], entities, f"{base}#{number}", metadata, [], start, doc.doc_id, parent_index
+                doc.text[start:end], entities, f"{base}#{number}", metadata, [],
+                offset=start, parent_id=doc.doc_id, parent_index=parent_index,
             )
         )
     dropped = [e for i, e in enumerate(doc.entities) if i not in placed]

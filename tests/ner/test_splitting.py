@@ -154,7 +154,7 @@ def test_merge_predictions_maps_sub_document_entities_to_parent_offsets():
     subs = split_document(doc)
     predicted = [sub.with_entities([Entity("DISO", [(0, 4)], score=0.9)]) if sub.offset else sub for sub in subs]
     predicted = [
-        SubDocument(p.text, p.entities, p.doc_id, p.metadata, [], s.offset, s.parent_id, None)
+        SubDocument(p.text, p.entities, p.doc_id, p.metadata, [], offset=s.offset, parent_id=s.parent_id)
         for p, s in zip(predicted, subs)
     ]
     (merged,) = merge_predictions(predicted, [doc])  # found by parent_id
