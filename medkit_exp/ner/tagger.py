@@ -142,14 +142,17 @@ class HFEntityMatcherTrainable:
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-        settings = {
+        (path / TAGGER_CONFIG).write_text(json.dumps(self.settings(), indent=2))
+
+    def settings(self) -> dict[str, Any]:
+        """What :meth:`from_pretrained` needs besides the model folder (``medkit_exp_tagger.json``)."""
+        return {
             "labels": self.labels,
             "tagging_scheme": self.tagging_scheme,
             "tag_subtokens": self.tag_subtokens,
             "tokenizer_max_length": self.max_length,
             "stride": self.stride,
         }
-        (path / TAGGER_CONFIG).write_text(json.dumps(settings, indent=2))
 
     def load(self, path: str | Path) -> None:
         """Load a checkpoint of this tagger; a damaged file is a CheckpointError naming it."""
@@ -350,6 +353,10 @@ class HFEntityMatcherTrainable:
         with damaged_files_named(Path(path)):
             if settings_path.is_file():
                 settings = read_tagger_settings(settings_path)
+                if settings.get("nesting_depth") and cls is HFEntityMatcherTrainable:  # a nested tagger's folder
+                    from medkit_exp.ner.nested_tagger import NestedEntityTagger
+
+                    return NestedEntityTagger.from_pretrained(path, device)
                 tagger = cls(path, settings["labels"], settings["tagging_scheme"], settings["tag_subtokens"],
                              settings["tokenizer_max_length"], device=device, stride=settings["stride"])
             else:
