@@ -108,8 +108,7 @@ class HFEntityMatcherTrainable:
         """Tokenise a document once into windows with aligned labels (medkit documents accepted)."""
         document = as_document(data_item)
         words = tokenize_words(document.text)
-        entities = self._known_entities(document)
-        word_tags = spans_to_tags(words, entities, self.tagging_scheme, self.report)
+        word_tags = self._word_tags(words, self._known_entities(document))
         windows = self.encode_words([w.text for w in words])
         items = [self._window_features(window, word_tags) for window in windows]
         return {"windows": items, "length": max((len(i["input_ids"]) for i in items), default=0)}
@@ -224,6 +223,10 @@ class HFEntityMatcherTrainable:
         return {"input_ids": ids, "eval_mask": mask, "first_positions": first, "last_positions": last, "offset": offset}
 
     # ------------------------------------------------------------------ internals
+    def _word_tags(self, words: list[Any], entities: list[Entity]) -> list[Any]:
+        """The training target of each word (its tag; a nested tagger's: one tag per layer)."""
+        return spans_to_tags(words, entities, self.tagging_scheme, self.report)
+
     def _window_features(self, window: Window, word_tags: list[str]) -> dict[str, Any]:
         inputs = self.window_inputs(window)
         labels = [IGNORE_INDEX] * len(inputs["input_ids"])
