@@ -189,7 +189,7 @@ def make_header(args: argparse.Namespace, settings: Settings) -> list[str]:
         f"{settings.max_length}, linear decay, clip 1.0, {settings.epochs} epochs, seeds {args.seeds}, "
         f"nesting depth {settings.depth}, train sentences: {settings.max_train or 'all'}.",
         "Flat: `data.nested=keep_longest data.discontinuous=fill` (as `+experiment=ner_quaero` was); "
-        f"nested: `data.nested=keep data.discontinuous=drop`.",
+        "nested: `data.nested=keep data.discontinuous=drop`.",
     ]
 
 
