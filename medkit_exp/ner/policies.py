@@ -1,8 +1,10 @@
-"""Explicit policies that make annotated documents fit flat (one tag per word) NER.
+"""Explicit policies that make annotated documents fit a tagger (flat: one tag per word).
 
 Each choice is a named option, and what it changed is counted in a :class:`PolicyReport`,
 logged at INFO: label remapping and filtering, discontinuous entities, overlapping entities.
-:func:`apply_policies` returns new documents and never changes its input.
+:func:`apply_policies` returns new documents and never changes its input; with ``keep_annotated``
+(and always in :func:`flatten_documents`) each keeps its entities before the discontinuity and
+overlap policies as :attr:`~medkit_exp.ner.documents.TextDocument.annotated`, for honest scores.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from medkit_exp.ner.textfiles import clip, shorten
 
 logger = logging.getLogger(__name__)
 
-OVERLAP_POLICIES = ("keep_longest", "keep_first", "error", "keep_all")
+OVERLAP_POLICIES = ("keep_longest", "keep_first", "error", "keep")
 DISCONTINUOUS_POLICIES = ("fill", "drop", "keep")
 UNKNOWN_LABEL_POLICIES = ("error", "drop")
 
@@ -45,13 +47,14 @@ class PolicyReport:
     discontinuous_filled: int = 0
     discontinuous_dropped: int = 0
     overlaps_dropped: int = 0
+    annotated_kept: int = 0  # entities kept as annotated beside the flattened ones (for honest scores)
     overlap_examples: list[str] = field(default_factory=list)  # the first few, for the log
 
     def log(self, level: int = logging.INFO) -> None:
         logger.log(
             level,
             "policies on %d documents: %d -> %d entities; remapped %s; dropped by label %s; "
-            "unknown labels dropped %s; discontinuous filled %d, dropped %d; overlapping dropped %d%s",
+            "unknown labels dropped %s; discontinuous filled %d, dropped %d; overlapping dropped %d%s%s",
             self.documents,
             self.entities_in,
             self.entities_out,
@@ -62,6 +65,7 @@ class PolicyReport:
             self.discontinuous_dropped,
             self.overlaps_dropped,
             f" (e.g. {'; '.join(self.overlap_examples)})" if self.overlap_examples else "",
+            f"; {self.annotated_kept} entities kept as annotated for scoring" if self.annotated_kept else "",
         )
 
 
@@ -79,14 +83,15 @@ def resolve_overlaps(doc: TextDocument, policy: str, report: PolicyReport) -> li
     ``"keep_longest"`` keeps the longest of overlapping entities (ties: the earliest, then the
     first listed), i.e. the outer one of nested entities; ``"keep_first"`` keeps the one that
     starts first (ties: the first listed); ``"error"`` raises a DataError naming the document
-    and both entities; ``"keep_all"`` changes nothing (for evaluation, not flat tagging).
+    and both entities; ``"keep"`` changes nothing (every entity kept: for a nested tagger and for
+    scoring against the documents as annotated; a flat tagger cannot learn overlaps).
     Two entities overlap when any of their fragments share a character.
 
     >>> doc = TextDocument("Fracture du fémur", [Entity("ANAT", [(12, 17)]), Entity("DISO", [(0, 17)])])
     >>> [e.label for e in resolve_overlaps(doc, "keep_longest", PolicyReport())]
     ['DISO']
     """
-    if policy == "keep_all":
+    if policy == "keep":
         return list(doc.entities)
     entities = doc.entities
     if policy == "keep_longest":
@@ -166,6 +171,8 @@ def apply_policies(
     unknown_labels: str = "error",
     discontinuous: str = "fill",
     overlaps: str = "keep_longest",
+    keep_annotated: bool = False,
+    log: bool = True,
 ) -> tuple[list[TextDocument], PolicyReport]:
     """New documents with the policies applied in this order, and a report of the changes:
 
@@ -176,6 +183,11 @@ def apply_policies(
     3. ``discontinuous``: ``"fill"`` (one span from the first start to the last end),
        ``"drop"``, or ``"keep"`` (leave them, e.g. for document-level evaluation);
     4. ``overlaps``: see :func:`resolve_overlaps`.
+
+    Steps 3 and 4 are :func:`flatten_documents`. With ``keep_annotated``, each new document's
+    :attr:`~TextDocument.annotated` holds its entities after steps 1-2 (before 3-4: what honest
+    scores count); without, it is None. The report is logged at INFO unless ``log`` is false
+    (a caller that runs the steps apart, as :func:`medkit_exp.ner.data.load_corpus`, logs it once).
 
     >>> docs = [TextDocument("Fièvre et toux", [Entity("SpecificDisease", [(0, 6)])])]
     >>> new, report = apply_policies(docs, label_map=NCBI_DISEASE_LABELS, labels=["Disease"])
@@ -204,14 +216,56 @@ def apply_policies(
             "(map them with label_map, list them in drop_labels, or set unknown_labels='drop')"
         )
     report.unknown_labels.update(unknown)
+    labelled = [doc.with_entities(entities) for doc, entities in mapped]
+    out = flatten_documents(
+        labelled, discontinuous=discontinuous, overlaps=overlaps, report=report, keep_annotated=keep_annotated
+    )
+    if log:
+        report.log()
+    return out, report
+
+
+def flatten_documents(
+    documents: Iterable[TextDocument],
+    *,
+    discontinuous: str = "fill",
+    overlaps: str = "keep_longest",
+    report: PolicyReport | None = None,
+    keep_annotated: bool = True,
+) -> list[TextDocument]:
+    """New documents (of the same class: a sub-document keeps its offset and ids) whose entities
+    went through the ``discontinuous`` then the ``overlaps`` policy; with ``keep_annotated`` each
+    one's :attr:`~TextDocument.annotated` holds copies of the entities it had before (the labels
+    are taken as they are: label policies come first, see :func:`apply_policies`).
+
+    ``report`` (a new one when None) counts what was filled or dropped, the entities kept as
+    annotated (:attr:`PolicyReport.annotated_kept`), and its ``entities_out`` is set to the
+    entities returned; nothing is logged.
+
+    >>> doc = TextDocument("cancers colorectaux", [Entity("DISO", [(0, 19)]), Entity("DISO", [(0, 7)])])
+    >>> (flat,) = flatten_documents([doc])
+    >>> [e.spans for e in flat.entities], [e.spans for e in flat.annotated]
+    ([[(0, 19)]], [[(0, 19)], [(0, 7)]])
+    """
+    check_choice("discontinuous", discontinuous, DISCONTINUOUS_POLICIES)
+    check_choice("overlaps", overlaps, OVERLAP_POLICIES)
+    report = report if report is not None else PolicyReport()
     out = []
-    for doc, entities in mapped:
-        entities = _apply_discontinuous(entities, discontinuous, report)
+    for doc in documents:
+        entities = _apply_discontinuous(doc.entities, discontinuous, report)
         new_doc = doc.with_entities(entities)
         kept = resolve_overlaps(new_doc, overlaps, report)
         # Fresh entities (own attrs dict), so that changing the output never changes the input.
         new_doc = new_doc.with_entities([dataclasses.replace(e, attrs=dict(e.attrs)) for e in kept])
-        report.entities_out += len(new_doc.entities)
+        if keep_annotated:
+            new_doc.annotated = [_fresh(doc, entity) for entity in doc.entities]
+            report.annotated_kept += len(new_doc.annotated)
         out.append(new_doc)
-    report.log()
-    return out, report
+    report.entities_out = sum(len(doc.entities) for doc in out)
+    return out
+
+
+def _fresh(doc: TextDocument, entity: Entity) -> Entity:
+    """A copy of ``entity`` (own attrs), its covered text filled from ``doc`` when missing."""
+    text = entity.text if entity.text is not None else doc.covered_text(entity)
+    return dataclasses.replace(entity, text=text, attrs=dict(entity.attrs))

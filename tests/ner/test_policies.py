@@ -9,7 +9,13 @@ import pytest
 
 from medkit_exp.errors import ConfigError, DataError
 from medkit_exp.ner.documents import Entity, TextDocument
-from medkit_exp.ner.policies import NCBI_DISEASE_LABELS, PolicyReport, apply_policies, resolve_overlaps
+from medkit_exp.ner.policies import (
+    NCBI_DISEASE_LABELS,
+    PolicyReport,
+    apply_policies,
+    flatten_documents,
+    resolve_overlaps,
+)
 
 TEXT = "Traitement des métastases hépatiques de cancers colorectaux"
 #       0         1         2         3         4         5
@@ -62,8 +68,8 @@ def test_overlap_error_names_document_and_both_entities():
     assert "T2 DISO [15-36] 'métastases hépatiques'" in message and "T3 ANAT [26-36] 'hépatiques'" in message
 
 
-def test_keep_all_keeps_overlaps():
-    (doc,), report = apply_policies([nested_doc()], overlaps="keep_all")
+def test_keep_keeps_overlaps():
+    (doc,), report = apply_policies([nested_doc()], overlaps="keep")
     assert len(doc.entities) == 6 and report.overlaps_dropped == 0
 
 
@@ -72,12 +78,12 @@ def test_discontinuous_fill_or_drop_counted():
         "Sécrétion d' oestrone , d' oestradiol",
         [Entity("PHYS", [(0, 9), (24, 37)], id="T1"), Entity("CHEM", [(27, 37)], id="T2")],
     )
-    (filled,), report = apply_policies([doc], discontinuous="fill", overlaps="keep_all")
+    (filled,), report = apply_policies([doc], discontinuous="fill", overlaps="keep")
     assert filled.entities[0].spans == [(0, 37)] and filled.entities[0].text == doc.text[:37]
     assert report.discontinuous_filled == 1
     (dropped,), report = apply_policies([doc], discontinuous="drop")
     assert ids(dropped) == ["T2"] and report.discontinuous_dropped == 1
-    (kept,), _ = apply_policies([doc], discontinuous="keep", overlaps="keep_all")
+    (kept,), _ = apply_policies([doc], discontinuous="keep", overlaps="keep")
     assert kept.entities[0].spans == [(0, 9), (24, 37)]
     # Filled, T1 covers T2: keep_longest then drops T2 (overlap checked after filling).
     (flat,), report = apply_policies([doc], discontinuous="fill")
@@ -96,9 +102,9 @@ def test_unknown_labels_error_lists_them_all_or_are_dropped_and_counted():
     docs = [nested_doc(), nested_doc()]
     with pytest.raises(DataError, match=r"unknown entity labels: 'ANAT' \(2\), 'CHEM' \(2\), 'PROC' \(2\)"):
         apply_policies(docs, labels=["DISO"])
-    new, report = apply_policies(docs, labels=["DISO"], unknown_labels="drop", overlaps="keep_all")
+    new, report = apply_policies(docs, labels=["DISO"], unknown_labels="drop", overlaps="keep")
     assert ids(new[0]) == ["T2", "T4", "T5"] and report.unknown_labels == {"ANAT": 2, "CHEM": 2, "PROC": 2}
-    new, report = apply_policies(docs, labels=["DISO"], drop_labels=["ANAT", "CHEM", "PROC"], overlaps="keep_all")
+    new, report = apply_policies(docs, labels=["DISO"], drop_labels=["ANAT", "CHEM", "PROC"], overlaps="keep")
     assert ids(new[0]) == ["T2", "T4", "T5"] and report.dropped_labels == {"ANAT": 2, "CHEM": 2, "PROC": 2}
     assert not report.unknown_labels
 
@@ -122,3 +128,46 @@ def test_resolve_overlaps_on_fragments_not_extents():
     # The gap of a discontinuous entity is not part of it: an entity inside the gap does not overlap.
     doc = TextDocument("abc def ghi", [Entity("X", [(0, 3), (8, 11)]), Entity("Y", [(4, 7)])])
     assert len(resolve_overlaps(doc, "error", PolicyReport())) == 2
+
+
+def test_keep_all_is_no_longer_a_choice():
+    with pytest.raises(ConfigError, match="overlaps.*'keep'.*got 'keep_all'"):
+        apply_policies([nested_doc()], overlaps="keep_all")
+
+
+def test_keep_annotated_holds_the_entities_before_flattening():
+    doc = nested_doc()
+    doc.entities.append(Entity("ANAT", [(15, 25), (37, 39)], id="T7"))  # discontinuous
+    (flat,), report = apply_policies([doc], label_map={"CHEM": "DRUG"}, labels=["PROC", "DISO", "ANAT", "DRUG"],
+                                     keep_annotated=True)
+    assert ids(flat) == ["T1", "T4", "T7"]  # T7 filled (15-39) covers T2 and T3: the longest
+    assert [e.id for e in flat.annotated] == ["T1", "T2", "T3", "T4", "T5", "T6", "T7"]
+    assert [e.label for e in flat.annotated][-2:] == ["DRUG", "ANAT"]  # label policies applied to both
+    assert flat.annotated[-1].spans == [(15, 25), (37, 39)] and flat.annotated[-1].text == "métastases de"
+    assert report.annotated_kept == 7 and report.entities_out == 3 and report.discontinuous_filled == 1
+    assert report.overlaps_dropped == 4
+    assert flat.annotated_entities is flat.annotated
+    (plain,), _ = apply_policies([doc])
+    assert plain.annotated is None and plain.annotated_entities is plain.entities
+
+
+def test_flatten_documents_keeps_sub_documents_and_copies():
+    from medkit_exp.ner.splitting import split_document
+
+    doc = TextDocument("Bien. " + TEXT, [shift(e, 6) for e in nested_doc().entities], doc_id="d")
+    subs = split_document(doc)
+    report = PolicyReport()
+    flat = flatten_documents(subs, overlaps="keep_longest", report=report)
+    assert [type(d).__name__ for d in flat] == ["SubDocument", "SubDocument"]
+    assert [d.offset for d in flat] == [0, 6] and [d.doc_id for d in flat] == ["d#0", "d#1"]
+    assert ids(flat[1]) == ["T1", "T2", "T4"] and len(flat[1].annotated) == 6
+    assert report.overlaps_dropped == 3 and report.entities_out == 3 and report.annotated_kept == 6
+    flat[1].annotated[0].attrs["x"] = 1
+    assert subs[1].entities[0].attrs == {}  # the input is not changed
+    assert subs[1].annotated is None
+
+
+def shift(entity: Entity, delta: int) -> Entity:
+    from medkit_exp.ner.splitting import shift_entity
+
+    return shift_entity(entity, delta)
