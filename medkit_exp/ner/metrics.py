@@ -5,6 +5,11 @@ scheme) to the last bit, without depending on seqeval: entities are decoded by
 :func:`medkit_exp.ner.tagging.tags_to_chunks`, precision/recall/F1 are computed with the same
 float operations, an undefined ratio counts as 0, and macro averages run over the labels seen
 in the references or the predictions (numpy's mean, as seqeval).
+
+Beside them, the training evaluation scores the same predictions against the documents *as
+annotated* (``annotated/precision``, ``annotated/recall``, ``annotated/f1``; exact spans,
+nesting and discontinuity intact) with ``annotated/ceiling``, the share of those entities the
+tagger's gold tags express: see :class:`EntityMetricsComputer` and :mod:`medkit_exp.ner.window_gold`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_METRICS = ("precision", "recall", "f1", "macro_precision", "macro_recall", "macro_f1")
 PER_LABEL_METRICS = ("precision", "recall", "f1")
+#: Overall scores against the documents as annotated, and the ceiling of the representation.
+#: No per-label ones here: a ``labels/`` in their names would read as per-label flat scores.
+ANNOTATED_METRICS = ("annotated/precision", "annotated/recall", "annotated/f1", "annotated/ceiling")
 #: Where per-label metrics live: a namespace of their own, so that a label named like a split
 #: (``test``) or a summary metric can never be read as one (``labels/test/f1``, not ``test_f1``).
 LABELS_PREFIX = "labels/"
@@ -116,16 +124,55 @@ def entity_scores(
     return scores
 
 
-def metric_names(labels: Iterable[str]) -> list[str]:
-    """The names an :class:`EntityMetricsComputer` over ``labels`` gives (supports aside).
+def metric_names(labels: Iterable[str], annotated: bool = False) -> list[str]:
+    """The names an :class:`EntityMetricsComputer` over ``labels`` gives (supports aside), with
+    the :data:`ANNOTATED_METRICS` when it scores against the documents as annotated.
 
     >>> metric_names(["DISO"])[-3:]
     ['labels/DISO/precision', 'labels/DISO/recall', 'labels/DISO/f1']
+    >>> metric_names(["DISO"], annotated=True)[-1]
+    'annotated/ceiling'
     """
     names = list(SUMMARY_METRICS)
     for label in sorted(labels):
         names += [label_metric(label, metric) for metric in PER_LABEL_METRICS]
-    return names
+    return names + (list(ANNOTATED_METRICS) if annotated else [])
+
+
+def annotated_scores(
+    annotated: Sequence[Sequence[tuple[Hashable, ...]]],
+    predicted: Sequence[Sequence[tuple[Hashable, ...]]],
+    expressed: Sequence[Sequence[tuple[Hashable, ...]]],
+) -> dict[str, float]:
+    """Exact-match scores against the entities as annotated, item by item (window by window).
+
+    ``annotated[i]`` holds item i's annotated entities as tuples (``(label, first, end)``, or a
+    tuple no chunk equals: see :mod:`medkit_exp.ner.window_gold`); ``predicted[i]`` the chunks
+    decoded from the predictions, ``expressed[i]`` those decoded from the gold tags. Precision,
+    recall and F1 compare ``predicted`` with ``annotated`` (multisets); the ceiling is the share
+    of ``annotated`` that ``expressed`` matches: the recall of a perfect model of these tags.
+
+    >>> scores = annotated_scores([[("X", 0, 2), ("X", 0, 1)]], [[("X", 0, 2)]], [[("X", 0, 2)]])
+    >>> scores["annotated/recall"], scores["annotated/precision"], scores["annotated/ceiling"]
+    (0.5, 1.0, 0.5)
+    """
+    if not len(annotated) == len(predicted) == len(expressed):
+        raise ValueError(
+            f"{len(annotated)} annotated items but {len(predicted)} predicted and {len(expressed)} gold ones"
+        )
+
+    def keyed(rows: Sequence[Sequence[tuple[Hashable, ...]]]) -> Counter[tuple[Hashable, ...]]:
+        # (label, item, coordinates...): the label first, as entity_scores reads it
+        return Counter((entity[0], index, *entity[1:]) for index, row in enumerate(rows) for entity in row)
+
+    true, pred, gold = keyed(annotated), keyed(predicted), keyed(expressed)
+    scores = entity_scores(true, pred)
+    return {
+        "annotated/precision": scores["precision"],
+        "annotated/recall": scores["recall"],
+        "annotated/f1": scores["f1"],
+        "annotated/ceiling": _ratio(sum((true & gold).values()), sum(true.values())),
+    }
 
 
 def split_supports(scores: dict[str, float]) -> tuple[dict[str, float], dict[str, int]]:
@@ -152,12 +199,23 @@ class EntityMetricsComputer:
     The number of gold entities of each label (the support) is a count of the data, not a score
     that moves: it is left out of the metrics and kept in :attr:`supports` after each ``compute``.
 
+    With ``annotated=True``, each input batch must hold ``"annotated"``: per item, the entities
+    as annotated in the item's scored coordinates (the tagger's ``collate`` adds them, see
+    :mod:`medkit_exp.ner.window_gold`); ``compute`` then also gives the :data:`ANNOTATED_METRICS`
+    (see :func:`annotated_scores`), and :attr:`metric_names` names them.
+
+    A tagger with another representation reuses the rest by overriding :meth:`prepare_tags`
+    (one string per scored position, e.g. the layers' tags joined) and :meth:`decode` (that
+    string sequence -> ``(label, first, end)`` chunks, possibly overlapping).
+
     >>> computer = EntityMetricsComputer(["O", "B-DISO", "I-DISO"])
     >>> computer.compute({"references": [["B-DISO", "I-DISO", "O"]], "predictions": [["B-DISO", "I-DISO", "O"]]})["f1"]
     1.0
     """
 
-    def __init__(self, id2label: Mapping[int, str] | Sequence[str], tagging_scheme: str = "iob2"):
+    def __init__(
+        self, id2label: Mapping[int, str] | Sequence[str], tagging_scheme: str = "iob2", annotated: bool = False
+    ):
         if tagging_scheme not in OUTPUT_SCHEMES:
             raise ConfigError("tagging_scheme", f"must be one of {', '.join(OUTPUT_SCHEMES)}, got {tagging_scheme!r}")
         self.id2label = (
@@ -170,7 +228,8 @@ class EntityMetricsComputer:
                 raise ConfigError("id2label", str(error)) from None
         self.tagging_scheme = tagging_scheme
         self.labels = labels_of_tags(self.id2label.values())
-        self._metric_names = metric_names(self.labels)
+        self.annotated = annotated
+        self._metric_names = metric_names(self.labels, annotated)
         self._recording: list[WindowTags] | None = None
         #: ``{label: gold entities}`` of the last :meth:`compute` ({} before the first).
         self.supports: dict[str, int] = {}
@@ -197,7 +256,32 @@ class EntityMetricsComputer:
             raise ValueError(f"tag id {index} is not in id2label (ids {min(self.id2label)}..{max(self.id2label)})")
         return self.id2label[index]
 
-    def prepare_batch(
+    def prepare_batch(self, model_output: Mapping[str, Any], input_batch: Mapping[str, Any]) -> dict[str, list[Any]]:
+        """Tag strings of the scored positions of each item: ``{"references", "predictions"}``
+        (:meth:`prepare_tags`), and ``"annotated"``, each item's annotated entities, when the
+        computer scores against them (:meth:`annotated_rows`)."""
+        prepared: dict[str, list[Any]] = dict(self.prepare_tags(model_output, input_batch))
+        if self.annotated:
+            prepared["annotated"] = self.annotated_rows(input_batch, len(prepared["references"]))
+        return prepared
+
+    def annotated_rows(self, input_batch: Mapping[str, Any], nb_items: int) -> list[list[tuple[Hashable, ...]]]:
+        """The batch's ``"annotated"`` entry, one list of entity tuples per item, checked."""
+        rows = input_batch.get("annotated")
+        if rows is None:
+            raise ValueError(
+                "the input batch has no 'annotated' entry (the entities as annotated, added by the tagger's "
+                "collate): build the computer with annotated=False to score the tags only"
+            )
+        if len(rows) != nb_items:
+            raise ValueError(f"the batch has {nb_items} items but 'annotated' holds {len(rows)}")
+        return [[tuple(entity) for entity in row] for row in rows]
+
+    def decode(self, tags: Sequence[str]) -> list[tuple[str, int, int]]:
+        """The ``(label, first, end)`` chunks of one item's tag strings (strict decoding)."""
+        return tags_to_chunks(tags, self.tagging_scheme)
+
+    def prepare_tags(
         self, model_output: Mapping[str, Any], input_batch: Mapping[str, Any]
     ) -> dict[str, list[list[str]]]:
         """Tag strings of the scored positions of each item: ``{"references", "predictions"}``."""
@@ -228,19 +312,27 @@ class EntityMetricsComputer:
                 ))
         return {"references": references, "predictions": predictions}
 
-    def compute(self, all_data: Mapping[str, list[list[str]]]) -> dict[str, float]:
-        """Strict entity-level metrics over every sequence (see the class doc)."""
+    def compute(self, all_data: Mapping[str, list[Any]]) -> dict[str, float]:
+        """Strict entity-level metrics over every sequence, and the annotated ones when the
+        computer scores them (see the class doc)."""
         references, predictions = all_data["references"], all_data["predictions"]
         if len(references) != len(predictions):
             raise ValueError(f"{len(references)} reference sequences but {len(predictions)} predicted ones")
-        true: Counter[tuple[Hashable, ...]] = Counter()
-        pred: Counter[tuple[Hashable, ...]] = Counter()
+        gold_chunks, predicted_chunks = [], []
         for index, (ref, hyp) in enumerate(zip(references, predictions)):
             if len(ref) != len(hyp):
                 raise ValueError(f"sequence {index}: {len(ref)} reference tags but {len(hyp)} predicted")
-            true.update((label, index, start, end) for label, start, end in tags_to_chunks(ref, self.tagging_scheme))
-            pred.update((label, index, start, end) for label, start, end in tags_to_chunks(hyp, self.tagging_scheme))
+            gold_chunks.append(self.decode(ref))
+            predicted_chunks.append(self.decode(hyp))
+        true = Counter((label, index, start, end) for index, row in enumerate(gold_chunks) for label, start, end in row)
+        pred = Counter(
+            (label, index, start, end) for index, row in enumerate(predicted_chunks) for label, start, end in row
+        )
         scores, self.supports = split_supports(entity_scores(true, pred, self.labels))
+        if self.annotated:
+            if "annotated" not in all_data:
+                raise ValueError("no 'annotated' entities to score against (the computer has annotated=True)")
+            scores.update(annotated_scores(all_data["annotated"], predicted_chunks, gold_chunks))
         unexpected = sorted(set(scores) - set(self._metric_names))
         if unexpected:  # a label outside id2label: cannot come from argmax over id2label
             logger.warning("tags name labels outside id2label: %s", unexpected)
