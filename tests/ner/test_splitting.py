@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medkit_exp.errors import ConfigError, DataError
 from medkit_exp.ner.documents import Entity, TextDocument
@@ -171,3 +173,52 @@ def test_shift_entity_copies():
     moved = shift_entity(entity, 10)
     moved.attrs["a"] = 2
     assert moved.spans == [(12, 15), (17, 19)] and entity.attrs == {"a": 1} and moved.text == "abc de"
+
+
+def test_nested_and_discontinuous_entities_are_never_cut_by_a_sentence_split():
+    text = "Cancer du colon. Droit opéré. Fin. Sécrétion accrue. Ici d' oestradiol. Suite."
+    outer = text.index("Cancer du colon. Droit")
+    inner = text.index("colon. Droit")
+    gap_start, gap_end = text.index("Sécrétion"), text.index("oestradiol")
+    doc = TextDocument(text, [
+        Entity("DISO", [(outer, outer + len("Cancer du colon. Droit"))], id="T1"),
+        Entity("ANAT", [(inner, inner + len("colon. Droit"))], id="T2"),  # same boundary, nested
+        Entity("DISO", [(outer, outer + len("Cancer"))], id="T3"),  # same-label nesting
+        Entity("PHYS", [(gap_start, gap_start + 9), (gap_end, gap_end + 10)], id="T4"),  # across two sentences
+    ], doc_id="d")
+    report = SplitReport()
+    subs = split_document(doc, report=report)
+    assert [sub.text for sub in subs] == [
+        "Cancer du colon. Droit opéré.", "Fin.", "Sécrétion accrue. Ici d' oestradiol.", "Suite."
+    ]
+    assert report.merged_for_entities == 2 and report.entities_dropped == 0
+    assert [e.id for e in subs[0].entities] == ["T1", "T2", "T3"] and [e.id for e in subs[2].entities] == ["T4"]
+    for sub in subs:
+        for entity in sub.entities:
+            assert sub.covered_text(entity) == doc.covered_text(next(e for e in doc.entities if e.id == entity.id))
+    assert subs[2].entities[0].spans == [(0, 9), (gap_end - subs[2].offset, gap_end - subs[2].offset + 10)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_sentence_split_keeps_every_overlapping_entity_whole(data):
+    """Random overlapping (nested, crossing) and discontinuous entities over sentences: every one
+    lands whole in one sub-document, with the same covered text."""
+    sentences_ = data.draw(st.lists(st.sampled_from(["Fièvre aiguë.", "Toux.", "Cancer du colon.", "Dr. Martin."]),
+                                    min_size=1, max_size=6))
+    text = " ".join(sentences_)
+    bounds = st.integers(0, len(text) - 1)
+    entities = []
+    for index in range(data.draw(st.integers(0, 6))):
+        starts = sorted(data.draw(st.lists(bounds, min_size=1, max_size=2, unique=True)))
+        spans = [(start, min(len(text), start + data.draw(st.integers(1, 8)))) for start in starts]
+        if len(spans) == 2 and spans[0][1] >= spans[1][0]:
+            spans = spans[:1]
+        entities.append(Entity("X", spans, id=f"T{index}"))
+    doc = TextDocument(text, entities, doc_id="d")
+    subs = split_document(doc)
+    placed = {e.id: (sub, e) for sub in subs for e in sub.entities}
+    assert sorted(placed) == sorted(e.id for e in entities)
+    for entity in entities:
+        sub, moved = placed[entity.id]
+        assert [(s + sub.offset, e + sub.offset) for s, e in moved.spans] == entity.spans
