@@ -1,4 +1,7 @@
-"""Loading a corpus as the ``data`` config describes it: read, apply policies, split, report.
+"""Loading a corpus as the ``data`` config describes it: read, label policies, split, flatten, report.
+
+Each loaded document keeps its entities as annotated (``TextDocument.annotated``) beside the
+flattened ones the tagger learns (``entities``), for the scores against the documents as annotated.
 
 >>> splits = load_corpus(NERDataConfig())  # the embedded demo corpus             # doctest: +SKIP
 >>> len(splits["train"]), sorted(splits)                                         # doctest: +SKIP
@@ -17,7 +20,7 @@ from pathlib import Path
 from medkit_exp.errors import ConfigError, DataError
 from medkit_exp.ner.documents import ERROR_MODES, TextDocument
 from medkit_exp.ner.formats import FORMATS, find_split, read_documents
-from medkit_exp.ner.policies import DISCONTINUOUS_POLICIES, OVERLAP_POLICIES, apply_policies
+from medkit_exp.ner.policies import DISCONTINUOUS_POLICIES, OVERLAP_POLICIES, apply_policies, flatten_documents
 from medkit_exp.ner.splitting import split_documents
 from medkit_exp.ner.textfiles import check_readable
 
@@ -46,7 +49,8 @@ class NERDataConfig:
     labels: the entity labels the tagger learns; a corpus label outside them (after ``label_map``) is an error.
     label_map: rename labels before filtering, e.g. ``{Disease: DISO}``.
     split: "sentences": documents are cut into sentences (offsets kept); "none": whole documents.
-    nested: nested or overlapping entities: "keep_longest", "keep_first", "keep_all" or "error".
+    nested: nested or overlapping entities: "keep_longest" (the outer one), "keep_first", "error", or
+        "keep" (every entity: for a nested tagger; a flat tagger refuses it).
     discontinuous: discontinuous entities: "fill" (one span over the gaps), "drop" or "keep".
     errors: "raise" stops at bad input naming file and line; "skip" leaves it out and logs it;
         "strict" also stops at files not read (backups, a .txt without .ann: else WARNINGs with counts).
@@ -133,8 +137,12 @@ def corpus_root(config: NERDataConfig) -> Path:
 
 
 def load_corpus(config: NERDataConfig, only: Sequence[str] | None = None) -> dict[str, list[TextDocument]]:
-    """The configured splits (or the ``only`` ones, e.g. ``["test"]``), each read, cleaned by the
-    policies and optionally split into sentences."""
+    """The configured splits (or the ``only`` ones, e.g. ``["test"]``), each read, then: label
+    policies (``label_map``, ``labels``); split into sentences when ``split="sentences"`` (no cut
+    inside any annotated entity); the ``discontinuous`` and ``nested`` policies per (sub-)document.
+    Each document's ``entities`` are what the tagger learns, its ``annotated`` the entities before
+    those two policies (nesting, overlaps and discontinuity intact) that honest scores count.
+    The policies' report is logged once per split."""
     if config.split not in SPLIT_MODES:
         raise ConfigError("data.split", f"must be one of {', '.join(SPLIT_MODES)}; got {config.split!r}")
     wanted = {name: getattr(config, name) for name in ("train", "dev", "test") if getattr(config, name)}
@@ -148,20 +156,34 @@ def load_corpus(config: NERDataConfig, only: Sequence[str] | None = None) -> dic
     splits = {}
     for name, path in paths.items():
         corpus = read_documents(path, config.format, errors=config.errors)
-        documents, _ = apply_policies(  # logs its own report
-            corpus, label_map=config.label_map, labels=config.labels,
-            discontinuous=config.discontinuous, overlaps=config.nested,
-        )
-        if config.split == "sentences":
-            documents, _ = split_documents(documents, mode="sentence")  # logs its own report
-        documents = [doc for doc in documents if doc.text.strip()]
-        if config.max_documents is not None:
-            documents = documents[: config.max_documents]
-        if not documents:
-            raise DataError(f"split {name!r} holds no document", path=path)
-        logger.info(
-            "%s/%s: %d documents, %d entities (from %s)",
-            config.name, name, len(documents), sum(len(d.entities) for d in documents), path,
-        )
-        splits[name] = documents
+        splits[name] = _prepare_split(config, name, path, corpus)
     return splits
+
+
+def _prepare_split(config: NERDataConfig, name: str, path: Path, corpus: Sequence[TextDocument]) -> list[TextDocument]:
+    """One split's documents: label policies, sentence split, flattening policies, limits."""
+    # Labels first, nothing flattened: the sentence splitter sees every entity as annotated
+    # (nested, overlapping, discontinuous), so that no cut falls inside any of them.
+    documents, report = apply_policies(
+        corpus, label_map=config.label_map, labels=config.labels,
+        discontinuous="keep", overlaps="keep", log=False,
+    )
+    if config.split == "sentences":
+        documents, _ = split_documents(documents, mode="sentence")  # logs its own report
+    # Then per (sub-)document what makes entities fit the tagger; each keeps its entities as
+    # annotated beside them, for the scores against the documents as annotated.
+    documents = flatten_documents(
+        documents, discontinuous=config.discontinuous, overlaps=config.nested, report=report
+    )
+    report.log()  # once per split: labels, discontinuous, overlaps, annotated kept
+    documents = [doc for doc in documents if doc.text.strip()]
+    if config.max_documents is not None:
+        documents = documents[: config.max_documents]
+    if not documents:
+        raise DataError(f"split {name!r} holds no document", path=path)
+    logger.info(
+        "%s/%s: %d documents, %d entities (%d as annotated) (from %s)",
+        config.name, name, len(documents), sum(len(d.entities) for d in documents),
+        sum(len(d.annotated_entities) for d in documents), path,
+    )
+    return documents
