@@ -33,6 +33,7 @@ from medkit_exp.ner.label_map import (
 )
 from medkit_exp.ner.tagger_files import TAGGER_CONFIG, check_saved_model, damaged_files_named, read_tagger_settings
 from medkit_exp.ner.tagging import TaggingReport, make_tag_labels, spans_to_tags, tokenize_words
+from medkit_exp.ner.window_gold import locate_entities, scored_offsets, windows_annotated
 from medkit_exp.training.batch import BatchData
 from medkit_exp.training.optim import make_adamw, param_groups_with_weight_decay
 
@@ -93,6 +94,8 @@ class HFEntityMatcherTrainable:
         self._device = torch.device("cpu" if device < 0 else f"cuda:{device}")
         self.report = TaggingReport()
         self.dropped_labels: Counter[str] = Counter()
+        #: Entities as annotated (when they differ from the entities) dropped for an unknown label.
+        self.dropped_annotated_labels: Counter[str] = Counter()
         self._load(model_name_or_path, tokenizer_max_length, stride, new_head=True)
 
     # ------------------------------------------------------------------ TrainableComponent
@@ -105,17 +108,29 @@ class HFEntityMatcherTrainable:
         return make_adamw(param_groups_with_weight_decay(self.model, weight_decay), lr=lr)
 
     def preprocess(self, data_item: Any) -> dict[str, Any]:
-        """Tokenise a document once into windows with aligned labels (medkit documents accepted)."""
+        """Tokenise a document once into windows with aligned labels (medkit documents accepted).
+
+        Each window also gets ``"annotated"``: the document's entities as annotated (of the
+        tagger's labels) whose first word it owns, in its scored coordinates (see
+        :mod:`medkit_exp.ner.window_gold`), what the training evaluation scores against."""
         document = as_document(data_item)
         words = tokenize_words(document.text)
-        word_tags = self._word_tags(words, self._known_entities(document))
+        known = self._known_entities(document)
+        word_tags = self._word_tags(words, known)
         windows = self.encode_words([w.text for w in words])
         items = [self._window_features(window, word_tags) for window in windows]
+        annotated = known if document.annotated is None else self._known_annotated(document)
+        for item, rows in zip(items, self._windows_annotated(words, windows, annotated)):
+            item["annotated"] = rows
         return {"windows": items, "length": max((len(i["input_ids"]) for i in items), default=0)}
 
     def collate(self, batch: list[dict[str, Any]]) -> BatchData:
+        """The windows of ``batch``'s documents padded into one batch (:meth:`collate_windows`),
+        with ``"annotated"``: the list of each window's annotated entity tuples."""
         windows = [window for item in batch for window in item["windows"]]
-        return self.collate_windows(windows, with_labels=True)
+        collated = self.collate_windows(windows, with_labels=True)
+        collated["annotated"] = [window["annotated"] for window in windows]
+        return collated
 
     def forward(
         self, input_batch: BatchData, return_loss: bool, eval_mode: bool
@@ -161,10 +176,11 @@ class HFEntityMatcherTrainable:
 
     # ------------------------------------------------------------------ helpers shared with predict
     def make_metrics_computer(self) -> Any:
-        """An :class:`~medkit_exp.ner.metrics.EntityMetricsComputer` for this tagger's tags."""
+        """An :class:`~medkit_exp.ner.metrics.EntityMetricsComputer` for this tagger's tags, also
+        scoring against the entities as annotated that :meth:`collate` puts in each batch."""
         from medkit_exp.ner.metrics import EntityMetricsComputer
 
-        return EntityMetricsComputer(self.id_to_label, tagging_scheme=self.tagging_scheme)
+        return EntityMetricsComputer(self.id_to_label, tagging_scheme=self.tagging_scheme, annotated=True)
 
     def encode_words(self, words: list[str]) -> list[Window]:
         """Sub-token ids of the words of a document, cut into windows that fit the model."""
@@ -245,10 +261,26 @@ class HFEntityMatcherTrainable:
             position = end
         return {"input_ids": inputs["input_ids"], "labels": labels, "eval_mask": inputs["eval_mask"]}
 
+    def _windows_annotated(self, words: list[Any], windows: list[Window], annotated: list[Entity]) -> list[list[tuple]]:
+        """Each window's annotated entity tuples, in its scored coordinates (words, or the
+        sub-tokens of its owned words with ``tag_subtokens``)."""
+        owned = [window.owned_words for window in windows]
+        offsets = [scored_offsets(w.word_ids, w.owned_words, self.tag_subtokens) for w in windows]
+        return windows_annotated(locate_entities(words, annotated), owned, offsets)
+
     def _known_entities(self, document: TextDocument) -> list[Entity]:
-        unknown = Counter(e.label for e in document.entities if e.label not in self.labels)
+        """The document's entities of the tagger's labels (unknown ones: ``unknown_labels``)."""
+        return self._filter_labels(document.entities, document, self.dropped_labels)
+
+    def _known_annotated(self, document: TextDocument) -> list[Entity]:
+        """The document's entities as annotated, of the tagger's labels (unknown ones handled as
+        :meth:`_known_entities` does; those dropped counted in :attr:`dropped_annotated_labels`)."""
+        return self._filter_labels(document.annotated_entities, document, self.dropped_annotated_labels)
+
+    def _filter_labels(self, entities: list[Entity], document: TextDocument, dropped: Counter[str]) -> list[Entity]:
+        unknown = Counter(e.label for e in entities if e.label not in self.labels)
         if not unknown:
-            return document.entities
+            return entities
         if self.unknown_labels == "error":
             raise DataError(
                 f"entity labels not in the tagger's labels {self.labels}: "
@@ -256,8 +288,8 @@ class HFEntityMatcherTrainable:
                 + "; remap them in the data config, or set unknown_labels='drop'",
                 path=document.doc_id,
             )
-        self.dropped_labels.update(unknown)
-        return [e for e in document.entities if e.label in self.labels]
+        dropped.update(unknown)
+        return [e for e in entities if e.label in self.labels]
 
     def _load(self, source: str | Path, max_length: int | None, stride: int | None, new_head: bool) -> None:
         import transformers
