@@ -37,11 +37,15 @@ def predict(
     overlapping windows whose predictions are merged (each word predicted by the window where it
     is most central). Windows are batched by length; the model runs under ``torch.inference_mode``.
     Each entity's ``score`` is the mean probability of its words' predicted tags.
+
+    A nested tagger (:class:`~medkit_exp.ner.nested_tagger.NestedEntityTagger`) predicts each
+    layer; the entities are the union of the layers' (an entity found in two layers is given once,
+    with its higher score), so they may overlap; each entity's score is the mean probability of its
+    words' tags in its layer. Entities are sorted by start, longest first, then label.
     """
     tagger = model_dir if isinstance(model_dir, HFEntityMatcherTrainable) else HFEntityMatcherTrainable.from_pretrained(model_dir, device)
     docs, words, jobs = _window_jobs(tagger, documents)
-    tag_ids = [[0] * len(doc_words) for doc_words in words]
-    probabilities = [[1.0] * len(doc_words) for doc_words in words]
+    tag_ids, probabilities = _blank_layers(tagger, words)
     tagger.model.eval()
     order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][2]["input_ids"]))
     with torch.inference_mode():
@@ -62,24 +66,39 @@ def documents_from_window_tags(
     them, document after document.
 
     None when the rows are not those of these documents: another number of windows or of words
-    in a window, gold tags that differ from the documents' entities, or a tagger that scores
-    every sub-token (``tag_subtokens``).
+    in a window, gold tags that differ from the documents' entities, a tagger that scores
+    every sub-token (``tag_subtokens``), or a nested tagger (its metrics record no rows: its
+    report predicts again).
     """
-    if tagger.tag_subtokens:
+    if tagger.tag_subtokens or _depth(tagger) != 1:
         return None
     docs, words, jobs = _window_jobs(tagger, documents)
     if len(rows) != len(jobs):
         return None
     gold_ids = [_gold_tag_ids(tagger, doc, doc_words) for doc, doc_words in zip(docs, words)]
-    tag_ids = [[0] * len(doc_words) for doc_words in words]
-    probabilities = [[1.0] * len(doc_words) for doc_words in words]
+    tag_ids, probabilities = _blank_layers(tagger, words)
     for (doc_index, owned, _), row in zip(jobs, rows):
         if len(row.predicted) != len(owned) or row.gold != [gold_ids[doc_index][word] for word in owned]:
             return None
         for word, tag_id, prob in zip(owned, row.predicted, row.probabilities):
-            tag_ids[doc_index][word] = tag_id
-            probabilities[doc_index][word] = prob
+            tag_ids[doc_index][word] = [tag_id]
+            probabilities[doc_index][word] = [prob]
     return _documents(docs, words, tag_ids, probabilities, tagger)
+
+
+def _depth(tagger: HFEntityMatcherTrainable) -> int:
+    """The tagger's tag layers: its ``nesting_depth``, 1 for a flat tagger."""
+    return int(getattr(tagger, "nesting_depth", 1))
+
+
+def _blank_layers(
+    tagger: HFEntityMatcherTrainable, words: list[list[Word]]
+) -> tuple[list[list[list[int]]], list[list[list[float]]]]:
+    """Per document, per word, one tag id (``O``: row 0) and one probability per layer."""
+    depth = _depth(tagger)
+    tag_ids = [[[0] * depth for _ in doc_words] for doc_words in words]
+    probabilities = [[[1.0] * depth for _ in doc_words] for doc_words in words]
+    return tag_ids, probabilities
 
 
 def _window_jobs(
@@ -105,7 +124,8 @@ def _gold_tag_ids(tagger: HFEntityMatcherTrainable, doc: TextDocument, words: Se
 
 
 def _documents(
-    docs: list[TextDocument], words: list[list[Word]], tag_ids: list[list[int]], probabilities: list[list[float]],
+    docs: list[TextDocument], words: list[list[Word]], tag_ids: list[list[list[int]]],
+    probabilities: list[list[list[float]]],
     tagger: HFEntityMatcherTrainable,
 ) -> list[TextDocument]:
     return [
@@ -119,20 +139,22 @@ def _predict_batch(
 ) -> None:
     batch = tagger.collate_windows([inputs for _, _, inputs in chunk], with_labels=False).to_device(tagger.device)
     logits = tagger.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    best_prob, best_id = logits.float().softmax(-1).max(-1)
+    # [B, T, depth, C]: one softmax per layer (a flat tagger has one layer)
+    layered = logits.float().unflatten(-1, (_depth(tagger), len(tagger.tag_list)))
+    best_prob, best_id = layered.softmax(-1).max(-1)
     best_prob, best_id = best_prob.cpu(), best_id.cpu()
     word_tag = _bilou_word_tag(tagger) if tagger.tag_subtokens and tagger.tagging_scheme == "bilou" else None
     for row, (doc_index, owned, inputs) in enumerate(chunk):
         positions = inputs["first_positions"]
         row_ids = best_id[row, positions].tolist()
         row_probs = best_prob[row, positions].tolist()
-        if word_tag is not None:  # the word's tag is told by its first and last sub-tokens
+        if word_tag is not None:  # the word's tag is told by its first and last sub-tokens (flat only)
             last = inputs["last_positions"]
-            row_ids = [word_tag(i, j) for i, j in zip(row_ids, best_id[row, last].tolist())]
-            row_probs = [(p + q) / 2 for p, q in zip(row_probs, best_prob[row, last].tolist())]
-        for word, tag_id, prob in zip(owned, row_ids, row_probs):
-            tag_ids[doc_index][word] = tag_id
-            probabilities[doc_index][word] = prob
+            row_ids = [[word_tag(i, j)] for (i,), (j,) in zip(row_ids, best_id[row, last].tolist())]
+            row_probs = [[(p + q) / 2] for (p,), (q,) in zip(row_probs, best_prob[row, last].tolist())]
+        for word, layer_ids, layer_probs in zip(owned, row_ids, row_probs):
+            tag_ids[doc_index][word] = layer_ids
+            probabilities[doc_index][word] = layer_probs
 
 
 def _bilou_word_tag(tagger: HFEntityMatcherTrainable) -> Any:
@@ -152,12 +174,19 @@ def _bilou_word_tag(tagger: HFEntityMatcherTrainable) -> Any:
 
 
 def _decode(
-    doc: TextDocument, words: Sequence[Word], ids: list[int], probs: list[float], tagger: HFEntityMatcherTrainable
+    doc: TextDocument, words: Sequence[Word], ids: list[list[int]], probs: list[list[float]],
+    tagger: HFEntityMatcherTrainable,
 ) -> list[Entity]:
-    tags = [tagger.id_to_label[i] for i in ids]
+    """The entities of each layer's tags (strict decoding), their union sorted by start, longest
+    first, then label; a chunk found in two layers is one entity, with the higher score."""
+    scores: dict[tuple[str, int, int], float] = {}
+    for layer in range(_depth(tagger)):
+        tags = [tagger.id_to_label[word_ids[layer]] for word_ids in ids]
+        for label, first, end in tags_to_chunks(tags, tagger.tagging_scheme):
+            score = sum(p[layer] for p in probs[first:end]) / (end - first)
+            scores[(label, first, end)] = max(score, scores.get((label, first, end), 0.0))
     entities = []
-    for label, first, end in tags_to_chunks(tags, tagger.tagging_scheme):
+    for (label, first, end), score in sorted(scores.items(), key=lambda item: (item[0][1], -item[0][2], item[0][0])):
         start, stop = words[first].start, words[end - 1].end
-        score = sum(probs[first:end]) / (end - first)
         entities.append(Entity(label, [(start, stop)], text=doc.text[start:stop], score=score))
     return entities
