@@ -227,3 +227,72 @@ def test_evaluate_documents_pairs_by_position_without_ids_and_checks_pairing():
         )
     with pytest.raises(DataError, match="text differs"):
         evaluate_documents([TextDocument("abc")], [TextDocument("abd")])
+
+
+# ------------------------------------------------------------------ scores against the entities as annotated
+def one_hot_logits(rows: list[list[int]], nb_tags: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.tensor(rows), nb_tags).float()
+
+
+def test_annotated_scores_need_the_batch_entry_and_are_named_only_when_computed():
+    tags = ["O", "B-X", "I-X"]
+    labels = torch.tensor([[1, 2, 0]])
+    logits = one_hot_logits([[1, 0, 0]], 3)  # predicts X over word 0 only
+    plain = EntityMetricsComputer(tags)
+    assert not any(name.startswith("annotated/") for name in plain.metric_names)
+    prepared = plain.prepare_batch({"logits": logits}, {"labels": labels, "annotated": [[("X", 0, 2)]]})
+    assert "annotated" not in prepared and not any(n.startswith("annotated/") for n in plain.compute(prepared))
+
+    computer = EntityMetricsComputer(tags, annotated=True)
+    assert computer.metric_names[-4:] == ["annotated/precision", "annotated/recall", "annotated/f1", "annotated/ceiling"]
+    with pytest.raises(ValueError, match="no 'annotated' entry"):
+        computer.prepare_batch({"logits": logits}, {"labels": labels})
+    with pytest.raises(ValueError, match="1 items but 'annotated' holds 2"):
+        computer.prepare_batch({"logits": logits}, {"labels": labels, "annotated": [[], []]})
+    # Gold as annotated: X over words 0-1 and, nested in it, X over word 0.
+    prepared = computer.prepare_batch({"logits": logits}, {"labels": labels, "annotated": [[("X", 0, 2), ("X", 0, 1)]]})
+    scores = computer.compute(prepared)
+    assert sorted(scores) == sorted(computer.metric_names)
+    assert (scores["f1"], scores["annotated/precision"], scores["annotated/recall"]) == (0.0, 1.0, 0.5)
+    assert scores["annotated/ceiling"] == 0.5  # the flat gold tags express the outer one only
+    with pytest.raises(ValueError, match="no 'annotated' entities"):
+        computer.compute({"references": prepared["references"], "predictions": prepared["predictions"]})
+
+
+class LayeredComputer(EntityMetricsComputer):
+    """What a tagger with stacked tag layers does: one string per position joining the layers'
+    tags, decoded into the union of the layers' chunks (the restructured computer's hooks)."""
+
+    def prepare_tags(self, model_output, input_batch):
+        return {"references": input_batch["gold_layers"], "predictions": model_output["predicted_layers"]}
+
+    def decode(self, tags):
+        layers = [list(layer) for layer in zip(*(tag.split("|") for tag in tags))]
+        flat_decode = super().decode  # (a bare super() does not work inside a comprehension)
+        return sorted({chunk for layer in layers for chunk in flat_decode(layer)})
+
+
+def test_a_layered_computer_reuses_the_annotated_scores():
+    computer = LayeredComputer(["O", "B-X", "I-X"], annotated=True)
+    gold = [["B-X|B-X", "I-X|O", "O|O"]]  # X 0-2 and X 0-1: same-label nesting, both expressed
+    predicted = [["B-X|O", "I-X|O", "O|O"]]  # the outer one only
+    annotated = [[("X", 0, 2), ("X", 0, 1), ("X", "unaligned", 0, 3)]]
+    prepared = computer.prepare_batch({"predicted_layers": predicted},
+                                      {"gold_layers": gold, "annotated": annotated})
+    scores = computer.compute(prepared)
+    assert scores["annotated/ceiling"] == pytest.approx(2 / 3)
+    assert (scores["annotated/precision"], scores["annotated/recall"]) == (1.0, pytest.approx(1 / 3))
+    assert scores["recall"] == 0.5 and scores["precision"] == 1.0  # against its own (layered) gold
+
+
+def test_annotated_inputs_gathered_in_rank_order_score_as_one_process():
+    from medkit_exp.training.shards import merge_in_rank_order
+
+    computer = EntityMetricsComputer(["O", "B-X", "I-X"], annotated=True)
+    labels = torch.tensor([[1, 2, 0], [0, 1, 0]])
+    logits = one_hot_logits([[1, 2, 0], [1, 0, 0]], 3)
+    batch = BatchData(labels=labels, annotated=[[("X", 0, 2)], [("X", 1, 2), ("X", 0, 1)]])
+    whole = computer.compute(computer.prepare_batch({"logits": logits}, batch))
+    parts = [computer.prepare_batch({"logits": logits[i : i + 1]}, batch[i : i + 1]) for i in range(2)]
+    assert computer.compute(merge_in_rank_order(parts)) == whole
+    assert (whole["annotated/precision"], whole["annotated/recall"]) == (pytest.approx(2 / 2), pytest.approx(2 / 3))

@@ -387,3 +387,108 @@ def test_short_training_run_learns(make_tagger, tmp_path):
     # The best checkpoint is a tagger folder that predict loads; document-level F1 agrees.
     predicted = predict(trainer.best_checkpoint, dev)
     assert evaluate_documents(dev, predicted)["f1"] == pytest.approx(max(f1), abs=1e-9)
+
+
+# ------------------------------------------------------------------ scores against the documents as annotated
+NESTED_LABELS = ["DISO", "ANAT", "CHEM"]
+NESTED_TEXT = "cancers colorectaux et fracture du fémur . hypertension sous metformine . sécrétion de oestrone et de oestradiol ."
+
+
+def nested_document() -> TextDocument:
+    """Seven entities as annotated: three a flat tagger can express, and a same-label nested
+    one, a cross-label nested one, a discontinuous one and one ending inside a word."""
+    t = NESTED_TEXT
+    sec, oes = entity(t, "CHEM", "sécrétion").spans[0], entity(t, "CHEM", "oestradiol").spans[0]
+    annotated = [
+        entity(t, "DISO", "cancers colorectaux"),  # expressible
+        entity(t, "DISO", "cancers"),  # same-label, inside the one above
+        entity(t, "DISO", "fracture du fémur"),  # expressible
+        entity(t, "ANAT", "fémur"),  # cross-label, inside the one above
+        entity(t, "CHEM", "metformine"),  # expressible
+        Entity("CHEM", [sec, oes]),  # discontinuous: "sécrétion ... oestradiol"
+        entity(t, "DISO", "hypertens"),  # ends inside "hypertension"
+    ]
+    return TextDocument(t, annotated, doc_id="nested")
+
+
+def flattened_nested_document() -> TextDocument:
+    from medkit_exp.ner.policies import apply_policies
+
+    (flat,), _ = apply_policies([nested_document()], overlaps="keep_longest", discontinuous="fill",
+                                keep_annotated=True, log=False)
+    assert len(flat.annotated) == 7 and len(flat.entities) == 5  # the two inner ones dropped
+    return flat
+
+
+@pytest.mark.parametrize("options", [{}, {"tag_subtokens": True}, {"tagging_scheme": "bilou", "tag_subtokens": True}])
+def test_flat_tagger_scores_against_nested_gold_a_flattened_prediction_is_a_miss(make_tagger, options):
+    from medkit_exp.ner.metrics import evaluate_documents
+    from medkit_exp.ner.representation import expressible_entities
+
+    tagger = make_tagger(labels=NESTED_LABELS, **options)
+    document = flattened_nested_document()
+    batch = tagger.collate([tagger.preprocess(document)])
+    assert sum(len(row) for row in batch["annotated"]) == 7
+    computer = tagger.make_metrics_computer()
+    logits = torch.zeros((*batch["labels"].shape, len(tagger.id_to_label)))
+    logits.scatter_(-1, batch["labels"].clamp(min=0).unsqueeze(-1), 1.0)  # the gold tags, predicted
+    scores = computer.compute(computer.prepare_batch({"logits": logits}, batch))
+    assert scores["f1"] == 1.0  # against the flattened gold: perfect
+    # Against the gold as annotated: 3 of the 7 entities found, 3 of the 5 predicted right.
+    assert scores["annotated/recall"] == pytest.approx(3 / 7)
+    assert scores["annotated/precision"] == pytest.approx(3 / 5)
+    assert scores["annotated/f1"] == pytest.approx(2 * (3 / 5) * (3 / 7) / (3 / 5 + 3 / 7))
+    assert scores["annotated/ceiling"] == pytest.approx(3 / 7)
+    # The ceiling is the document-level one: the recall of what the representation can express.
+    expressible = document.with_entities(expressible_entities(tagger, document))
+    assert evaluate_documents([TextDocument(document.text, document.annotated)], [expressible])["recall"] == scores[
+        "annotated/ceiling"]
+    assert sorted(computer.metric_names) == sorted(scores)
+
+
+@pytest.mark.parametrize("tag_subtokens", [False, True])
+def test_annotated_entities_of_a_long_document_are_in_exactly_one_window(make_tagger, tag_subtokens):
+    tagger = make_tagger(tagging_scheme="bilou", tokenizer_max_length=16, tag_subtokens=tag_subtokens)
+    document = long_document()
+    windows = tagger.preprocess(document)["windows"]
+    assert len(windows) >= 4
+    assert sum(len(w["annotated"]) for w in windows) == len(document.entities)
+    batch = tagger.collate([{"windows": windows}])
+    assert batch["annotated"] == [w["annotated"] for w in windows]
+    assert batch[1:3]["annotated"] == batch["annotated"][1:3] and batch.to_device("cpu")["annotated"] == batch["annotated"]
+    computer = tagger.make_metrics_computer()
+    logits = torch.zeros((*batch["labels"].shape, len(tagger.id_to_label)))
+    logits.scatter_(-1, batch["labels"].clamp(min=0).unsqueeze(-1), 1.0)
+    scores = computer.compute(computer.prepare_batch({"logits": logits}, batch))
+    # Perfect tags: every entity that no window boundary cuts is found, against either gold.
+    cut = sum(1 for w in windows for e in w["annotated"] if e[2] > sum(w["eval_mask"]))
+    assert scores["annotated/precision"] == 1.0
+    assert scores["annotated/recall"] == scores["annotated/ceiling"] == pytest.approx(1 - cut / len(document.entities))
+
+
+def test_unknown_labels_of_the_annotated_entities_follow_unknown_labels(make_tagger):
+    document = TextDocument("fever and aspirin", [Entity("problem", [(0, 5)])], doc_id="d",
+                            annotated=[Entity("problem", [(0, 5)]), Entity("drug", [(10, 17)])])
+    with pytest.raises(DataError, match="drug"):
+        make_tagger(labels=["problem"]).preprocess(document)
+    dropping = make_tagger(labels=["problem"], unknown_labels="drop")
+    (window,) = dropping.preprocess(document)["windows"]
+    assert window["annotated"] == [("problem", 0, 1)]
+    assert dropping.dropped_annotated_labels == Counter({"drug": 1}) and not dropping.dropped_labels
+
+
+def test_training_evaluation_logs_annotated_scores_and_ceiling(make_tagger, tmp_path):
+    torch.manual_seed(0)
+    tagger = make_tagger(labels=NESTED_LABELS)
+    documents = [flattened_nested_document()] * 4
+    config = TrainerConfig(output_dir=str(tmp_path / "run"), learning_rate=1e-3, nb_training_epochs=1,
+                           batch_size=2, seed=0, checkpoint_metric="annotated/f1", minimize_checkpoint_metric=False,
+                           keep_best_k=1)
+    trainer = Trainer(tagger, config, documents, documents[:2], tagger.make_metrics_computer(), callback=[])
+    history = trainer.train()
+    evaluation = history[-1]["eval"]
+    assert evaluation["annotated/ceiling"] == pytest.approx(3 / 7)
+    assert 0.0 <= evaluation["annotated/f1"] <= 1.0 and "f1" in evaluation
+    lines = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    logged = [line["eval"] for line in lines if line.get("type") == "eval"]
+    assert logged and logged[-1]["annotated/ceiling"] == pytest.approx(3 / 7) and "annotated/f1" in logged[-1]
