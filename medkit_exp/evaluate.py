@@ -1,16 +1,25 @@
 """``python -m medkit_exp.evaluate checkpoint=PATH [split=dev|test|train] [+experiment=...] [data=...]``
 
 Evaluates a saved tagger on a split of the configured corpus (``conf/evaluate.yaml``: the same
-groups as training, so an experiment overlay picks the same corpus and policies). Two sets of
-strict entity-level metrics (micro, macro, per label):
+groups as training, so an experiment overlay picks the same corpus and policies). Three sets of
+strict entity-level metrics (micro, macro, per label) and a ceiling:
 
 - ``words``: entities decoded from word tags, exactly as the training evaluation computes them
-  (``eval/*`` in MLflow; equal to seqeval's strict mode), plus the loss;
-- ``spans``: entities of the predicted documents against the gold documents, matched on label
-  and exact character spans (what a user of the predictions sees).
+  (``eval/*`` in MLflow; equal to seqeval's strict mode), plus the loss, against the gold after
+  the data policies (``data.nested``, ``data.discontinuous``);
+- ``spans``: entities of the predicted documents against the gold documents after the data
+  policies, matched on label and exact character spans;
+- ``annotated``: the same predicted entities against the documents as annotated (every entity,
+  nesting, overlaps and discontinuity intact; a discontinuous entity is found only with all its
+  fragments): what a user of the predictions sees, see :mod:`medkit_exp.ner.annotated_scores`;
+- ``ceiling``: the share of those annotated entities the tagger's representation can express on
+  the split (overall, ``expressible`` of ``annotated``, and ``labels/<label>/ceiling``): the
+  recall a perfect model of this tagger would reach in ``annotated``.
 
-Both are printed as a table and written to ``metrics.json`` and ``metrics.yaml`` in the run folder
-(with ``predictions_<split>.jsonl``); with ``tracking=mlflow`` they are also logged to MLflow.
+They are printed as two tables (policy-flattened gold; gold as annotated with the ceiling) and
+written to ``metrics.json`` and ``metrics.yaml`` in the run folder (with
+``predictions_<split>.jsonl``); with ``tracking=mlflow`` they are also logged to MLflow (names in
+:func:`flat_metrics`).
 """
 
 from __future__ import annotations
@@ -71,12 +80,15 @@ def evaluate(cfg: DictConfig) -> float | None:
     logger.info("Evaluating %s on %s/%s (%d documents)", folder, cfg.data.name, cfg.split, len(gold))
     words = word_level_metrics(tagger, gold, batch_size, cfg.metrics.name)
     predicted = predict_documents(tagger, gold, batch_size)
+    from medkit_exp.ner.annotated_scores import annotated_scores, ceiling
     from medkit_exp.ner.metrics import evaluate_documents
 
     report = {
         "checkpoint": str(folder.resolve()), "data": cfg.data.name, "split": cfg.split, "documents": len(gold),
         "entities": sum(len(doc.entities) for doc in gold),
+        "annotated_entities": sum(len(doc.annotated_entities) for doc in gold),
         "words": words, "spans": evaluate_documents(gold, predicted),
+        "annotated": annotated_scores(gold, predicted), "ceiling": ceiling(tagger, gold),
     }
     files = write_report(report, output_dir)
     if cfg.save_predictions:
@@ -136,7 +148,9 @@ def write_report(report: dict[str, Any], output_dir: Path) -> list[Path]:
 
 
 def format_report(report: dict[str, Any], labels: list[str]) -> str:
-    """The two metric sets side by side: micro, macro, then one row per label."""
+    """Two tables: the word and span metric sets side by side against the gold after the data
+    policies (micro, macro, then one row per label), then the span metrics against the documents
+    as annotated with each label's ceiling."""
     from medkit_exp.ner.metrics import label_table
 
     words, spans = report["words"], report["spans"]
@@ -146,26 +160,62 @@ def format_report(report: dict[str, Any], labels: list[str]) -> str:
     header = f"{'':<16}" + "".join(f"{c:>10}" for c in columns) + "   |" + "".join(f"{c:>10}" for c in columns)
     lines = [
         f"Evaluation of {report['checkpoint']}",
-        f"on {report['data']}/{report['split']}: {report['documents']} documents, {report['entities']} gold entities",
+        f"on {report['data']}/{report['split']}: {report['documents']} documents, {report['entities']} gold entities "
+        f"after the data policies, {report.get('annotated_entities', report['entities'])} as annotated",
         "",
+        "Against the gold after the data policies (data.nested, data.discontinuous):",
         f"{'':<16}{'entities on words (= training eval)':^40}   |{'entities on exact character spans':^40}",
         header,
         "-" * len(header),
     ]
     for name in ("micro", "macro", *seen):
-        cells = []
-        for metrics, table in zip((words, spans), tables):
-            if name in ("micro", "macro"):
-                prefix = "" if name == "micro" else "macro_"
-                values = [metrics.get(prefix + column) for column in columns[:3]]
-                # the micro support is every gold entity; a macro average has none
-                values.append(sum(row.get("support", 0) for row in table.values()) if name == "micro" else None)
-            else:
-                values = [table.get(name, {}).get(column) for column in columns]
-            cells.append("".join(_cell(value, column) for value, column in zip(values, columns)))
+        cells = [_row(metrics, table, name, columns) for metrics, table in zip((words, spans), tables)]
         lines.append(f"{name:<16}" + cells[0] + "   |" + cells[1])
+    if "annotated" in report:
+        lines += ["", *_annotated_table(report, labels)]
     lines.append(f"\nword-level loss: {words['loss']:.4f}")
     return "\n".join(lines)
+
+
+def _row(metrics: dict[str, float], table: dict[str, dict[str, float]], name: str, columns: tuple[str, ...]) -> str:
+    """The cells of one row (micro, macro or a label) of one metric set."""
+    if name in ("micro", "macro"):
+        prefix = "" if name == "micro" else "macro_"
+        values = [metrics.get(prefix + column) for column in columns[:3]]
+        # the micro support is every gold entity; a macro average has none
+        values.append(sum(row.get("support", 0) for row in table.values()) if name == "micro" else None)
+    else:
+        values = [table.get(name, {}).get(column) for column in columns]
+    return "".join(_cell(value, column) for value, column in zip(values, columns))
+
+
+def _annotated_table(report: dict[str, Any], labels: list[str]) -> list[str]:
+    """The span metrics against the documents as annotated, with the ceiling of each row."""
+    from medkit_exp.ner.metrics import label_table
+
+    annotated, limits = report["annotated"], report["ceiling"]
+    table, ceilings = label_table(annotated), label_table(limits)
+    columns = ("precision", "recall", "f1", "support")
+    header = f"{'':<16}" + "".join(f"{c:>10}" for c in columns) + f"{'ceiling':>10}"
+    lines = [
+        "Against the documents as annotated (nesting, overlaps, discontinuity intact; exact spans):",
+        f"{'':<16}{'entities on exact character spans (as annotated)':^50}",
+        header,
+        "-" * len(header),
+    ]
+    for name in ("micro", "macro", *sorted({*labels, *table})):
+        limit = limits.get("ceiling") if name == "micro" else ceilings.get(name, {}).get("ceiling")
+        lines.append(f"{name:<16}" + _row(annotated, table, name, columns) + _cell(limit, "ceiling"))
+    lines.append(
+        f"ceiling: the share of the gold entities as annotated that this tagger's representation can "
+        f"express ({int(limits['expressible'])} of {int(limits['annotated'])}): its highest possible recall here"
+    )
+    words = report["words"]
+    if "annotated/f1" in words:  # the word level's own, as the training evaluation computes them
+        values = ", ".join(f"{name} {words[f'annotated/{name}']:.4f}"
+                           for name in ("precision", "recall", "f1", "ceiling") if f"annotated/{name}" in words)
+        lines.append(f"on words (= training eval, eval/annotated/*): {values}")
+    return lines
 
 
 def _cell(value: float | None, column: str) -> str:
@@ -175,10 +225,17 @@ def _cell(value: float | None, column: str) -> str:
 
 
 def flat_metrics(report: dict[str, Any]) -> dict[str, float]:
-    """``<split>/<metric>`` for the word level (as ``eval/<metric>``), ``<split>/spans_<metric>``."""
+    """The MLflow names: ``<split>/<metric>`` for the word level (as ``eval/<metric>``),
+    ``<split>/spans_<metric>`` for the spans against the gold after the data policies, and
+    ``<split>/spans_annotated/<metric>`` for the spans against the documents as annotated and the
+    ceiling (``<split>/spans_annotated/ceiling``, ``.../expressible``, ``.../annotated``,
+    ``.../labels/<label>/ceiling``). ``spans_annotated``, not ``annotated``: the word level of a
+    tagger that computes them has its own window-level ``annotated/*`` metrics (as in training)."""
     split = report["split"]
     flat = {f"{split}/{key}": value for key, value in report["words"].items()}
     flat.update({f"{split}/spans_{key}": value for key, value in report["spans"].items()})
+    for part in ("annotated", "ceiling"):  # distinct names: ceiling, expressible, annotated, labels/<L>/ceiling
+        flat.update({f"{split}/spans_annotated/{key}": value for key, value in report.get(part, {}).items()})
     return flat
 
 

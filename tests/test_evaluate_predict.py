@@ -75,8 +75,25 @@ def test_evaluate_a_run_folder_recomputes_the_training_evaluation(trained_run, t
     assert [doc.text for doc in predicted] == [doc.text for doc in gold]
     assert report["spans"] == evaluate_documents(gold, predicted)
     assert report["entities"] == sum(len(doc.entities) for doc in gold)
+    # Against the documents as annotated (the demo corpus has no nesting: the same entities) and the ceiling
+    from medkit_exp.ner.annotated_scores import annotated_scores
+
+    assert report["annotated"] == annotated_scores(gold, predicted) and report["annotated"]["f1"] == report["spans"]["f1"]
+    assert report["annotated_entities"] == report["entities"] == report["ceiling"]["annotated"]
+    assert 0 < report["ceiling"]["ceiling"] <= 1 and set(report["ceiling"]) == {
+        "ceiling", "expressible", "annotated", "labels/problem/ceiling", "labels/test/ceiling", "labels/treatment/ceiling"
+    }
+    flattened_part, annotated_part = result.stdout.split("Against the documents as annotated")
+    assert "Against the gold after the data policies" in flattened_part
+    annotated_rows = {line.split()[0]: line.split() for line in annotated_part.splitlines()[3:] if line.strip()}
+    assert annotated_rows["micro"][1:] == [f"{report['annotated'][m]:.4f}" for m in ("precision", "recall", "f1")] + [
+        str(report["annotated_entities"]), f"{report['ceiling']['ceiling']:.4f}"
+    ]
+    assert annotated_rows["test"][-1] == f"{report['ceiling']['labels/test/ceiling']:.4f}"
+    expressible = int(report["ceiling"]["expressible"])
+    assert f"express ({expressible} of {report['annotated_entities']})" in annotated_part
     # The table: one row per summary and per label, both metric sets.
-    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    rows = {line.split()[0]: line for line in flattened_part.splitlines() if line.strip()}
     for label in ("micro", "macro", "problem", "treatment", "test"):
         assert label in rows
     micro = rows["micro"].split()
@@ -413,3 +430,63 @@ def test_damaged_checkpoints_end_evaluate_and_predict_with_one_line_and_exit_cod
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and f"{folder / name}: " in errors[0], result.stderr[-3000:]
     assert "Traceback" not in result.stderr
+
+
+NESTED_TEXT = "patient with chest pain and fever. treated with insulin mg daily."
+
+
+def _nested_corpus(root: Path) -> Path:
+    """A BRAT dev split with same-label and cross-label nesting and a discontinuous entity."""
+    def at(piece: str) -> str:
+        start = NESTED_TEXT.index(piece)
+        return f"{start} {start + len(piece)}"
+
+    ann = "\n".join([
+        f"T1\tproblem {at('chest pain')}\tchest pain",
+        f"T2\tproblem {at('pain')}\tpain",  # same label, nested
+        f"T3\ttest {at('chest')}\tchest",  # another label, nested
+        f"T4\tproblem {at('fever')}\tfever",
+        f"T5\ttreatment {at('insulin')};{at('daily')}\tinsulin daily",  # discontinuous
+    ]) + "\n"
+    (root / "dev").mkdir(parents=True)
+    (root / "dev" / "n1.txt").write_text(NESTED_TEXT, encoding="utf-8")
+    (root / "dev" / "n1.ann").write_text(ann, encoding="utf-8")
+    return root
+
+
+def test_evaluate_scores_against_the_documents_as_annotated_with_the_ceiling(trained_run, tmp_path, capsys):
+    from medkit_exp.evaluate import evaluate, flat_metrics
+    from medkit_exp.ner.annotated_scores import annotated_scores
+    from medkit_exp.ner.metrics import evaluate_documents
+
+    corpus = _nested_corpus(tmp_path / "corpus")
+    cfg = composed(
+        "evaluate", "+experiment=ner", "debug=fast", f"checkpoint={trained_run}", f"data.path={corpus}",
+        "data.max_documents=null", f"paths.output_dir={tmp_path / 'out'}",
+    )
+    evaluate(cfg)
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    # flat keep_longest + fill: chest pain, fever and the filled "insulin mg daily" are learned;
+    # of the 5 entities as annotated, only chest pain and fever can be expressed exactly
+    assert (report["entities"], report["annotated_entities"]) == (3, 5)
+    assert report["ceiling"] == {
+        "ceiling": 0.4, "expressible": 2.0, "annotated": 5.0,
+        "labels/problem/ceiling": 2 / 3, "labels/test/ceiling": 0.0, "labels/treatment/ceiling": 0.0,
+    }
+    gold = _load_dev(corpus)
+    predicted = read_jsonl(tmp_path / "out" / "predictions_dev.jsonl")
+    assert report["annotated"] == annotated_scores(gold, predicted)
+    assert report["spans"] == evaluate_documents(gold, predicted)
+    assert report["annotated"]["labels/problem/support"] == 3.0 and report["spans"]["labels/problem/support"] == 2.0
+    assert "5 as annotated" in out and "express (2 of 5)" in out
+    flat = flat_metrics(report)
+    assert flat["dev/spans_annotated/ceiling"] == 0.4 and flat["dev/spans_annotated/f1"] == report["annotated"]["f1"]
+    assert flat["dev/spans_annotated/labels/problem/ceiling"] == 2 / 3
+    assert flat["dev/spans_f1"] == report["spans"]["f1"]
+
+
+def _load_dev(corpus: Path):
+    from medkit_exp.ner.data import NERDataConfig, load_corpus
+
+    return load_corpus(NERDataConfig(path=str(corpus)), only=["dev"])["dev"]
