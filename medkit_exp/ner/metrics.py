@@ -312,6 +312,26 @@ class EntityMetricsComputer:
                 ))
         return {"references": references, "predictions": predictions}
 
+    def annotated_metrics(
+        self,
+        all_data: Mapping[str, list[Any]],
+        predicted_chunks: Sequence[Sequence[tuple[str, int, int]]] | None = None,
+        gold_chunks: Sequence[Sequence[tuple[str, int, int]]] | None = None,
+    ) -> dict[str, float]:
+        """The :data:`ANNOTATED_METRICS` of ``all_data`` ({} when the computer does not score
+        them): its ``"annotated"`` items against the chunks :meth:`decode` gives of its
+        predictions and references (pass them when already decoded). A subclass computing the
+        tag metrics another way (seqeval) adds these with one call."""
+        if not self.annotated:
+            return {}
+        if "annotated" not in all_data:
+            raise ValueError("no 'annotated' entities to score against (the computer has annotated=True)")
+        if predicted_chunks is None:
+            predicted_chunks = [self.decode(row) for row in all_data["predictions"]]
+        if gold_chunks is None:
+            gold_chunks = [self.decode(row) for row in all_data["references"]]
+        return annotated_scores(all_data["annotated"], predicted_chunks, gold_chunks)
+
     def compute(self, all_data: Mapping[str, list[Any]]) -> dict[str, float]:
         """Strict entity-level metrics over every sequence, and the annotated ones when the
         computer scores them (see the class doc)."""
@@ -329,10 +349,7 @@ class EntityMetricsComputer:
             (label, index, start, end) for index, row in enumerate(predicted_chunks) for label, start, end in row
         )
         scores, self.supports = split_supports(entity_scores(true, pred, self.labels))
-        if self.annotated:
-            if "annotated" not in all_data:
-                raise ValueError("no 'annotated' entities to score against (the computer has annotated=True)")
-            scores.update(annotated_scores(all_data["annotated"], predicted_chunks, gold_chunks))
+        scores.update(self.annotated_metrics(all_data, predicted_chunks, gold_chunks))
         unexpected = sorted(set(scores) - set(self._metric_names))
         if unexpected:  # a label outside id2label: cannot come from argmax over id2label
             logger.warning("tags name labels outside id2label: %s", unexpected)

@@ -255,6 +255,9 @@ def test_annotated_scores_need_the_batch_entry_and_are_named_only_when_computed(
     assert sorted(scores) == sorted(computer.metric_names)
     assert (scores["f1"], scores["annotated/precision"], scores["annotated/recall"]) == (0.0, 1.0, 0.5)
     assert scores["annotated/ceiling"] == 0.5  # the flat gold tags express the outer one only
+    # What a computer scoring tags another way (seqeval) adds in one call: the same values.
+    assert computer.annotated_metrics(prepared) == {k: v for k, v in scores.items() if k.startswith("annotated/")}
+    assert plain.annotated_metrics(prepared) == {}
     with pytest.raises(ValueError, match="no 'annotated' entities"):
         computer.compute({"references": prepared["references"], "predictions": prepared["predictions"]})
 
