@@ -80,6 +80,7 @@ def test_write_dev_report_files(tmp_path):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     scores = json.loads((tmp_path / "predictions" / "dev_scores.json").read_text())
     assert scores["precision"] == 0.25 and scores["recall"] == 0.25 and scores["labels/problem/recall"] == 0.5
+    assert scores["annotated"]["recall"] == 0.25 and "ceiling" not in scores  # no nesting here; no tagger given
     records = [json.loads(line) for line in (tmp_path / "predictions" / "dev_sample.jsonl").read_text().splitlines()]
     assert len(records) == 1 and records[0]["doc_id"] == "d1"
     assert records[0]["predicted"][1] == {"label": "test", "spans": [[10, 15]], "text": "cough", "score": 0.6}
@@ -147,7 +148,11 @@ def test_dev_report_predicts_with_the_trained_tagger_when_it_holds_the_checkpoin
     logged = json.loads((folder / "predictions" / "dev_scores.json").read_text())
     reloaded = HFEntityMatcherTrainable.from_pretrained(trainer.last_checkpoint)
     expected = evaluate_documents(dev, predict(reloaded, [doc.with_entities([]) for doc in dev]))
+    annotated, ceiling = logged.pop("annotated"), logged.pop("ceiling")
     assert logged == pytest.approx(json.loads(json.dumps(expected)))
+    assert annotated == pytest.approx(logged)  # the demo dev set holds no nesting: the same gold
+    assert ceiling["annotated"] == logged["labels/problem/support"] + logged["labels/test/support"] + logged[
+        "labels/treatment/support"]
 
 
 def test_dev_report_reuses_the_evaluation_at_the_best_checkpoint(tiny_bert_dir, make_callback, client, tmp_path, monkeypatch):
@@ -182,7 +187,9 @@ def test_dev_report_reuses_the_evaluation_at_the_best_checkpoint(tiny_bert_dir, 
     logged = json.loads((folder / "predictions" / "dev_scores.json").read_text())
     best = HFEntityMatcherTrainable.from_pretrained(trainer.best_checkpoint)
     expected = evaluate_documents(dev, predict_module.predict(best, [doc.with_entities([]) for doc in dev]))
-    assert logged == pytest.approx(json.loads(json.dumps(expected)))
+    assert {"annotated", "ceiling"} <= set(logged)
+    assert {k: v for k, v in logged.items() if k not in ("annotated", "ceiling")} == pytest.approx(
+        json.loads(json.dumps(expected)))
     assert sum(1 for line in (folder / "predictions" / "dev_sample.jsonl").open()) == 2
 
 
@@ -210,7 +217,8 @@ def test_model_and_dev_report_through_the_tracking_worker(tiny_bert_dir, make_ca
     assert run.data.tags["model.uri"].startswith("models:/")
     files = {a.path for folder in ("plots", "predictions") for a in client.list_artifacts(callback.run_id, folder)}
     assert files == {"plots/learning_curves.png", "plots/label_scores.png", "plots/confusion_matrix.png",
-                     "predictions/dev_scores.json", "predictions/dev_sample.jsonl", "predictions/dev_sample.md"}
+                     "predictions/dev_scores.json", "predictions/dev_scores.md", "predictions/dev_sample.jsonl",
+                     "predictions/dev_sample.md"}
 
 
 @pytest.mark.parametrize("validate", [False, True])
@@ -256,3 +264,40 @@ def test_logged_model_holds_the_tagger_files_without_the_training_state(
         assert not os.path.exists(f"{folder}/artifacts/tagger/{name}")
     model = mlflow.pyfunc.load_model(folder)
     assert len(model.predict(pd.DataFrame({"text": ["Fever and cough.", "Pain."]}))) == 2
+
+
+def nested_documents():
+    """A dev document whose gold the policies flattened (outer kept), and a prediction of it."""
+    text = "cancers colorectaux et fièvre"
+    outer, inner, fever = Entity("problem", [(0, 19)]), Entity("problem", [(0, 7)]), Entity("problem", [(23, 29)])
+    gold = TextDocument(text, [outer, fever], doc_id="n1", annotated=[outer, inner, fever])
+    return [gold], [TextDocument(text, [Entity("problem", [(0, 19)]), Entity("problem", [(23, 29)])], doc_id="n1")]
+
+
+def test_dev_report_scores_against_the_documents_as_annotated_with_the_ceiling(tmp_path):
+    gold, pred = nested_documents()
+    ceiling = {"ceiling": 2 / 3, "expressible": 2.0, "annotated": 3.0, "labels/problem/ceiling": 2 / 3}
+    write_dev_report(gold, pred, ["problem"], tmp_path, sample_size=1, ceiling=ceiling)
+    scores = json.loads((tmp_path / "predictions" / "dev_scores.json").read_text())
+    assert scores["recall"] == 1.0 and scores["labels/problem/support"] == 2.0  # after the policies: all found
+    assert scores["annotated"]["recall"] == 2 / 3 and scores["annotated"]["labels/problem/support"] == 3.0
+    assert scores["annotated"]["precision"] == 1.0 and scores["ceiling"] == ceiling
+    table = (tmp_path / "predictions" / "dev_scores.md").read_text()
+    assert "| micro | 1.0000 | 1.0000 | 1.0000 | 2 | 1.0000 | 0.6667 | 0.8000 | 3 | 0.6667 |" in table
+    assert "| problem | 1.0000 | 1.0000 | 1.0000 | 2 | 1.0000 | 0.6667 | 0.8000 | 3 | 0.6667 |" in table
+    assert "Expressible: 2 of 3 gold entities as annotated." in table and "the prediction sample use this gold" in table
+    (record,) = [json.loads(line) for line in (tmp_path / "predictions" / "dev_sample.jsonl").read_text().splitlines()]
+    assert len(record["gold"]) == 2 and [e["spans"] for e in record["gold_annotated"]] == [[[0, 19]], [[0, 7]], [[23, 29]]]
+    assert "against the gold after the data policies" in (tmp_path / "predictions" / "dev_sample.md").read_text()
+
+
+def test_the_hooks_report_the_ceiling_of_the_run_tagger(tiny_bert_dir):
+    from medkit_exp.ner.mlflow.hooks import NERTrackingHooks
+    from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+
+    gold, _ = nested_documents()
+    tagger = HFEntityMatcherTrainable(str(tiny_bert_dir), labels=["problem"], tagging_scheme="iob2")
+    hooks = NERTrackingHooks(gold, trained_component=tagger)
+    assert hooks.ceiling(tagger) == {
+        "ceiling": 2 / 3, "expressible": 2.0, "annotated": 3.0, "labels/problem/ceiling": 2 / 3
+    }

@@ -15,7 +15,10 @@ tracking worker when the run has one.
   example made of the first dev texts); registered under ``registered_model_name`` (with
   ``model_alias``) when given.
 - :meth:`NERTrackingHooks.log_artifacts`: the dev report: per-label bars, confusion matrix and a
-  sample of predictions (see :mod:`medkit_exp.ner.mlflow.report`). Given the Trainer's metrics
+  sample of predictions against the dev gold after the data policies, and the scores against the
+  dev documents as annotated (``run.splits["dev"]`` keeps them: see
+  :func:`medkit_exp.ner.data.load_corpus`) with the ceiling of the run's tagger (see
+  :mod:`medkit_exp.ner.mlflow.report`). Given the Trainer's metrics
   computer, the report reuses what the evaluation at the checkpoint's step predicted (the hooks'
   :meth:`~NERTrackingHooks.callbacks` record it); else the checkpoint predicts the dev set.
 """
@@ -75,8 +78,8 @@ class NERTrackingHooks(NoTrackingHooks):
 
     Parameters
     ----------
-    dev_documents: the dev split (gold documents); None or empty: no report, input example
-        ``example_texts`` only.
+    dev_documents: the dev split (gold documents, with their entities as annotated when loaded by
+        ``load_corpus``); None or empty: no report, input example ``example_texts`` only.
     registered_model_name, model_alias: register the logged model and point the alias at it.
     sample_size: documents in the prediction sample.
     example_texts: input example of the model when there is no dev split.
@@ -205,11 +208,18 @@ class NERTrackingHooks(NoTrackingHooks):
         self._use_trained_component(state, checkpoint)
         predictions = self.predictions(checkpoint)
         self._start_model_logging()  # file copies and MLflow calls while the report is drawn
-        labels = self._run_tagger(checkpoint).labels
+        tagger = self._run_tagger(checkpoint)
         output_dir = Path(state.output_dir) / ARTIFACTS_DIR / REPORT_DIR
-        plots = write_report_files(self.dev_documents, predictions, labels, output_dir, self.sample_size,
-                                   title=Path(checkpoint).name)
+        plots = write_report_files(self.dev_documents, predictions, tagger.labels, output_dir, self.sample_size,
+                                   title=Path(checkpoint).name, ceiling=self.ceiling(tagger))
         run.run_task(log_report, plots=plots)
+
+    def ceiling(self, tagger: Any) -> dict[str, float]:
+        """What ``tagger``'s representation can express of the dev documents as annotated (their
+        labels, tags and decoding, not their weights: the same for every checkpoint of the run)."""
+        from medkit_exp.ner.annotated_scores import ceiling
+
+        return ceiling(tagger, self.dev_documents)
 
     # ------------------------------------------------------------------ cached work
     def _use_trained_component(self, state: Any, checkpoint: str) -> None:

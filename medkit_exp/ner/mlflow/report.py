@@ -3,19 +3,28 @@
 :func:`write_dev_report` compares gold documents with the documents a model predicted and writes
 into a folder::
 
-    plots/label_scores.png         precision, recall, F1 per label (bars)
-    plots/confusion_matrix.png     gold label x predicted label of entities
-    predictions/dev_scores.json    exact-span micro, macro and per-label scores
-    predictions/dev_sample.jsonl   the first N documents: text, gold and predicted entities
+    plots/label_scores.png         precision, recall, F1 per label (bars; gold after the data policies)
+    plots/confusion_matrix.png     gold label x predicted label of entities (gold after the data policies)
+    predictions/dev_scores.json    exact-span micro, macro and per-label scores against the gold after
+                                   the data policies (top-level names, as evaluate_documents), and
+                                   "annotated": the same against the documents as annotated,
+                                   "ceiling": what the run's tagger can express of those (when given)
+    predictions/dev_scores.md      the same scores as one table per label, saying which gold each uses
+    predictions/dev_sample.jsonl   the first N documents: text, gold (after the data policies),
+                                   gold as annotated (when it differs) and predicted entities
     predictions/dev_sample.md      the same as tables, each entity marked ok/missed/spurious/label
+                                   against the gold after the data policies
 
-Scores are exact-match (same label, same character spans), as
-:func:`medkit_exp.ner.metrics.evaluate_documents`. The confusion matrix pairs a gold entity with a
-predicted one when their character spans are equal: such a pair counts in (gold label, predicted
-label), on the diagonal when the labels agree. A gold entity with no prediction on the same spans
-counts in the "(missed)" column, a prediction with no gold entity on its spans in the
-"(spurious)" row. A boundary error (overlapping but different spans) is thus one missed and one
-spurious entity, as in the strict scores.
+Two golds: the documents *after the data policies* (``data.nested``, ``data.discontinuous``: what
+the tagger learns, ``TextDocument.entities``) and the documents *as annotated* (every entity,
+nesting, overlaps and discontinuity intact: ``TextDocument.annotated_entities``, see
+:mod:`medkit_exp.ner.annotated_scores`). Scores are exact-match (same label, same character
+spans), as :func:`medkit_exp.ner.metrics.evaluate_documents`. The confusion matrix pairs a gold
+entity with a predicted one when their character spans are equal: such a pair counts in (gold
+label, predicted label), on the diagonal when the labels agree. A gold entity with no prediction
+on the same spans counts in the "(missed)" column, a prediction with no gold entity on its spans in
+the "(spurious)" row. A boundary error (overlapping but different spans) is thus one missed and
+one spurious entity, as in the strict scores.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,17 +96,24 @@ def entity_record(entity: Any) -> dict[str, Any]:
 
 
 def sample_records(gold_docs: Sequence[Any], pred_docs: Sequence[Any], size: int) -> list[dict[str, Any]]:
-    """The first ``size`` documents with their gold and predicted entities."""
-    return [
-        {"doc_id": gold.doc_id, "text": gold.text,
-         "gold": [entity_record(e) for e in gold.entities], "predicted": [entity_record(e) for e in pred.entities]}
-        for gold, pred in list(zip(gold_docs, pred_docs))[:size]
-    ]
+    """The first ``size`` documents with their gold (after the data policies) and predicted
+    entities, and ``gold_annotated``, the entities as annotated, when the policies changed them."""
+    records = []
+    for gold, pred in list(zip(gold_docs, pred_docs))[:size]:
+        record = {"doc_id": gold.doc_id, "text": gold.text, "gold": [entity_record(e) for e in gold.entities]}
+        annotated = [entity_record(e) for e in getattr(gold, "annotated_entities", gold.entities)]
+        if annotated != record["gold"]:
+            record["gold_annotated"] = annotated
+        record["predicted"] = [entity_record(e) for e in pred.entities]
+        records.append(record)
+    return records
 
 
 def sample_markdown(gold_docs: Sequence[Any], pred_docs: Sequence[Any], size: int) -> str:
     """The first ``size`` documents as Markdown: the text, then one table row per entity."""
-    lines = [f"# Predictions on the first {min(size, len(gold_docs))} dev documents", ""]
+    lines = [f"# Predictions on the first {min(size, len(gold_docs))} dev documents", "",
+             "Each entity is marked against the gold after the data policies (what the tagger learns); "
+             "the scores against the documents as annotated are in dev_scores.md.", ""]
     for index, (gold, pred) in enumerate(list(zip(gold_docs, pred_docs))[:size]):
         pairs, missed, spurious = pair_by_spans(gold.entities, pred.entities)
         rows = [(g, g.label, p.label, "ok" if g.label == p.label else "label") for g, p in pairs]
@@ -118,27 +134,35 @@ def sample_markdown(gold_docs: Sequence[Any], pred_docs: Sequence[Any], size: in
 
 def write_dev_report(
     gold_docs: Sequence[Any], pred_docs: Sequence[Any], labels: Sequence[str], folder: str | Path,
-    sample_size: int = 20, title: str | None = None,
+    sample_size: int = 20, title: str | None = None, ceiling: Mapping[str, float] | None = None,
 ) -> list[Path]:
     """Write the report files (see the module doc) under ``folder``; returns the subfolders written."""
-    plots = write_report_files(gold_docs, pred_docs, labels, folder, sample_size, title)
+    plots = write_report_files(gold_docs, pred_docs, labels, folder, sample_size, title, ceiling)
     draw_report_plots(**plots)
     return report_folders(folder)
 
 
 def write_report_files(
     gold_docs: Sequence[Any], pred_docs: Sequence[Any], labels: Sequence[str], folder: str | Path,
-    sample_size: int = 20, title: str | None = None,
+    sample_size: int = 20, title: str | None = None, ceiling: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The ``predictions/`` files of the report; returns :func:`draw_report_plots`' arguments
-    (JSON data, so that the plots can be drawn in another process)."""
+    (JSON data, so that the plots can be drawn in another process). ``ceiling``: what
+    :func:`medkit_exp.ner.annotated_scores.ceiling` gives for the run's tagger on ``gold_docs``."""
+    from medkit_exp.ner.annotated_scores import annotated_scores
     from medkit_exp.ner.metrics import evaluate_documents
 
     folder = Path(folder)
     predictions = folder / "predictions"
     predictions.mkdir(parents=True, exist_ok=True)
     scores = evaluate_documents(gold_docs, pred_docs)
-    (predictions / "dev_scores.json").write_text(json.dumps(scores, indent=2, sort_keys=True), encoding="utf-8")
+    annotated = annotated_scores(gold_docs, pred_docs)
+    # the flattened scores at the top level (as before), the honest ones beside them in their own objects
+    written: dict[str, Any] = {**scores, "annotated": annotated}
+    if ceiling is not None:
+        written["ceiling"] = dict(ceiling)
+    (predictions / "dev_scores.json").write_text(json.dumps(written, indent=2, sort_keys=True), encoding="utf-8")
+    (predictions / "dev_scores.md").write_text(scores_markdown(scores, annotated, ceiling, labels), encoding="utf-8")
     with (predictions / "dev_sample.jsonl").open("w", encoding="utf-8") as stream:
         for record in sample_records(gold_docs, pred_docs, sample_size):
             stream.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -153,6 +177,49 @@ def write_report_files(
     }
 
 
+def scores_markdown(
+    scores: Mapping[str, float], annotated: Mapping[str, float], ceiling: Mapping[str, float] | None,
+    labels: Sequence[str],
+) -> str:
+    """The dev scores as Markdown: one row per summary and label, the scores against the gold after
+    the data policies, against the documents as annotated, and the ceiling (when known)."""
+    from medkit_exp.ner.metrics import label_table
+
+    flat_table, annotated_table = label_table(scores), label_table(annotated)
+    ceilings = label_table(ceiling or {})
+    lines = [
+        "# Scores on the dev set (exact spans)", "",
+        "- *after the data policies*: against the gold the tagger learns (data.nested, data.discontinuous "
+        "applied); the plots, the confusion matrix and the prediction sample use this gold;",
+        "- *as annotated*: against the documents as annotated (nesting, overlaps and discontinuity intact; "
+        "a discontinuous entity is found only with all its fragments);",
+        "- *ceiling*: the share of the gold as annotated that the run's tagger can express, its highest possible "
+        "recall as annotated" + ("" if ceiling is not None else " (not computed: no tagger given)") + ".", "",
+        "| | P (policies) | R (policies) | F1 (policies) | support (policies) "
+        "| P (annotated) | R (annotated) | F1 (annotated) | support (annotated) | ceiling |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("micro", "macro", *sorted({*labels, *flat_table, *annotated_table})):
+        cells = [*_markdown_cells(scores, flat_table, name), *_markdown_cells(annotated, annotated_table, name)]
+        limit = (ceiling or {}).get("ceiling") if name == "micro" else ceilings.get(name, {}).get("ceiling")
+        cells.append("" if limit is None or name == "macro" else f"{limit:.4f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if ceiling is not None:
+        lines += ["", f"Expressible: {int(ceiling['expressible'])} of {int(ceiling['annotated'])} gold entities as annotated."]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_cells(scores: Mapping[str, float], table: dict[str, dict[str, float]], name: str) -> list[str]:
+    if name in ("micro", "macro"):
+        prefix = "" if name == "micro" else "macro_"
+        values = [scores.get(prefix + metric) for metric in ("precision", "recall", "f1")]
+        support = sum(row.get("support", 0) for row in table.values()) if name == "micro" else None
+    else:
+        values = [table.get(name, {}).get(metric) for metric in ("precision", "recall", "f1")]
+        support = table.get(name, {}).get("support")
+    return [*("" if v is None else f"{v:.4f}" for v in values), "" if support is None else str(int(support))]
+
+
 def draw_report_plots(
     folder: str, label_table: dict[str, dict[str, float]], confusion: list[list[Any]], rows: list[str],
     columns: list[str], title: str | None = None,
@@ -162,9 +229,9 @@ def draw_report_plots(
 
     plots = Path(folder) / "plots"
     prefix = f"{title}: " if title else ""
-    plot_label_scores(label_table, plots / "label_scores.png", title=f"{prefix}dev scores per label (exact spans)")
+    plot_label_scores(label_table, plots / "label_scores.png", title=f"{prefix}dev scores per label (exact spans, gold after the data policies)")
     plot_confusion_matrix({(gold, predicted): count for gold, predicted, count in confusion}, rows, columns,
-                          plots / "confusion_matrix.png", title=f"{prefix}entity labels on dev (same spans)",
+                          plots / "confusion_matrix.png", title=f"{prefix}entity labels on dev (same spans, gold after the policies)",
                           blank=((SPURIOUS, MISSED),))
 
 
