@@ -9,7 +9,8 @@ with one line naming the key and the nearest valid ones, through :class:`ConfigE
   key without ``+`` would otherwise stop Hydra's composition with its own message; the
   applications call it through :func:`medkit_exp.config_compose.check_command_line_or_exit`);
 - :func:`check_config`: the composed config, at the start of the task (keys added with ``+``,
-  the component's keys against its class's signature, keys derived from another key).
+  the component's keys against its class's signature, keys derived from another key, a tagger
+  that cannot learn the data as configured: :func:`check_representation`).
 
 The applications call both (``python -m medkit_exp``; evaluate and predict share the groups)::
 
@@ -108,7 +109,7 @@ def check_config(cfg: Any, schema: type) -> None:
 
     check_values(cfg, schema)
     if "component" in cfg:  # last: importing the component's class imports torch (a bad value reports faster)
-        check_component_keys(cfg.component)
+        check_representation(cfg, check_component_keys(cfg.component))
     if "callbacks" in cfg:  # their classes import the training package (torch)
         check_callbacks(cfg.callbacks)
 
@@ -152,6 +153,28 @@ def check_component_keys(component: Any) -> type:
         if not str(key).startswith("_") and key not in parameters:
             raise unknown_key("component.", str(key), parameters, what=f"not a parameter of {target}")
     return cls
+
+
+def check_representation(cfg: Any, component_class: Any) -> None:
+    """The tagger can learn the data as configured: a flat tagger (one tag per word) cannot learn
+    the nested entities ``data.nested=keep`` keeps, and the nested tagger's layers are scored by
+    its own metrics, not by seqeval's flat tag sequences. A ConfigError naming the key to change."""
+    from medkit_exp.ner.nested_tagger import NestedEntityTagger
+    from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+
+    if not isinstance(component_class, type) or not issubclass(component_class, HFEntityMatcherTrainable):
+        return  # another component: its data and metrics are its own
+    nested = issubclass(component_class, NestedEntityTagger)
+    data, metrics = cfg.get("data"), cfg.get("metrics")
+    if not nested and data is not None and data.get("nested") == "keep":
+        raise ConfigError(
+            "data.nested", "'keep' keeps nested and overlapping entities, which the flat tagger (one tag per word) "
+            "cannot learn: use component=hf_nested_tagger, or data.nested=keep_longest",
+        )
+    if nested and metrics is not None and metrics.get("name") == "seqeval":
+        raise ConfigError(
+            "metrics.name", "'seqeval' scores flat tag sequences, not the nested tagger's layers: use metrics=entity"
+        )
 
 
 def check_callbacks(callbacks: Any) -> None:

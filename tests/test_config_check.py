@@ -188,3 +188,36 @@ def test_evaluate_and_predict_refuse_unknown_keys_in_one_line_before_any_work(tm
     assert errors == [errors[0]] and errors[0].startswith("Error: config key 'batch_sise': ") and "batch_size" in errors[0]
     assert "Traceback" not in result.stderr
     assert left_in(tmp_path) <= {"run", *(f"run/{name}" for name in HYDRA_FILES)}, left_in(tmp_path)
+
+
+# ----------------------------------------------------------------------------- nested entities (issue 18)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data.nested=keep"], "config key 'data.nested': 'keep' keeps nested and overlapping entities, which the "
+                               "flat tagger (one tag per word) cannot learn: use component=hf_nested_tagger"),
+        (["component=hf_nested_tagger", "metrics=seqeval"], "config key 'metrics.name': 'seqeval' scores flat tag "
+                                                            "sequences, not the nested tagger's layers"),
+    ],
+    ids=["flat-tagger-nested-keep", "nested-tagger-seqeval"],
+)
+def test_a_tagger_that_cannot_learn_the_data_as_configured_is_one_line_exit_2(tmp_path, args, message):
+    result = run_cli(tmp_path, "+experiment=ner", "debug=fast", *args, "hydra.run.dir=run",
+                     f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: {message}"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert left_in(tmp_path) <= {"run", *(f"run/{name}" for name in HYDRA_FILES)}, left_in(tmp_path)
+
+
+def test_quaero_experiment_composes_with_the_nested_tagger(tmp_path):
+    cfg = composed("+experiment=ner_quaero", f"paths.data_dir={tmp_path}")
+    check_config(cfg, MedkitExpConfig)  # the nested tagger with data.nested=keep passes the checks
+    assert cfg.component._target_ == "medkit_exp.ner.nested_tagger.NestedEntityTagger"
+    assert (cfg.data.nested, cfg.data.discontinuous, cfg.component.nesting_depth) == ("keep", "drop", 3)
+    with pytest.raises(ConfigError, match="component=hf_nested_tagger"):
+        check_config(composed("+experiment=ner_quaero", "component=hf_tagger", f"paths.data_dir={tmp_path}"),
+                     MedkitExpConfig)
+    check_config(composed("+experiment=ner_quaero", "component=hf_tagger", "data.nested=keep_longest",
+                          f"paths.data_dir={tmp_path}"), MedkitExpConfig)

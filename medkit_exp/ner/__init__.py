@@ -16,6 +16,8 @@ from medkit_exp.ner.formats import read_brat, read_conll, read_documents, read_j
 _LAZY = {
     "HFEntityMatcherTrainable": "medkit_exp.ner.tagger",
     "make_trainable": "medkit_exp.ner.tagger",
+    "NestedEntityTagger": "medkit_exp.ner.nested_tagger",
+    "NestedMetricsComputer": "medkit_exp.ner.nested_metrics",
     "default_encoder": "medkit_exp.ner.tagger",
     "EntityMetricsComputer": "medkit_exp.ner.metrics",
     "evaluate_documents": "medkit_exp.ner.metrics",

@@ -83,7 +83,7 @@ class SeqevalMetricsComputer(EntityMetricsComputer):
 def make_metrics_computer(name: str, component: Any) -> Any:
     """The metrics computer ``metrics.name`` names for ``component``: "entity" is the component's
     own (``make_metrics_computer``); "seqeval" computes the same names with seqeval over the
-    component's tags."""
+    component's tags (a flat tagger's only: a ConfigError for the nested tagger)."""
     if name not in ("entity", "seqeval"):
         raise ConfigError("metrics.name", f"must be one of entity, seqeval; got {name!r}")
     own = component.make_metrics_computer() if hasattr(component, "make_metrics_computer") else None
@@ -91,6 +91,11 @@ def make_metrics_computer(name: str, component: Any) -> Any:
         return own  # None: a component without metrics is evaluated on its loss only
     if own is None:
         raise ConfigError("metrics.name", "'seqeval': the component makes no metrics computer")
+    from medkit_exp.ner.nested_metrics import NestedMetricsComputer
+
+    if isinstance(own, NestedMetricsComputer):  # seqeval would read "B-X|O|O" as no tag at all
+        raise ConfigError("metrics.name", "'seqeval' scores flat tag sequences, not the nested tagger's layers: "
+                          "use metrics=entity")
     if not isinstance(own, EntityMetricsComputer):
         raise ConfigError("metrics.name", f"'seqeval' needs a tagger whose metrics are entity metrics, "
                           f"got {type(own).__name__}")
