@@ -131,3 +131,26 @@ def test_ceiling_uses_a_tagger_own_representation():
     scores = ceiling(Nested(), [gold_document()])
     assert scores["ceiling"] == 6 / 7 and scores["labels/PHYS/ceiling"] == 0.0 and scores["labels/ANAT/ceiling"] == 1.0
     assert ceiling(Nested(), [TextDocument("rien")])["ceiling"] == 0.0  # no gold entity
+
+
+QUAERO_LABELS = ["ANAT", "CHEM", "DEVI", "DISO", "GEOG", "LIVB", "OBJC", "PHEN", "PHYS", "PROC"]
+
+
+@pytest.mark.slow
+def test_flat_keep_longest_ceiling_on_the_quaero_test_split(tiny_bert_dir):
+    """The issue's number: a flat tagger (keep_longest, fill) can express about 77% of the QUAERO
+    test entities as annotated."""
+    from medkit_exp.ner.data import NERDataConfig, load_corpus
+    from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+    from tests.ner.conftest import real_data_dir, require_real_data
+
+    require_real_data("quaero_frenchmed", "corpus", "test")
+    config = NERDataConfig(name="quaero_frenchmed", path="quaero_frenchmed/corpus", data_dir=str(real_data_dir()),
+                           test="test", labels=QUAERO_LABELS, nested="keep_longest", discontinuous="fill")
+    documents = load_corpus(config, only=["test"])["test"]
+    tagger = HFEntityMatcherTrainable(str(tiny_bert_dir), labels=QUAERO_LABELS, tagging_scheme="iob2")
+    scores = ceiling(tagger, documents)
+    print(f"QUAERO test, flat keep_longest + fill: ceiling {scores['ceiling']:.4f} "
+          f"({int(scores['expressible'])} of {int(scores['annotated'])})")
+    assert scores["annotated"] == sum(len(doc.annotated_entities) for doc in documents)
+    assert 0.70 <= scores["ceiling"] <= 0.85
