@@ -159,8 +159,17 @@ class NestedEntityTagger(HFEntityMatcherTrainable):
 
     # ------------------------------------------------------------------ internals
     def _word_tags(self, words: list[Any], entities: list[Entity]) -> list[Any]:
-        """Each word's tags, one per layer."""
-        return layered_tags(words, entities, self.nesting_depth, self.tagging_scheme, self.report)
+        """Each word's tags, one per layer. The first entity dropped as deeper than the layers is
+        said in a warning; every one is counted in :attr:`report` (``too_deep_dropped``)."""
+        before = self.report.too_deep_dropped
+        tags = layered_tags(words, entities, self.nesting_depth, self.tagging_scheme, self.report)
+        if before == 0 and self.report.too_deep_dropped:
+            logger.warning(
+                "An entity nested deeper than nesting_depth=%d is dropped from the training targets (others are "
+                "counted in the tagger's report, too_deep_dropped); a larger nesting_depth keeps them",
+                self.nesting_depth,
+            )
+        return tags
 
     def _window_features(self, window: Window, word_tags: list[Any]) -> dict[str, Any]:
         """Model inputs; ``labels`` one row of ``depth`` tag ids per sub-token, on each word's

@@ -184,3 +184,16 @@ def test_flat_head_is_not_reused_and_a_flat_checkpoint_is_refused(make_nested, t
         tagger.load(tmp_path / "flat")
     with pytest.raises(DataError, match="flat tagger"):
         NestedEntityTagger.from_pretrained(tmp_path / "flat")
+
+
+def test_entities_deeper_than_the_layers_are_counted_and_said(make_nested, caplog):
+    tagger = make_nested(nesting_depth=2)
+    text = "acute chronic severe pain"
+    deep = TextDocument(text, [mention(text, "DISO", "acute chronic severe pain"),
+                               mention(text, "DISO", "chronic severe pain"), mention(text, "DISO", "severe pain")])
+    with caplog.at_level("WARNING"):
+        tagger.preprocess(deep)
+        tagger.preprocess(deep)
+    assert tagger.report.too_deep_dropped == 2 and tagger.report.tagged == 4
+    assert caplog.text.count("nested deeper than nesting_depth=2") == 1
+    assert len(expressible_entities(tagger, deep)) == 2  # the ceiling sees the loss
