@@ -244,7 +244,8 @@ def test_annotated_scores_need_the_batch_entry_and_are_named_only_when_computed(
     assert "annotated" not in prepared and not any(n.startswith("annotated/") for n in plain.compute(prepared))
 
     computer = EntityMetricsComputer(tags, annotated=True)
-    assert computer.metric_names[-4:] == ["annotated/precision", "annotated/recall", "annotated/f1", "annotated/ceiling"]
+    annotated_names = ["annotated/precision", "annotated/recall", "annotated/f1", "annotated/ceiling"]
+    assert computer.metric_names[-4:] == annotated_names
     with pytest.raises(ValueError, match="no 'annotated' entry"):
         computer.prepare_batch({"logits": logits}, {"labels": labels})
     with pytest.raises(ValueError, match="1 items but 'annotated' holds 2"):

@@ -391,7 +391,8 @@ def test_short_training_run_learns(make_tagger, tmp_path):
 
 # ------------------------------------------------------------------ scores against the documents as annotated
 NESTED_LABELS = ["DISO", "ANAT", "CHEM"]
-NESTED_TEXT = "cancers colorectaux et fracture du fémur . hypertension sous metformine . sécrétion de oestrone et de oestradiol ."
+NESTED_TEXT = ("cancers colorectaux et fracture du fémur . hypertension sous metformine . "
+               "sécrétion de oestrone et de oestradiol .")
 
 
 def nested_document() -> TextDocument:
@@ -455,7 +456,8 @@ def test_annotated_entities_of_a_long_document_are_in_exactly_one_window(make_ta
     assert sum(len(w["annotated"]) for w in windows) == len(document.entities)
     batch = tagger.collate([{"windows": windows}])
     assert batch["annotated"] == [w["annotated"] for w in windows]
-    assert batch[1:3]["annotated"] == batch["annotated"][1:3] and batch.to_device("cpu")["annotated"] == batch["annotated"]
+    assert batch[1:3]["annotated"] == batch["annotated"][1:3]  # BatchData slicing keeps the list entry
+    assert batch.to_device("cpu")["annotated"] == batch["annotated"]
     computer = tagger.make_metrics_computer()
     logits = torch.zeros((*batch["labels"].shape, len(tagger.id_to_label)))
     logits.scatter_(-1, batch["labels"].clamp(min=0).unsqueeze(-1), 1.0)
@@ -483,12 +485,22 @@ def test_training_evaluation_logs_annotated_scores_and_ceiling(make_tagger, tmp_
     documents = [flattened_nested_document()] * 4
     config = TrainerConfig(output_dir=str(tmp_path / "run"), learning_rate=1e-3, nb_training_epochs=1,
                            batch_size=2, seed=0, checkpoint_metric="annotated/f1", minimize_checkpoint_metric=False,
-                           keep_best_k=1)
+                           keep_best_k=0)  # the metric is still checked against the computer's names
     trainer = Trainer(tagger, config, documents, documents[:2], tagger.make_metrics_computer(), callback=[])
     history = trainer.train()
     evaluation = history[-1]["eval"]
     assert evaluation["annotated/ceiling"] == pytest.approx(3 / 7)
     assert 0.0 <= evaluation["annotated/f1"] <= 1.0 and "f1" in evaluation
-    lines = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
-    logged = [line["eval"] for line in lines if line.get("type") == "eval"]
-    assert logged and logged[-1]["annotated/ceiling"] == pytest.approx(3 / 7) and "annotated/f1" in logged[-1]
+    # A computer that does not score them does not claim them: the same config stops at once.
+    from medkit_exp.errors import ConfigError
+    from medkit_exp.ner.metrics import EntityMetricsComputer
+
+    tags_only = EntityMetricsComputer(tagger.id_to_label, tagger.tagging_scheme)
+    with pytest.raises(ConfigError, match="annotated/f1"):
+        Trainer(tagger, config, documents, documents[:2], tags_only, callback=[])
+    # The run's metrics history (what the learning curves read): eval/annotated/... series.
+    from medkit_exp.tracking.plots import history_series, read_history
+
+    series = history_series(read_history(tmp_path / "run" / "history.jsonl"))
+    assert [value for _, value in series["eval/annotated/ceiling"]] == [pytest.approx(3 / 7)] * len(history)
+    assert len(series["eval/annotated/f1"]) == len(history)
