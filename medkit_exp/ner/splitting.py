@@ -1,9 +1,11 @@
 """Split long documents into sentences or character windows, and map predictions back.
 
 A :class:`SubDocument` knows its ``offset`` in its parent. No cut is made inside an entity
-when it can be avoided (two sentences an entity runs across stay together, a window ends
-before the entity); an entity that must be cut (longer than a window) is left out of the
-sub-documents and counted in the :class:`SplitReport`.
+(nested, overlapping or discontinuous: from its first start to its last end) when it can be
+avoided (two sentences an entity runs across stay together, a window ends before the entity); an
+entity that must be cut (longer than a window) is left out of the sub-documents and counted in the
+:class:`SplitReport`. A document's entities as annotated (``TextDocument.annotated``, when it has
+them apart) are split the same way: a sub-document holds those inside it, none is cut.
 """
 
 from __future__ import annotations
@@ -92,17 +94,19 @@ class SplitReport:
     merged_for_entities: int = 0
     cuts_moved: int = 0
     entities_dropped: int = 0
+    annotated_dropped: int = 0  # of the entities as annotated, when the documents carry them apart
 
     def log(self, level: int = logging.INFO) -> None:
         logger.log(
             level,
             "split %d documents into %d; %d sentence boundaries kept inside entities, %d window "
-            "cuts moved out of entities, %d entities dropped (cut by a window)",
+            "cuts moved out of entities, %d entities dropped (cut by a window)%s",
             self.documents,
             self.sub_documents,
             self.merged_for_entities,
             self.cuts_moved,
             self.entities_dropped,
+            f", {self.annotated_dropped} entities as annotated dropped" if self.annotated_dropped else "",
         )
 
 
@@ -201,27 +205,39 @@ def split_document(
     if max_chars is not None and max_chars < 1 or (mode == "window" and max_chars is None):
         raise ConfigError("max_chars", f"must be a positive number of characters for mode={mode!r}, got {max_chars}")
     report = report if report is not None else SplitReport()
-    extents = _Extents(doc.entities)
+    # No cut inside an entity as annotated either (a document whose policies flattened its entities)
+    extents = _Extents([*doc.entities, *(doc.annotated or [])])
     pieces = split_sentences(doc.text) if mode == "sentence" else [p for p in [_strip(doc.text, 0, len(doc.text))] if p]
     pieces = _merge_sentences(pieces, extents, report)
     if max_chars is not None:
         pieces = [window for piece in pieces for window in _windows(doc.text, piece, max_chars, extents, report)]
-    subs, placed = [], set()
-    for number, ((start, end), inside) in enumerate(zip(pieces, _entities_by_piece(doc.entities, pieces))):
+    annotated = doc.annotated
+    by_piece = _entities_by_piece(doc.entities, pieces)
+    annotated_by_piece = _entities_by_piece(annotated, pieces) if annotated is not None else [None] * len(pieces)
+    subs, placed, placed_annotated = [], set(), set()
+    for number, ((start, end), inside, inside_annotated) in enumerate(zip(pieces, by_piece, annotated_by_piece)):
         placed.update(inside)
         entities = [shift_entity(doc.entities[i], -start) for i in inside]
         base = doc.doc_id if doc.doc_id is not None else str(parent_index)
         metadata = {key: doc.metadata[key] for key in ("path",) if key in doc.metadata}
-        subs.append(
-            SubDocument(
-                doc.text[start:end], entities, f"{base}#{number}", metadata, [],
-                offset=start, parent_id=doc.doc_id, parent_index=parent_index,
-            )
+        sub = SubDocument(
+            doc.text[start:end], entities, f"{base}#{number}", metadata, [],
+            offset=start, parent_id=doc.doc_id, parent_index=parent_index,
         )
+        if inside_annotated is not None:
+            placed_annotated.update(inside_annotated)
+            sub.annotated = [shift_entity(annotated[i], -start) for i in inside_annotated]
+        subs.append(sub)
     dropped = [e for i, e in enumerate(doc.entities) if i not in placed]
     for entity in dropped:
         logger.warning("document %s: entity %s is cut by a split: left out", doc.doc_id, entity.describe())
     report.entities_dropped += len(dropped)
+    if annotated is not None:
+        dropped_annotated = [e for i, e in enumerate(annotated) if i not in placed_annotated]
+        for entity in dropped_annotated:
+            logger.warning("document %s: entity as annotated %s is cut by a split: left out",
+                           doc.doc_id, entity.describe())
+        report.annotated_dropped += len(dropped_annotated)
     report.documents += 1
     report.sub_documents += len(subs)
     return subs

@@ -222,3 +222,18 @@ def test_a_sentence_split_keeps_every_overlapping_entity_whole(data):
     for entity in entities:
         sub, moved = placed[entity.id]
         assert [(s + sub.offset, e + sub.offset) for s, e in moved.spans] == entity.spans
+
+
+def test_the_entities_as_annotated_are_split_with_the_document():
+    text = "Cancer du colon. Droit opéré. Fin."
+    outer, inner = Entity("DISO", [(0, 15)], id="T1"), Entity("ANAT", [(10, 22)], id="T2")  # T2 crosses a boundary
+    doc = TextDocument(text, [outer], doc_id="d", annotated=[outer, inner])
+    report = SplitReport()
+    subs = split_document(doc, report=report)
+    assert [sub.text for sub in subs] == ["Cancer du colon. Droit opéré.", "Fin."]  # kept whole for T2
+    assert [e.id for e in subs[0].entities] == ["T1"] and [e.id for e in subs[0].annotated] == ["T1", "T2"]
+    assert subs[1].annotated == [] and subs[1].annotated_entities == []
+    windows, report = split_documents([doc], mode="window", max_chars=12)
+    assert report.annotated_dropped == 2 and report.entities_dropped == 1  # longer than a window: cut, counted
+    plain = split_document(TextDocument(text, [outer], doc_id="p"))
+    assert all(sub.annotated is None for sub in plain)
