@@ -45,7 +45,9 @@ class NestedMetricsComputer(EntityMetricsComputer):
             raise ConfigError("nesting_depth", f"must be an integer >= 1, got {nesting_depth!r}")
         clashing = [tag for tag in self.id2label.values() if LAYER_SEPARATOR in tag]
         if clashing:
-            raise ConfigError("labels", f"a label holds {LAYER_SEPARATOR!r}, which joins the layers' tags: {clashing[:3]}")
+            raise ConfigError(
+                "labels", f"a label holds {LAYER_SEPARATOR!r}, which joins the layers' tags: {clashing[:3]}"
+            )
         self.nesting_depth = nesting_depth
 
     def start_recording(self) -> None:

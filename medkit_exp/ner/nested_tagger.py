@@ -30,7 +30,9 @@ import torch
 from medkit_exp.errors import ConfigError, DataError
 from medkit_exp.ner.documents import Entity, TextDocument
 from medkit_exp.ner.encoding import IGNORE_INDEX, Window
-from medkit_exp.ner.label_map import LabelMap, apply_label_map, head_tags, head_was_loaded, new_label_map, resolve_scheme
+from medkit_exp.ner.label_map import (
+    LabelMap, apply_label_map, head_tags, head_was_loaded, new_label_map, resolve_scheme,
+)
 from medkit_exp.ner.nesting import NestingReport, layered_tags, layered_tags_to_spans
 from medkit_exp.ner.tagger import HFEntityMatcherTrainable
 from medkit_exp.ner.tagger_files import TAGGER_CONFIG, check_saved_model, damaged_files_named, read_tagger_settings
@@ -94,7 +96,8 @@ class NestedEntityTagger(HFEntityMatcherTrainable):
     ):
         if isinstance(nesting_depth, bool) or not isinstance(nesting_depth, int) or nesting_depth < MIN_DEPTH:
             raise ConfigError(
-                "nesting_depth", f"must be an integer >= {MIN_DEPTH} (1 layer is the flat tagger); got {nesting_depth!r}"
+                "nesting_depth",
+                f"must be an integer >= {MIN_DEPTH} (1 layer is the flat tagger); got {nesting_depth!r}",
             )
         if tag_subtokens:
             raise ConfigError(
@@ -203,8 +206,9 @@ class NestedEntityTagger(HFEntityMatcherTrainable):
                 return model
             logger.warning("%s names its tags but holds no weights for its head: the head is new", source)
         if not new_head:
-            raise DataError(f"the checkpoint's head is not this nested tagger's ({len(wanted)} outputs {wanted[:4]}...)",
-                            path=source)
+            raise DataError(
+                f"the checkpoint's head is not this nested tagger's ({len(wanted)} outputs {wanted[:4]}...)", path=source
+            )
         if names:
             logger.warning("The head of %s (%d tags: %s...) is not reused: the nested tagger's head is new "
                            "(%d layers x %d tags)", source, len(names), names[:4], self.nesting_depth,
