@@ -80,8 +80,9 @@ def ceiling(tagger: Any, gold_docs: Sequence[TextDocument]) -> dict[str, float]:
     entities encoded into the tagger's tags and decoded back) that equal a gold entity of the same
     document on label and every fragment, each gold entity matched at most once (``expressible``:
     their number). ``ceiling`` = expressible / annotated (0 when there is no gold entity), and
-    ``labels/<label>/ceiling`` the same share per label of ``tagger.labels``. It works for the
-    flat tagger and for any tagger with an ``expressible_entities(document)`` method.
+    ``labels/<label>/ceiling`` the same share per label of ``tagger.labels`` that has gold
+    entities (a label without any has no share: left out). It works for the flat tagger and for
+    any tagger with an ``expressible_entities(document)`` method.
 
     Returns ``{"ceiling", "expressible", "annotated", "labels/<label>/ceiling", ...}``.
     """
@@ -98,8 +99,8 @@ def ceiling(tagger: Any, gold_docs: Sequence[TextDocument]) -> dict[str, float]:
             found[key[0]] += count
     total, matched = sum(gold.values()), sum(found.values())
     scores = {CEILING: matched / total if total else 0.0, EXPRESSIBLE: float(matched), ANNOTATED: float(total)}
-    for label in sorted(labels):
-        scores[label_metric(label, CEILING)] = found[label] / gold[label] if gold[label] else 0.0
+    for label in sorted(label for label in labels if gold[label]):  # no gold entity: no share to give
+        scores[label_metric(label, CEILING)] = found[label] / gold[label]
     logger.info("ceiling of the representation: %d of %d gold entities as annotated expressible (%.4f)",
                 matched, total, scores[CEILING])
     return scores
