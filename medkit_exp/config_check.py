@@ -158,8 +158,9 @@ def check_component_keys(component: Any) -> type:
 def check_representation(cfg: Any, component_class: Any) -> None:
     """The tagger can learn the data as configured: a flat tagger (one tag per word) cannot learn
     the nested entities ``data.nested=keep`` keeps, and the nested tagger's layers are scored by
-    its own metrics, not by seqeval's flat tag sequences. A ConfigError naming the key to change."""
-    from medkit_exp.ner.nested_tagger import NestedEntityTagger
+    its own metrics, not by seqeval's flat tag sequences; the nested tagger's own options hold
+    (:func:`~medkit_exp.ner.nested_tagger.check_nested_options`). A ConfigError naming the key to change."""
+    from medkit_exp.ner.nested_tagger import DEFAULT_DEPTH, NestedEntityTagger, check_nested_options
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable
 
     if not isinstance(component_class, type) or not issubclass(component_class, HFEntityMatcherTrainable):
@@ -171,6 +172,10 @@ def check_representation(cfg: Any, component_class: Any) -> None:
             "data.nested", "'keep' keeps nested and overlapping entities, which the flat tagger (one tag per word) "
             "cannot learn: use component=hf_nested_tagger, or data.nested=keep_longest",
         )
+    if nested:  # its own options, before the data is read (the class checks them again)
+        component = cfg.component
+        check_nested_options(component.get("nesting_depth", DEFAULT_DEPTH), component.get("tag_subtokens", False),
+                             "component.")
     if nested and metrics is not None and metrics.get("name") == "seqeval":
         raise ConfigError(
             "metrics.name", "'seqeval' scores flat tag sequences, not the nested tagger's layers: use metrics=entity"

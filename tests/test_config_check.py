@@ -198,8 +198,12 @@ def test_evaluate_and_predict_refuse_unknown_keys_in_one_line_before_any_work(tm
                                "flat tagger (one tag per word) cannot learn: use component=hf_nested_tagger"),
         (["component=hf_nested_tagger", "metrics=seqeval"], "config key 'metrics.name': 'seqeval' scores flat tag "
                                                             "sequences, not the nested tagger's layers"),
+        (["component=hf_nested_tagger", "component.nesting_depth=1"], "config key 'component.nesting_depth': "
+                                                                      "must be an integer >= 2"),
+        (["component=hf_nested_tagger", "component.tag_subtokens=true"], "config key 'component.tag_subtokens': "
+                                                                         "the nested tagger tags each word's first"),
     ],
-    ids=["flat-tagger-nested-keep", "nested-tagger-seqeval"],
+    ids=["flat-tagger-nested-keep", "nested-tagger-seqeval", "nested-depth-1", "nested-tag-subtokens"],
 )
 def test_a_tagger_that_cannot_learn_the_data_as_configured_is_one_line_exit_2(tmp_path, args, message):
     result = run_cli(tmp_path, "+experiment=ner", "debug=fast", *args, "hydra.run.dir=run",

@@ -42,6 +42,7 @@ from medkit_exp.training.batch import BatchData
 logger = logging.getLogger(__name__)
 
 MIN_DEPTH = 2
+DEFAULT_DEPTH = 3
 _LAYER_TAG = re.compile(r"L(\d+):(.+)")
 
 
@@ -64,6 +65,20 @@ def parse_layer_tags(names: list[str]) -> tuple[int, list[str]] | None:
     depth = max(layers) + 1
     tags = [match.group(2) for match, layer in zip(parsed, layers) if layer == 0]  # type: ignore[union-attr]
     return (depth, tags) if names == layer_tag_names(tags, depth) else None
+
+
+def check_nested_options(nesting_depth: Any, tag_subtokens: Any, prefix: str = "") -> None:
+    """The options only the nested tagger has, or refuses: a ConfigError naming ``prefix + key``
+    (the composition check calls it with ``"component."``, before any data is read)."""
+    if isinstance(nesting_depth, bool) or not isinstance(nesting_depth, int) or nesting_depth < MIN_DEPTH:
+        raise ConfigError(
+            f"{prefix}nesting_depth",
+            f"must be an integer >= {MIN_DEPTH} (1 layer is the flat tagger); got {nesting_depth!r}",
+        )
+    if tag_subtokens:
+        raise ConfigError(
+            f"{prefix}tag_subtokens", "the nested tagger tags each word's first sub-token only; set it to false"
+        )
 
 
 class NestedEntityTagger(HFEntityMatcherTrainable):
@@ -92,17 +107,9 @@ class NestedEntityTagger(HFEntityMatcherTrainable):
         stride: int | None = None,
         unknown_labels: str = "error",
         pad_to_multiple_of: int | None = 8,
-        nesting_depth: int = 3,
+        nesting_depth: int = DEFAULT_DEPTH,
     ):
-        if isinstance(nesting_depth, bool) or not isinstance(nesting_depth, int) or nesting_depth < MIN_DEPTH:
-            raise ConfigError(
-                "nesting_depth",
-                f"must be an integer >= {MIN_DEPTH} (1 layer is the flat tagger); got {nesting_depth!r}",
-            )
-        if tag_subtokens:
-            raise ConfigError(
-                "tag_subtokens", "the nested tagger tags each word's first sub-token only; set it to false"
-            )
+        check_nested_options(nesting_depth, tag_subtokens)
         self.nesting_depth = nesting_depth  # before the model loads: the head's size depends on it
         super().__init__(model_name_or_path, labels, tagging_scheme, tag_subtokens, tokenizer_max_length,
                          hf_auth_token, device, stride, unknown_labels, pad_to_multiple_of)
