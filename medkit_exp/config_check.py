@@ -109,11 +109,20 @@ def check_config(cfg: Any, schema: type) -> None:
 
     check_values(cfg, schema)
     if "component" in cfg:  # last: importing the component's class imports torch (a bad value reports faster)
-        check_representation(cfg, check_component_keys(cfg.component))
+        component_class = check_component_keys(cfg.component)
+        if _trains(schema):  # evaluate and predict load a checkpoint: the component group builds nothing
+            check_representation(cfg, component_class)
     if "callbacks" in cfg:  # their classes import the training package (torch)
         check_callbacks(cfg.callbacks)
 
     check_devices(cfg)
+
+
+def _trains(schema: type) -> bool:
+    """Whether the application of ``schema`` builds and trains the configured component."""
+    from medkit_exp.schema import EvaluateConfig, PredictConfig
+
+    return not issubclass(schema, (EvaluateConfig, PredictConfig))
 
 
 def _check_node(node: Any, schema: type, prefix: str) -> None:
@@ -156,7 +165,7 @@ def check_component_keys(component: Any) -> type:
 
 
 def check_representation(cfg: Any, component_class: Any) -> None:
-    """The tagger can learn the data as configured: a flat tagger (one tag per word) cannot learn
+    """The tagger a training builds can learn the data as configured: a flat tagger (one tag per word) cannot learn
     the nested entities ``data.nested=keep`` keeps, and the nested tagger's layers are scored by
     its own metrics, not by seqeval's flat tag sequences; the nested tagger's own options hold
     (:func:`~medkit_exp.ner.nested_tagger.check_nested_options`). A ConfigError naming the key to change."""

@@ -225,3 +225,9 @@ def test_quaero_experiment_composes_with_the_nested_tagger(tmp_path):
                      MedkitExpConfig)
     check_config(composed("+experiment=ner_quaero", "component=hf_tagger", "data.nested=keep_longest",
                           f"paths.data_dir={tmp_path}"), MedkitExpConfig)
+    # evaluate and predict load a checkpoint: a flat component group with data.nested=keep is fine there
+    import medkit_exp.evaluate  # noqa: F401 - registers the evaluate and predict schemas
+    import medkit_exp.predict  # noqa: F401
+
+    for config_name, schema in (("evaluate", EvaluateConfig), ("predict", PredictConfig)):
+        check_config(composed("+experiment=ner", "data.nested=keep", config_name=config_name), schema)

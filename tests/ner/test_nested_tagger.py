@@ -197,3 +197,12 @@ def test_entities_deeper_than_the_layers_are_counted_and_said(make_nested, caplo
     assert tagger.report.too_deep_dropped == 2 and tagger.report.tagged == 4
     assert caplog.text.count("nested deeper than nesting_depth=2") == 1
     assert len(expressible_entities(tagger, deep)) == 2  # the ceiling sees the loss
+
+
+def test_seqeval_metrics_are_refused_for_the_nested_tagger(make_nested):
+    from medkit_exp.ner.seqeval_metrics import make_metrics_computer
+
+    tagger = make_nested(nesting_depth=2)
+    assert isinstance(make_metrics_computer("entity", tagger), NestedMetricsComputer)
+    with pytest.raises(ConfigError, match="'seqeval' scores flat tag sequences"):
+        make_metrics_computer("seqeval", tagger)
