@@ -206,3 +206,23 @@ def test_seqeval_metrics_are_refused_for_the_nested_tagger(make_nested):
     assert isinstance(make_metrics_computer("entity", tagger), NestedMetricsComputer)
     with pytest.raises(ConfigError, match="'seqeval' scores flat tag sequences"):
         make_metrics_computer("seqeval", tagger)
+
+
+def test_long_documents_score_each_word_once_with_all_its_layers(make_nested):
+    from medkit_exp.ner.nesting import layered_tags
+    from medkit_exp.ner.prediction import documents_from_window_tags
+    from medkit_exp.ner.tagging import tokenize_words
+
+    tagger = make_nested(nesting_depth=2, tokenizer_max_length=12, stride=3)
+    first = nested_documents()[0]
+    text = " ; ".join([first.text] * 4)
+    entities = [Entity(e.label, [(s + k * (len(first.text) + 3), t + k * (len(first.text) + 3)) for s, t in e.spans])
+                for k in range(4) for e in first.entities]
+    document = TextDocument(text, entities)
+    expected = layered_tags(tokenize_words(text), entities, 2)
+    windows = tagger.preprocess(document)["windows"]
+    assert len(windows) > 2
+    scored = [[tagger.id_to_label[i] for i in window["labels"][p]]
+              for window in windows for p, keep in enumerate(window["eval_mask"]) if keep]
+    assert scored == expected  # every word once, in order, with its tag in each layer
+    assert documents_from_window_tags(tagger, [document], []) is None  # a nested report predicts again
