@@ -226,3 +226,26 @@ def test_long_documents_score_each_word_once_with_all_its_layers(make_nested):
               for window in windows for p, keep in enumerate(window["eval_mask"]) if keep]
     assert scored == expected  # every word once, in order, with its tag in each layer
     assert documents_from_window_tags(tagger, [document], []) is None  # a nested report predicts again
+
+
+@pytest.mark.slow
+def test_nested_ceiling_on_the_quaero_test_split(tiny_bert_dir):
+    """With +experiment=ner_quaero's data settings (nested keep, discontinuous drop) and 3 layers,
+    the nested tagger can express nearly every QUAERO test entity as annotated (the flat tagger
+    about 77%): only the discontinuous ones, a few duplicates and edges inside words are out."""
+    from medkit_exp.ner.annotated_scores import ceiling
+    from medkit_exp.ner.data import NERDataConfig, load_corpus
+    from tests.ner.conftest import real_data_dir, require_real_data
+
+    require_real_data("quaero_frenchmed", "corpus", "test")
+    labels = ["ANAT", "CHEM", "DEVI", "DISO", "GEOG", "LIVB", "OBJC", "PHEN", "PHYS", "PROC"]
+    config = NERDataConfig(name="quaero_frenchmed", path="quaero_frenchmed/corpus", data_dir=str(real_data_dir()),
+                           test="test", labels=labels, nested="keep", discontinuous="drop")
+    documents = load_corpus(config, only=["test"])["test"]
+    tagger = NestedEntityTagger(str(tiny_bert_dir), labels=labels, nesting_depth=3)
+    scores = ceiling(tagger, documents)
+    print(f"QUAERO test, nested (3 layers) keep + drop: ceiling {scores['ceiling']:.4f} "
+          f"({int(scores['expressible'])} of {int(scores['annotated'])})")
+    discontinuous = sum(e.is_discontinuous for doc in documents for e in doc.annotated_entities)
+    assert scores["expressible"] <= scores["annotated"] - discontinuous
+    assert scores["ceiling"] >= 0.97
