@@ -33,7 +33,7 @@ from medkit_exp.ner.encoding import IGNORE_INDEX, Window
 from medkit_exp.ner.label_map import (
     LabelMap, apply_label_map, head_tags, head_was_loaded, new_label_map, resolve_scheme,
 )
-from medkit_exp.ner.nesting import NestingReport, layered_tags, layered_tags_to_spans
+from medkit_exp.ner.nesting import LAYER_ORDERS, NestingReport, layered_tags, layered_tags_to_spans
 from medkit_exp.ner.tagger import HFEntityMatcherTrainable
 from medkit_exp.ner.tagger_files import TAGGER_CONFIG, check_saved_model, damaged_files_named, read_tagger_settings
 from medkit_exp.ner.tagging import make_tag_labels, tokenize_words
@@ -67,7 +67,7 @@ def parse_layer_tags(names: list[str]) -> tuple[int, list[str]] | None:
     return (depth, tags) if names == layer_tag_names(tags, depth) else None
 
 
-def check_nested_options(nesting_depth: Any, tag_subtokens: Any, prefix: str = "") -> None:
+def check_nested_options(nesting_depth: Any, tag_subtokens: Any, prefix: str = "", layer_order: Any = "outer_first") -> None:
     """The options only the nested tagger has, or refuses: a ConfigError naming ``prefix + key``
     (the composition check calls it with ``"component."``, before any data is read)."""
     if isinstance(nesting_depth, bool) or not isinstance(nesting_depth, int) or nesting_depth < MIN_DEPTH:
@@ -75,6 +75,8 @@ def check_nested_options(nesting_depth: Any, tag_subtokens: Any, prefix: str = "
             f"{prefix}nesting_depth",
             f"must be an integer >= {MIN_DEPTH} (1 layer is the flat tagger); got {nesting_depth!r}",
         )
+    if layer_order not in LAYER_ORDERS:
+        raise ConfigError(f"{prefix}layer_order", f"must be one of {', '.join(LAYER_ORDERS)}; got {layer_order!r}")
     if tag_subtokens:
         raise ConfigError(
             f"{prefix}tag_subtokens", "the nested tagger tags each word's first sub-token only; set it to false"
@@ -108,9 +110,11 @@ class NestedEntityTagger(HFEntityMatcherTrainable):
         unknown_labels: str = "error",
         pad_to_multiple_of: int | None = 8,
         nesting_depth: int = DEFAULT_DEPTH,
+        layer_order: str = "outer_first",
     ):
-        check_nested_options(nesting_depth, tag_subtokens)
+        check_nested_options(nesting_depth, tag_subtokens, layer_order=layer_order)
         self.nesting_depth = nesting_depth  # before the model loads: the head's size depends on it
+        self.layer_order = layer_order
         super().__init__(model_name_or_path, labels, tagging_scheme, tag_subtokens, tokenizer_max_length,
                          hf_auth_token, device, stride, unknown_labels, pad_to_multiple_of)
         self.report: NestingReport = NestingReport()
@@ -135,7 +139,7 @@ class NestedEntityTagger(HFEntityMatcherTrainable):
     # nb_loss_terms is the base's: labels != -100 over [B, T, depth] counts the (position, layer) terms.
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "nesting_depth": self.nesting_depth}
+        return {**super().settings(), "nesting_depth": self.nesting_depth, "layer_order": self.layer_order}
 
     def make_metrics_computer(self) -> Any:
         """A :class:`~medkit_exp.ner.nested_metrics.NestedMetricsComputer` for this tagger's layers
@@ -151,7 +155,7 @@ class NestedEntityTagger(HFEntityMatcherTrainable):
         ceiling's numerator, see :mod:`medkit_exp.ner.representation`)."""
         words = tokenize_words(document.text)
         entities = [entity for entity in document.entities if entity.label in self.labels]
-        tags = layered_tags(words, entities, self.nesting_depth, self.tagging_scheme)
+        tags = layered_tags(words, entities, self.nesting_depth, self.tagging_scheme, order=self.layer_order)
         return layered_tags_to_spans(words, tags, self.tagging_scheme, text=document.text)
 
     def collate_windows(self, windows: list[dict[str, Any]], with_labels: bool) -> BatchData:
@@ -172,7 +176,7 @@ class NestedEntityTagger(HFEntityMatcherTrainable):
         """Each word's tags, one per layer. The first entity dropped as deeper than the layers is
         said in a warning; every one is counted in :attr:`report` (``too_deep_dropped``)."""
         before = self.report.too_deep_dropped
-        tags = layered_tags(words, entities, self.nesting_depth, self.tagging_scheme, self.report)
+        tags = layered_tags(words, entities, self.nesting_depth, self.tagging_scheme, self.report, self.layer_order)
         if before == 0 and self.report.too_deep_dropped:
             logger.warning(
                 "An entity nested deeper than nesting_depth=%d is dropped from the training targets (others are "
@@ -267,7 +271,8 @@ class NestedEntityTagger(HFEntityMatcherTrainable):
                 raise DataError(f"{TAGGER_CONFIG} has no nesting_depth: a flat tagger's folder", path=folder)
             tagger = cls(folder, settings["labels"], settings["tagging_scheme"], settings["tag_subtokens"],
                          settings["tokenizer_max_length"], device=device, stride=settings["stride"],
-                         nesting_depth=settings["nesting_depth"])
+                         nesting_depth=settings["nesting_depth"],
+                         layer_order=settings.get("layer_order", "outer_first"))  # folders saved before the option
         if tagger.label_map.new_tags:  # untrained rows would predict at random
             raise DataError(f"the model has no trained row for the tags {tagger.label_map.new_tags[:6]}", path=folder)
         return tagger

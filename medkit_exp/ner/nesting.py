@@ -39,9 +39,12 @@ from medkit_exp.ner.tagging import TaggingReport, Word, chunks_to_tags, tags_to_
 logger = logging.getLogger(__name__)
 
 Chunk = tuple[str, int, int]  # (label, first word, end word), end exclusive
+#: How entities fill the layers: outermost first (layer 0 = the entities no other holds) or
+#: innermost first (layer 0 = the entities that hold no other).
+LAYER_ORDERS = ("outer_first", "inner_first")
 
 __all__ = [
-    "NestingReport", "assign_layers", "layered_tags", "layered_tags_to_spans", "layers_to_chunks",
+    "LAYER_ORDERS", "NestingReport", "assign_layers", "assign_layers_inner_first", "layered_tags", "layered_tags_to_spans", "layers_to_chunks",
     "max_overlap", "word_chunks",
 ]
 
@@ -98,8 +101,9 @@ def word_chunks(
 
 
 def assign_layers(chunks: Sequence[Chunk], depth: int) -> list[int | None]:
-    """The layer of each chunk (``chunks`` sorted by first word, longest first): the first of
-    ``depth`` layers whose chunks all end at or before its first word; None when none is free.
+    """The outermost-first layer of each chunk (``chunks`` sorted by first word, longest first):
+    the first of ``depth`` layers whose chunks all end at or before its first word; None when
+    none is free.
 
     >>> assign_layers([("X", 0, 3), ("X", 0, 1), ("Y", 2, 5), ("Z", 3, 4)], 3)
     [0, 1, 1, 0]
@@ -111,6 +115,27 @@ def assign_layers(chunks: Sequence[Chunk], depth: int) -> list[int | None]:
         if layer is not None:
             layer_ends[layer] = end
         layers.append(layer)
+    return layers
+
+
+def assign_layers_inner_first(chunks: Sequence[Chunk], depth: int, nb_words: int) -> list[int | None]:
+    """The innermost-first layer of each chunk: chunks taken by length (shortest first, then by
+    first word), each into the first of ``depth`` layers where it overlaps nothing; None when
+    none is free. An entity that holds no other one is always in layer 0, whatever holds it
+    ("cancers" alone or inside "cancers colorectaux"), one that holds entities of layer k at most
+    goes to layer k + 1: a layer is the entity's height, the same target wherever it occurs.
+
+    >>> assign_layers_inner_first([("X", 0, 3), ("X", 0, 1), ("Y", 2, 5), ("Z", 3, 4)], 3, 5)
+    [1, 0, 2, 0]
+    """
+    taken = [bytearray(nb_words) for _ in range(depth)]  # 1 where a layer holds a chunk's word
+    layers: list[int | None] = [None] * len(chunks)
+    for index in sorted(range(len(chunks)), key=lambda i: (chunks[i][2] - chunks[i][1], chunks[i][1])):
+        _, first, end = chunks[index]
+        layer = next((k for k in range(depth) if taken[k].find(1, first, end) < 0), None)
+        if layer is not None:
+            taken[layer][first:end] = b"\x01" * (end - first)
+        layers[index] = layer
     return layers
 
 
@@ -134,15 +159,22 @@ def layered_tags(
     depth: int,
     scheme: str = "iob2",
     report: NestingReport | None = None,
+    order: str = "outer_first",
 ) -> list[list[str]]:
-    """For each word, its tag in each of ``depth`` layers (see the module doc); pass a ``report``
-    to get the counts of what was snapped, filled or dropped."""
+    """For each word, its tag in each of ``depth`` layers (see the module doc), layers filled
+    ``order``: "outer_first" (:func:`assign_layers`) or "inner_first"
+    (:func:`assign_layers_inner_first`); pass a ``report`` to get the counts of what was
+    snapped, filled or dropped."""
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
+    if order not in LAYER_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(LAYER_ORDERS)}, got {order!r}")
     report = report if report is not None else NestingReport()
     chunks = word_chunks(words, entities, report)
     per_layer: list[list[Chunk]] = [[] for _ in range(depth)]
-    for chunk, layer in zip(chunks, assign_layers(chunks, depth)):
+    assigned = (assign_layers(chunks, depth) if order == "outer_first"
+                else assign_layers_inner_first(chunks, depth, len(words)))
+    for chunk, layer in zip(chunks, assigned):
         if layer is None:
             report.too_deep_dropped += 1
             logger.debug("entity %s on words [%d, %d) is deeper than %d layers: dropped", chunk[0], chunk[1],

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from medkit_exp.ner.documents import Entity
 from medkit_exp.ner.nested_metrics import NestedMetricsComputer
 from medkit_exp.ner.nesting import (
-    NestingReport, assign_layers, layered_tags, layered_tags_to_spans, layers_to_chunks, max_overlap, word_chunks,
+    NestingReport, assign_layers, assign_layers_inner_first, layered_tags, layered_tags_to_spans, layers_to_chunks, max_overlap, word_chunks,
 )
 from medkit_exp.ner.tagging import find_tag_errors, tokenize_words
 
@@ -35,20 +35,30 @@ chunks_strategy = st.lists(
 )
 
 
+def laminar(chunks: list[tuple[str, int, int]]) -> bool:
+    """No two chunks cross: any two are disjoint or one holds the other."""
+    return all(
+        b[1] >= a[2] or a[1] >= b[2] or (a[1] <= b[1] and b[2] <= a[2]) or (b[1] <= a[1] and a[2] <= b[2])
+        for i, a in enumerate(chunks) for b in chunks[i + 1 :]
+    )
+
+
+@pytest.mark.parametrize("order", ["outer_first", "inner_first"])
 @pytest.mark.parametrize("scheme", ["iob2", "bilou"])
 @settings(max_examples=150, deadline=None)
 @given(chunks=chunks_strategy, depth=st.integers(1, 4))
-def test_entity_sets_round_trip_or_count_what_is_too_deep(scheme, chunks, depth):
+def test_entity_sets_round_trip_or_count_what_is_too_deep(scheme, order, chunks, depth):
     entities = [entity_on_words(*chunk) for chunk in chunks]
     report = NestingReport()
-    tags = layered_tags(WORDS, entities, depth, scheme, report)
+    tags = layered_tags(WORDS, entities, depth, scheme, report, order)
     assert len(tags) == NB_WORDS and all(len(row) == depth for row in tags)
     for layer in range(depth):  # every layer is a valid tag sequence of the scheme
         assert find_tag_errors([row[layer] for row in tags], scheme) == []
     decoded = layers_to_chunks(tags, scheme)
     assert len(decoded) == len(set(decoded))
     assert set(decoded) <= set(chunks)  # never an entity that was not given
-    if max_overlap(chunks) <= depth:
+    # outermost first is optimal for any overlaps; innermost first for nesting (no crossing)
+    if max_overlap(chunks) <= depth and (order == "outer_first" or laminar(chunks)):
         assert sorted(decoded) == sorted(chunks)
         assert report.too_deep_dropped == 0
     assert report.entities == len(chunks)
@@ -149,3 +159,30 @@ def test_nested_metrics_prepare_batch_joins_the_layers():
     assert prepared == {"references": [["B-X|B-X", "I-X|O"]], "predictions": [["B-X|B-X", "I-X|O"]]}
     computer.start_recording()
     assert computer.take_recording() is None  # nothing recorded: a nested report predicts again
+
+
+@given(chunks=chunks_strategy)
+@settings(max_examples=100, deadline=None)
+def test_inner_first_layers_are_heights(chunks):
+    """Innermost first: an entity holding no other is in layer 0 wherever it occurs; one holding
+    others is above each of them; no two chunks of a layer overlap."""
+    layers = assign_layers_inner_first(chunks, len(chunks) + 1, NB_WORDS)
+    assert None not in layers
+    for chunk, layer in zip(chunks, layers):
+        inside = [other_layer for other, other_layer in zip(chunks, layers)
+                  if other != chunk and chunk[1] <= other[1] and other[2] <= chunk[2] and other[2] - other[1] < chunk[2] - chunk[1]]
+        if not any(o[1] < chunk[2] and chunk[1] < o[2] for o in chunks if o != chunk):
+            assert layer == 0
+        assert all(layer > other_layer for other_layer in inside)
+        for other, other_layer in zip(chunks, layers):
+            if other != chunk and other_layer == layer:
+                assert other[2] <= chunk[1] or chunk[2] <= other[1]
+
+
+def test_inner_first_keeps_an_entity_in_the_same_layer_alone_or_nested():
+    words = tokenize_words("cancers colorectaux et cancers")
+    entities = [Entity("DISO", [(0, 19)]), Entity("DISO", [(0, 7)]), Entity("DISO", [(23, 30)])]
+    assert layered_tags(words, entities, 2, order="inner_first") == [
+        ["B-DISO", "B-DISO"], ["O", "I-DISO"], ["O", "O"], ["B-DISO", "O"]]
+    assert layered_tags(words, entities, 2, order="outer_first") == [
+        ["B-DISO", "B-DISO"], ["I-DISO", "O"], ["O", "O"], ["B-DISO", "O"]]
