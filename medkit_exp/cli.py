@@ -178,6 +178,9 @@ def train(cfg: DictConfig) -> float | None:
         component, trainer_config, splits["train"], splits.get("dev"), metrics_computer=metrics_computer,
         lr_scheduler_builder=scheduler_builder, callback=callbacks,
     )
+    tagging_report = getattr(component, "report", None)  # a tagger's: entities its tags could not hold, counted
+    if writer and callable(getattr(tagging_report, "log", None)):
+        tagging_report.log()  # the training and dev data, as the Trainer preprocessed them
     if trainer.global_batch_size != parallel_params(cfg)["global_batch_size"]:  # the logged value is the one used
         raise RuntimeError(f"the Trainer's global batch {trainer.global_batch_size} is not the logged one")
     history = trainer.train(resume_from_checkpoint=cfg.resume_from)

@@ -37,6 +37,7 @@ OPTIMIZER_NAMES = ("adamw", "sgd")
 METRICS_NAMES = ("entity", "seqeval")
 #: The class of the HF tagger, whose keys are checked here (another component checks its own).
 HF_TAGGER = "medkit_exp.ner.tagger.HFEntityMatcherTrainable"
+NESTED_TAGGER = "medkit_exp.ner.nested_tagger.NestedEntityTagger"
 
 
 # ----------------------------------------------------------------------------- rules
@@ -159,6 +160,7 @@ TAGGER_RULES: dict[str, Rule] = {
     "tag_subtokens": flag(), "tokenizer_max_length": number(3, integer=True, optional=True),
     "hf_auth_token": anything, "device": number(-1, integer=True), "stride": number(0, integer=True, optional=True),
     "unknown_labels": choice("error", "drop"), "pad_to_multiple_of": number(1, integer=True, optional=True),
+    "nesting_depth": number(2, integer=True), "layer_order": choice("outer_first", "inner_first"),  # the nested tagger's
 }
 
 
@@ -179,7 +181,7 @@ def check_values(cfg: Any, schema: type) -> None:
             _build(group, fields[group], cfg[group])
     if "scheduler" in cfg:
         _check_scheduler(cfg.scheduler)
-    if "component" in cfg and cfg.component is not None and cfg.component.get("_target_") == HF_TAGGER:
+    if "component" in cfg and cfg.component is not None and cfg.component.get("_target_") in (HF_TAGGER, NESTED_TAGGER):
         check_tagger(cfg.component)
         check_metric_names(cfg)
     if "metrics" in cfg and cfg.metrics.name == "seqeval":
@@ -305,7 +307,7 @@ def check_metric_names(cfg: Any) -> None:
     labels = _value(cfg.component, "labels") if "labels" in cfg.component else _UNRESOLVED
     if not isinstance(labels, list) or "metrics" not in cfg or cfg.metrics.name not in METRICS_NAMES:
         return
-    names = {"loss", *metric_names(labels)}
+    names = {"loss", *metric_names(labels, annotated=True)}  # both computers score against the annotated gold
     watched = [("optimized_metric", cfg, "optimized_metric"), ("trainer.checkpoint_metric", cfg.get("trainer"),
                                                                  "checkpoint_metric")]
     if "scheduler" in cfg and cfg.scheduler.name == "plateau":

@@ -139,7 +139,7 @@ def metric_names(labels: Iterable[str], annotated: bool = False) -> list[str]:
     return names + (list(ANNOTATED_METRICS) if annotated else [])
 
 
-def annotated_scores(
+def annotated_window_scores(
     annotated: Sequence[Sequence[tuple[Hashable, ...]]],
     predicted: Sequence[Sequence[tuple[Hashable, ...]]],
     expressed: Sequence[Sequence[tuple[Hashable, ...]]],
@@ -152,7 +152,7 @@ def annotated_scores(
     recall and F1 compare ``predicted`` with ``annotated`` (multisets); the ceiling is the share
     of ``annotated`` that ``expressed`` matches: the recall of a perfect model of these tags.
 
-    >>> scores = annotated_scores([[("X", 0, 2), ("X", 0, 1)]], [[("X", 0, 2)]], [[("X", 0, 2)]])
+    >>> scores = annotated_window_scores([[("X", 0, 2), ("X", 0, 1)]], [[("X", 0, 2)]], [[("X", 0, 2)]])
     >>> scores["annotated/recall"], scores["annotated/precision"], scores["annotated/ceiling"]
     (0.5, 1.0, 0.5)
     """
@@ -202,7 +202,7 @@ class EntityMetricsComputer:
     With ``annotated=True``, each input batch must hold ``"annotated"``: per item, the entities
     as annotated in the item's scored coordinates (the tagger's ``collate`` adds them, see
     :mod:`medkit_exp.ner.window_gold`); ``compute`` then also gives the :data:`ANNOTATED_METRICS`
-    (see :func:`annotated_scores`), and :attr:`metric_names` names them.
+    (see :func:`annotated_window_scores`), and :attr:`metric_names` names them.
 
     A tagger with another representation reuses the rest by overriding :meth:`prepare_tags`
     (one string per scored position, e.g. the layers' tags joined) and :meth:`decode` (that
@@ -330,7 +330,7 @@ class EntityMetricsComputer:
             predicted_chunks = [self.decode(row) for row in all_data["predictions"]]
         if gold_chunks is None:
             gold_chunks = [self.decode(row) for row in all_data["references"]]
-        return annotated_scores(all_data["annotated"], predicted_chunks, gold_chunks)
+        return annotated_window_scores(all_data["annotated"], predicted_chunks, gold_chunks)
 
     def compute(self, all_data: Mapping[str, list[Any]]) -> dict[str, float]:
         """Strict entity-level metrics over every sequence, and the annotated ones when the

@@ -43,11 +43,11 @@ class SeqevalMetricsComputer(EntityMetricsComputer):
     the parent's), and the macro averages of a set without any entity are 0 (seqeval gives NaN,
     which cannot rank checkpoints)."""
 
-    def __init__(self, id2label: Mapping[int, str] | Any, tagging_scheme: str = "iob2"):
+    def __init__(self, id2label: Mapping[int, str] | Any, tagging_scheme: str = "iob2", annotated: bool = False):
         missing = seqeval_missing()
         if missing:
             raise ConfigError("metrics.name", f"'seqeval' {missing}")
-        super().__init__(id2label, tagging_scheme)
+        super().__init__(id2label, tagging_scheme, annotated=annotated)
 
     def compute(self, all_data: Mapping[str, list[list[str]]]) -> dict[str, float]:
         """seqeval's strict micro, macro and per-label precision/recall/F1 (supports in
@@ -77,6 +77,7 @@ class SeqevalMetricsComputer(EntityMetricsComputer):
                            for metric, value in zip(PER_LABEL_METRICS, values)})
             supports[label] = int(row.get("support", 0))
         self.supports = supports
+        scores.update(self.annotated_metrics(all_data))  # ours: seqeval knows no documents as annotated
         return scores
 
 
@@ -99,4 +100,4 @@ def make_metrics_computer(name: str, component: Any) -> Any:
     if not isinstance(own, EntityMetricsComputer):
         raise ConfigError("metrics.name", f"'seqeval' needs a tagger whose metrics are entity metrics, "
                           f"got {type(own).__name__}")
-    return SeqevalMetricsComputer(own.id2label, own.tagging_scheme)
+    return SeqevalMetricsComputer(own.id2label, own.tagging_scheme, annotated=own.annotated)
