@@ -184,7 +184,7 @@ def check_representation(cfg: Any, component_class: Any) -> None:
     if nested:  # its own options, before the data is read (the class checks them again)
         component = cfg.component
         check_nested_options(component.get("nesting_depth", DEFAULT_DEPTH), component.get("tag_subtokens", False),
-                             "component.", component.get("layer_order", "outer_first"))
+                             "component.", component.get("layer_order", "inner_first"))
     if nested and metrics is not None and metrics.get("name") == "seqeval":
         raise ConfigError(
             "metrics.name", "'seqeval' scores flat tag sequences, not the nested tagger's layers: use metrics=entity"

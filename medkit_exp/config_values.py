@@ -160,8 +160,7 @@ TAGGER_RULES: dict[str, Rule] = {
     "tag_subtokens": flag(), "tokenizer_max_length": number(3, integer=True, optional=True),
     "hf_auth_token": anything, "device": number(-1, integer=True), "stride": number(0, integer=True, optional=True),
     "unknown_labels": choice("error", "drop"), "pad_to_multiple_of": number(1, integer=True, optional=True),
-    "nesting_depth": number(2, integer=True), "layer_order": choice("outer_first", "inner_first"),  # the nested tagger's
-}
+}  # the nested tagger's own keys (nesting_depth, layer_order): config_check.check_representation
 
 
 # ----------------------------------------------------------------------------- checks
@@ -318,7 +317,14 @@ def check_metric_names(cfg: Any) -> None:
     for key, node, name in watched:
         value = _value(node, name) if node is not None and name in node else _UNRESOLVED
         if value is not _UNRESOLVED and value not in names:
-            raise ConfigError(key, f"eval metric {value!r} is never produced; {suggestion(str(value), names)}")
+            hint = suggestion(str(value), names)
+            if hint.startswith("valid:"):  # one short line, whatever the number of labels
+                from medkit_exp.ner.metrics import ANNOTATED_METRICS, SUMMARY_METRICS
+                from medkit_exp.ner.textfiles import shorten
+
+                hint = (f"valid: loss, {', '.join((*SUMMARY_METRICS, *ANNOTATED_METRICS))}, "
+                        f"labels/<label>/<precision|recall|f1> (labels: {shorten(', '.join(labels), 80)})")
+            raise ConfigError(key, f"eval metric {value!r} is never produced; {hint}")
 
 
 def check_tagger(component: Any) -> None:

@@ -4,12 +4,16 @@ A flat tag sequence holds one entity per word. Nested and overlapping entities a
 ``depth`` layers, each an ordinary tag sequence of the tagging scheme:
 
 - entities are snapped to words (as :func:`medkit_exp.ner.tagging.spans_to_tags` does, and
-  counted the same way), taken by (first word, longest first, label), and each goes into the
-  first layer where it overlaps nothing (greedy interval colouring, taken by start: it uses
-  exactly as many layers as the deepest overlap, so nothing is dropped when that is <= depth);
-- layer 0 thus holds the outermost entities (what ``keep_longest`` keeps), layer 1 the entities
-  inside them, and so on; the same words under two labels take two layers; crossing (not nested)
-  overlaps fit too;
+  counted the same way), then each goes into the first layer where it overlaps nothing, taken in
+  one of two orders (``order``):
+- ``"outer_first"``: by (first word, longest first, label) (greedy interval colouring, taken by
+  start: it uses exactly as many layers as the deepest overlap). Layer 0 holds the outermost
+  entities (what ``keep_longest`` keeps), layer 1 the entities inside them, and so on;
+- ``"inner_first"`` (the nested tagger's default): by length, shortest first. Layer 0 holds the
+  entities that hold no other, layer 1 those holding layer-0 ones, and so on: an entity has the
+  same layer alone or nested. Nested entities fit in as many layers as the deepest nesting;
+  crossing (not nested) overlaps may take one more;
+- either way the same words under two labels take two layers;
 - an entity that finds no free layer among ``depth`` is dropped and counted (``too_deep_dropped``);
   a second entity with the same label on the same words is one entity (``duplicates_dropped``).
 

@@ -74,8 +74,19 @@ def test_options_refused_with_the_key_named(make_nested):
         make_nested(tag_subtokens=True)
 
 
-def test_head_windows_and_batch_have_one_tag_per_layer(make_nested):
-    tagger = make_nested(nesting_depth=3, tagging_scheme="bilou")
+# words: severe chest pain with fever; entities: DISO "severe chest pain", DISO "chest pain",
+# ANAT "chest", DISO "fever"
+LAYERED = {
+    "outer_first": [["B-DISO", "O", "O"], ["I-DISO", "B-DISO", "U-ANAT"], ["L-DISO", "L-DISO", "O"],
+                    ["O", "O", "O"], ["U-DISO", "O", "O"]],
+    "inner_first": [["O", "O", "B-DISO"], ["U-ANAT", "B-DISO", "I-DISO"], ["O", "L-DISO", "L-DISO"],
+                    ["O", "O", "O"], ["U-DISO", "O", "O"]],
+}
+
+
+@pytest.mark.parametrize("order", ["outer_first", "inner_first"])
+def test_head_windows_and_batch_have_one_tag_per_layer(make_nested, order):
+    tagger = make_nested(nesting_depth=3, tagging_scheme="bilou", layer_order=order)
     nb_tags = len(tagger.tag_list)
     assert tagger.tag_list[0] == "O" and nb_tags == 1 + 4 * len(LABELS)
     assert tagger.model.config.num_labels == 3 * nb_tags
@@ -85,9 +96,7 @@ def test_head_windows_and_batch_have_one_tag_per_layer(make_nested):
     window = item["windows"][0]
     assert "annotated" in window  # the flat tagger's entry is kept
     tags = [[tagger.id_to_label[i] for i in row] for row in window["labels"] if row[0] != IGNORE_INDEX]
-    # words: severe chest pain with fever
-    assert tags == [["B-DISO", "O", "O"], ["I-DISO", "B-DISO", "U-ANAT"], ["L-DISO", "L-DISO", "O"],
-                    ["O", "O", "O"], ["U-DISO", "O", "O"]]
+    assert tags == LAYERED[order]
     batch = tagger.collate([item, tagger.preprocess(nested_documents()[1])])
     assert batch["labels"].shape == (*batch["input_ids"].shape, 3) and batch["input_ids"].shape[1] % 8 == 0
     assert len(batch["annotated"]) == 2
@@ -98,7 +107,7 @@ def test_head_windows_and_batch_have_one_tag_per_layer(make_nested):
     computer = tagger.make_metrics_computer()
     assert isinstance(computer, NestedMetricsComputer) and computer.annotated
     prepared = computer.prepare_batch(output, batch)
-    assert prepared["references"][0][1] == "I-DISO|B-DISO|U-ANAT"
+    assert prepared["references"][0][1] == "|".join(LAYERED[order][1])
 
 
 def test_expressible_entities_keep_the_nesting_the_layers_hold(make_nested):
@@ -219,7 +228,7 @@ def test_long_documents_score_each_word_once_with_all_its_layers(make_nested):
     entities = [Entity(e.label, [(s + k * (len(first.text) + 3), t + k * (len(first.text) + 3)) for s, t in e.spans])
                 for k in range(4) for e in first.entities]
     document = TextDocument(text, entities)
-    expected = layered_tags(tokenize_words(text), entities, 2)
+    expected = layered_tags(tokenize_words(text), entities, 2, order=tagger.layer_order)
     windows = tagger.preprocess(document)["windows"]
     assert len(windows) > 2
     scored = [[tagger.id_to_label[i] for i in window["labels"][p]]
@@ -249,3 +258,12 @@ def test_nested_ceiling_on_the_quaero_test_split(tiny_bert_dir):
     discontinuous = sum(e.is_discontinuous for doc in documents for e in doc.annotated_entities)
     assert scores["expressible"] <= scores["annotated"] - discontinuous
     assert scores["ceiling"] >= 0.97
+
+
+def test_layer_order_is_saved_and_checked(make_nested, tmp_path):
+    tagger = make_nested(nesting_depth=2, layer_order="outer_first")
+    tagger.save(tmp_path / "saved")
+    assert HFEntityMatcherTrainable.from_pretrained(tmp_path / "saved").layer_order == "outer_first"
+    assert make_nested(nesting_depth=2).layer_order == "inner_first"  # the measured default
+    with pytest.raises(ConfigError, match="layer_order"):
+        make_nested(nesting_depth=2, layer_order="middle_first")
