@@ -16,6 +16,7 @@ such folder.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections import Counter
@@ -31,7 +32,9 @@ from medkit_exp.ner.label_map import (
     LabelMap, apply_label_map, as_bilou_names, head_tags, head_was_loaded, labels_of_model_folder, new_label_map,
     plan_label_map, resolve_scheme,
 )
-from medkit_exp.ner.tagger_files import TAGGER_CONFIG, check_saved_model, damaged_files_named, read_tagger_settings
+from medkit_exp.ner.tagger_files import (
+    TAGGER_CONFIG, TAGGER_KINDS, check_saved_model, damaged_files_named, read_tagger_settings,
+)
 from medkit_exp.ner.tagging import TaggingReport, make_tag_labels, spans_to_tags, tokenize_words
 from medkit_exp.ner.window_gold import locate_entities, scored_offsets, windows_annotated
 from medkit_exp.training.batch import BatchData
@@ -388,10 +391,10 @@ class HFEntityMatcherTrainable:
         with damaged_files_named(Path(path)):
             if settings_path.is_file():
                 settings = read_tagger_settings(settings_path)
-                if settings.get("nesting_depth") and cls is HFEntityMatcherTrainable:  # a nested tagger's folder
-                    from medkit_exp.ner.nested_tagger import NestedEntityTagger
-
-                    return NestedEntityTagger.from_pretrained(path, device)
+                kind = next((name for key, name in TAGGER_KINDS.items() if settings.get(key)), None)
+                if kind is not None and cls is HFEntityMatcherTrainable:  # e.g. a nested tagger's folder
+                    module, _, name = kind.rpartition(".")
+                    return getattr(importlib.import_module(module), name).from_pretrained(path, device)
                 tagger = cls(path, settings["labels"], settings["tagging_scheme"], settings["tag_subtokens"],
                              settings["tokenizer_max_length"], device=device, stride=settings["stride"])
             else:

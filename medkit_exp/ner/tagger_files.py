@@ -24,6 +24,10 @@ WEIGHTS_FILES = (
 )
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 TAGGER_SETTINGS = ("labels", "tagging_scheme", "tag_subtokens", "tokenizer_max_length", "stride")
+#: Taggers built on the flat one, by the settings key their folders hold: the flat tagger's
+#: ``from_pretrained`` hands such a folder to the class named here (named, not imported, so that
+#: the flat tagger does not depend on the taggers built on it).
+TAGGER_KINDS = {"nesting_depth": "medkit_exp.ner.nested_tagger.NestedEntityTagger"}
 
 
 def read_json_file(path: Path) -> Any:
