@@ -26,9 +26,8 @@ from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
-from medkit_exp.errors import DataError
 from medkit_exp.ner.documents import Entity, TextDocument
-from medkit_exp.ner.metrics import _pair_documents, entity_scores, label_metric
+from medkit_exp.ner.metrics import evaluate_documents, label_metric
 from medkit_exp.ner.representation import expressible_entities
 
 logger = logging.getLogger(__name__)
@@ -54,21 +53,7 @@ def annotated_scores(gold_docs: Sequence[TextDocument], pred_docs: Sequence[Text
     names are the same: ``precision``, ``recall``, ``f1``, ``macro_*`` and
     ``labels/<label>/<precision|recall|f1|support>`` for the labels seen in gold or predictions.
     """
-    true: Counter[tuple[Hashable, ...]] = Counter()
-    pred: Counter[tuple[Hashable, ...]] = Counter()
-    for index, (gold, hyp) in enumerate(_pair_documents(gold_docs, pred_docs)):
-        if gold.text != hyp.text:
-            raise DataError(
-                f"document {gold.doc_id or index!r}: the predicted document's text differs from the gold one"
-            )
-        true += _keys(gold.annotated_entities, index)
-        pred += _keys(hyp.entities, index)
-    scores = entity_scores(true, pred)
-    logger.info(
-        "evaluation against the documents as annotated: %d gold, %d predicted entities; P %.4f R %.4f F1 %.4f",
-        sum(true.values()), sum(pred.values()), scores["precision"], scores["recall"], scores["f1"],
-    )
-    return scores
+    return evaluate_documents(gold_docs, pred_docs, as_annotated=True)
 
 
 def ceiling(tagger: Any, gold_docs: Sequence[TextDocument]) -> dict[str, float]:

@@ -373,9 +373,15 @@ def _pair_documents(
     return [(doc, predicted[doc.doc_id]) for doc in gold]
 
 
-def evaluate_documents(gold_docs: Sequence[TextDocument], pred_docs: Sequence[TextDocument]) -> dict[str, float]:
-    """Exact-match entity evaluation on documents: same label and same character spans.
+def evaluate_documents(
+    gold_docs: Sequence[TextDocument], pred_docs: Sequence[TextDocument], as_annotated: bool = False
+) -> dict[str, float]:
+    """Exact-match entity evaluation on documents: same label and same character spans (every
+    fragment of a discontinuous entity).
 
+    The gold is each document's :attr:`~TextDocument.entities` (after the data policies), or with
+    ``as_annotated`` its :attr:`~TextDocument.annotated_entities` (nesting, overlaps and
+    discontinuity intact; see :mod:`medkit_exp.ner.annotated_scores`).
     Documents pair by ``doc_id`` when every document has a unique one, else by position.
     Returns the names of :class:`EntityMetricsComputer` (micro, macro, per label) and the
     per-label supports ``labels/<label>/support`` (a one-off evaluation shows them in its
@@ -395,11 +401,13 @@ def evaluate_documents(gold_docs: Sequence[TextDocument], pred_docs: Sequence[Te
             raise DataError(
                 f"document {gold.doc_id or index!r}: the predicted document's text differs from the gold one"
             )
-        true.update((e.label, index, tuple(e.spans)) for e in gold.entities)
+        gold_entities = gold.annotated_entities if as_annotated else gold.entities
+        true.update((e.label, index, tuple(e.spans)) for e in gold_entities)
         pred.update((e.label, index, tuple(e.spans)) for e in hyp.entities)
     scores = entity_scores(true, pred)
     logger.info(
-        "document evaluation: %d gold, %d predicted entities; P %.4f R %.4f F1 %.4f",
+        "document evaluation%s: %d gold, %d predicted entities; P %.4f R %.4f F1 %.4f",
+        " against the documents as annotated" if as_annotated else "",
         sum(true.values()),
         sum(pred.values()),
         scores["precision"],

@@ -32,13 +32,12 @@ the union (a label and word range found in two layers is one entity).
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from medkit_exp.ner.documents import Entity
-from medkit_exp.ner.tagging import TaggingReport, Word, chunks_to_tags, tags_to_chunks
+from medkit_exp.ner.tagging import TaggingReport, Word, chunks_to_tags, count_snapped, tags_to_chunks, word_span
 
 logger = logging.getLogger(__name__)
 
@@ -84,22 +83,16 @@ def word_chunks(
     seen: set[Chunk] = set()
     chunks = []
     for entity in sorted(entities, key=lambda e: (e.start, -e.end, e.label)):
-        report.entities += 1
-        report.discontinuous_filled += entity.is_discontinuous
-        first = bisect.bisect_right(ends, entity.start)  # first word ending after the start
-        end = bisect.bisect_left(starts, entity.end)  # words up to here start before the end
-        if first >= end:
-            report.empty_dropped += 1
-            logger.debug("entity %s covers no word: dropped", entity.describe())
+        found = word_span(entity, starts, ends, report)
+        if found is None:
             continue
-        chunk = (entity.label, first, end)
+        chunk = (entity.label, *found)
         if chunk in seen:
             report.duplicates_dropped += 1
             logger.debug("entity %s repeats an entity on the same words: dropped", entity.describe())
             continue
         seen.add(chunk)
-        if starts[first] != entity.start or ends[end - 1] != entity.end:
-            report.snapped += 1
+        count_snapped(entity, found, starts, ends, report)
         chunks.append(chunk)
     return sorted(chunks, key=lambda c: (c[1], -c[2], c[0]))
 

@@ -243,6 +243,34 @@ class TaggingReport:
         )
 
 
+def word_span(
+    entity: Entity, starts: Sequence[int], ends: Sequence[int], report: TaggingReport
+) -> tuple[int, int] | None:
+    """The words ``[first, end)`` that ``entity`` covers (``starts``/``ends``: the words' offsets),
+    from the first word ending after its start to the last starting before its end (a
+    discontinuous entity covers its gaps). Counts the entity in ``report`` (and as
+    ``discontinuous_filled``); None, counted as ``empty_dropped``, when it covers no word."""
+    report.entities += 1
+    report.discontinuous_filled += entity.is_discontinuous
+    first = bisect.bisect_right(ends, entity.start)  # first word ending after the start
+    end = bisect.bisect_left(starts, entity.end)  # words up to here start before the end
+    if first >= end:
+        report.empty_dropped += 1
+        logger.debug("entity %s covers no word: dropped", entity.describe())
+        return None
+    return first, end
+
+
+def count_snapped(
+    entity: Entity, span: tuple[int, int], starts: Sequence[int], ends: Sequence[int], report: TaggingReport
+) -> None:
+    """Count ``entity`` as ``snapped`` when its edges are not those of the words ``span`` it is tagged on."""
+    first, end = span
+    if starts[first] != entity.start or ends[end - 1] != entity.end:
+        report.snapped += 1
+        logger.debug("entity %s snapped to word boundaries", entity.describe())
+
+
 def spans_to_tags(
     words: Sequence[tuple[int, int]] | Sequence[Word],
     entities: Iterable[Entity],
@@ -267,21 +295,15 @@ def spans_to_tags(
     taken = bytearray(len(words))  # 1 where a word is tagged: a memchr-fast clash test, linear overall
     chunks = []
     for entity in sorted(entities, key=lambda e: (e.start, -e.end)):
-        report.entities += 1
-        report.discontinuous_filled += entity.is_discontinuous
-        first = bisect.bisect_right(ends, entity.start)  # first word ending after the start
-        end = bisect.bisect_left(starts, entity.end)  # words up to here start before the end
-        if first >= end:
-            report.empty_dropped += 1
-            logger.debug("entity %s covers no word: dropped", entity.describe())
+        found = word_span(entity, starts, ends, report)
+        if found is None:
             continue
+        first, end = found
         if taken.find(1, first, end) >= 0:
             report.overlapping_dropped += 1
             logger.debug("entity %s overlaps an entity already tagged: dropped", entity.describe())
             continue
-        if starts[first] != entity.start or ends[end - 1] != entity.end:
-            report.snapped += 1
-            logger.debug("entity %s snapped to word boundaries", entity.describe())
+        count_snapped(entity, found, starts, ends, report)
         taken[first:end] = b"\x01" * (end - first)
         chunks.append((entity.label, first, end))
         report.tagged += 1
