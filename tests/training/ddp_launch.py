@@ -10,6 +10,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+NATIVE_ABORT = "terminate called without an active exception"
 
 
 def torchrun(script: str, *args: str, nproc: int = 2, timeout: float = 120, env: dict[str, str] | None = None,
@@ -23,6 +24,12 @@ def torchrun(script: str, *args: str, nproc: int = 2, timeout: float = 120, env:
                str(HERE / script), *args]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})}
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment, cwd=ROOT)
+    if check and result.returncode != 0 and NATIVE_ABORT in result.stderr:
+        # Seen once (2026-12-06, a clean-clone CI run on the 2-core machine): rank 0 of a resumed run
+        # aborted in native code at its first backward pass; four reruns of that test passed. Not
+        # root-caused. Launched once more, said on stderr; a second failure of any kind fails the test.
+        print(f"torchrun {script}: a rank aborted ({NATIVE_ABORT!r}); launched once more", file=sys.stderr)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment, cwd=ROOT)
     if check:
         assert result.returncode == 0, f"torchrun {script} failed ({result.returncode}):\n{result.stderr[-6000:]}"
     return result
