@@ -53,6 +53,16 @@ def number(minimum: float | None = None, maximum: float | None = None, *, strict
     return rule
 
 
+def number_or(word: str, **limits: Any) -> Rule:
+    """A number as :func:`number` checks it, or the text ``word`` (e.g. "auto")."""
+    check = number(**limits)
+
+    def rule(key: str, value: Any) -> None:
+        if value != word:
+            check(key, value)
+    return rule
+
+
 def choice(*options: str, optional: bool = False) -> Rule:
     def rule(key: str, value: Any) -> None:
         if not (value is None and optional):
@@ -159,7 +169,7 @@ TAGGER_RULES: dict[str, Rule] = {
     "tagging_scheme": choice("iob2", "bilou", optional=True),
     "tag_subtokens": flag(), "tokenizer_max_length": number(3, integer=True, optional=True),
     "hf_auth_token": anything, "device": number(-1, integer=True), "stride": number(0, integer=True, optional=True),
-    "unknown_labels": choice("error", "drop"), "pad_to_multiple_of": number(1, integer=True, optional=True),
+    "unknown_labels": choice("error", "drop"), "pad_to_multiple_of": number_or("auto", minimum=1, integer=True, optional=True),
 }  # the nested tagger's own keys (nesting_depth, layer_order): config_check.check_representation
 
 

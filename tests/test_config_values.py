@@ -77,7 +77,7 @@ METRIC_KEYS = {"optimized_metric", "trainer.checkpoint_metric", "trainer.metric_
 TAGGER_TYPES = {
     "model_name_or_path": str | None, "labels": list[str], "tagging_scheme": str | None, "tag_subtokens": bool,
     "tokenizer_max_length": int | None, "hf_auth_token": str | None, "device": int, "stride": int | None,
-    "unknown_labels": str, "pad_to_multiple_of": int | None,
+    "unknown_labels": str, "pad_to_multiple_of": int | None,  # or "auto" (its default)
 }
 
 

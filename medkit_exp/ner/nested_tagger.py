@@ -112,7 +112,7 @@ class NestedEntityTagger(HFEntityMatcherTrainable):
         device: int = -1,
         stride: int | None = None,
         unknown_labels: str = "error",
-        pad_to_multiple_of: int | None = 8,
+        pad_to_multiple_of: int | str | None = "auto",
         nesting_depth: int = DEFAULT_DEPTH,
         layer_order: str = "inner_first",
     ):

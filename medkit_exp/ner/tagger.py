@@ -62,7 +62,9 @@ class HFEntityMatcherTrainable:
     tag every sub-token instead of the first of each word; ``tokenizer_max_length``: sub-tokens
     per window, special tokens included (default: the model's limit); ``hf_auth_token``;
     ``device``: -1 for CPU, N for cuda:N), plus ``stride`` (sub-tokens shared by consecutive
-    windows), ``unknown_labels`` ("error" or "drop") and ``pad_to_multiple_of``.
+    windows), ``unknown_labels`` ("error" or "drop") and ``pad_to_multiple_of`` (batches padded
+    to a multiple of it; "auto": 8 on CUDA, whose tensor cores work in tiles of 8, none on CPU,
+    where padding only adds work).
 
     When the model already has a token-classification head with named tags, each requested tag
     it knows keeps its row (weights and bias), the others get new rows, its tags not requested
@@ -80,7 +82,7 @@ class HFEntityMatcherTrainable:
         device: int = -1,
         stride: int | None = None,
         unknown_labels: str = "error",
-        pad_to_multiple_of: int | None = 8,
+        pad_to_multiple_of: int | str | None = "auto",
     ):
         if tagging_scheme is not None and tagging_scheme not in SCHEMES:
             raise ConfigError("tagging_scheme", f"must be one of {', '.join(SCHEMES)}; got {tagging_scheme!r}")
@@ -92,6 +94,10 @@ class HFEntityMatcherTrainable:
         self.tagging_scheme: str = tagging_scheme  # type: ignore[assignment] - None: decided by _load
         self.tag_subtokens = tag_subtokens
         self.unknown_labels = unknown_labels
+        if pad_to_multiple_of is not None and pad_to_multiple_of != "auto" and (
+            isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1
+        ):
+            raise ConfigError("pad_to_multiple_of", f"must be a positive integer, 'auto' or null; got {pad_to_multiple_of!r}")
         self.pad_to_multiple_of = pad_to_multiple_of
         self._hf_auth_token = hf_auth_token  # never saved, never logged
         self._device = torch.device("cpu" if device < 0 else f"cuda:{device}")
@@ -105,6 +111,13 @@ class HFEntityMatcherTrainable:
     @property
     def device(self) -> torch.device:
         return self._device
+
+    @property
+    def padding_multiple(self) -> int:
+        """Batches are padded to a multiple of this (1: to their longest window only)."""
+        if self.pad_to_multiple_of == "auto":
+            return 8 if self._device.type == "cuda" else 1
+        return self.pad_to_multiple_of or 1
 
     def configure_optimizer(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
         """AdamW (fused where available) with no decay on biases and LayerNorm weights."""
@@ -205,10 +218,11 @@ class HFEntityMatcherTrainable:
         return [Window(input_ids[r.start : r.stop], word_ids[r.start : r.stop], o) for r, o in zip(ranges, owners)]
 
     def collate_windows(self, windows: list[dict[str, Any]], with_labels: bool) -> BatchData:
-        """Pad windows (to a multiple of 8) into a batch; labels -100 and eval_mask False on padding."""
+        """Pad windows (to the longest, rounded up to :attr:`padding_multiple`) into a batch;
+        labels -100 and eval_mask False on padding."""
         longest = max(len(w["input_ids"]) for w in windows)
-        if self.pad_to_multiple_of:
-            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        multiple = self.padding_multiple
+        longest = -(-longest // multiple) * multiple
         pad_id = self.tokenizer.pad_token_id or 0
         input_ids = torch.full((len(windows), longest), pad_id, dtype=torch.long)
         attention = torch.zeros((len(windows), longest), dtype=torch.long)

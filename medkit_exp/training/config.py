@@ -10,7 +10,7 @@ from medkit_exp.errors import ConfigError
 
 EVAL_STRATEGIES = ("epoch", "steps", "no")
 SCHEDULER_INTERVALS = ("epoch", "step")
-PRECISIONS = ("32", "bf16", "fp16")
+PRECISIONS = ("32", "bf16", "fp16", "auto")
 NONFINITE_POLICIES = ("error", "skip")
 DISTRIBUTED_BACKENDS = ("auto", "gloo", "nccl")
 #: The largest integer a setting may hold: torch and numpy take 64-bit integers (a larger one

@@ -34,7 +34,7 @@ from medkit_exp.training.loading import build_training_data, make_loader, prepro
 from medkit_exp.training.memory import retain_freed_memory
 from medkit_exp.training.metrics import MetricsComputer, declared_metric_names
 from medkit_exp.training.optim import OptimizerStep, build_optimizer, optimizer_step
-from medkit_exp.training.precision import autocast, grad_scaler
+from medkit_exp.training.precision import autocast, grad_scaler, resolve_precision
 from medkit_exp.training.printer import DefaultPrinterCallback
 from medkit_exp.training.resume import resume_trainer, trainer_payload
 from medkit_exp.training.running_mean import Windows
@@ -77,6 +77,7 @@ class Trainer:
         self.component, self.config, self.metrics_computer = component, config, metrics_computer
         self.train_metrics_computer = metrics_computer if config.do_metrics_in_training else None
         self.device, self.output_dir = component.device, Path(config.output_dir)
+        self.precision = resolve_precision(str(config.precision), self.device)  # "auto" made concrete
         rank_zero.make_run_folder(self.distributed, self.output_dir)  # rank 0 is the one writer
         self._set_medkit_attributes(callback)
         data = build_training_data(component, config, train_data, eval_data)
@@ -220,7 +221,7 @@ class Trainer:
     def make_forward_pass(self, inputs: BatchData, eval_mode: bool) -> tuple[BatchData, torch.Tensor]:
         """medkit's: ``component.forward`` on the component's device (under autocast if configured)."""
         inputs = inputs.to_device(self.device)
-        with autocast(str(self.config.precision), self.device):
+        with autocast(self.precision, self.device):
             output, loss = self.component.forward(inputs, return_loss=True, eval_mode=eval_mode)
         if loss is None:
             raise ValueError("The component did not return a 'loss' from the input.")
@@ -390,5 +391,5 @@ class Trainer:
         self.optimizer = build_optimizer(self.component, config.learning_rate, config.weight_decay)
         self.lr_scheduler = build_scheduler(builder, self.optimizer, self.state.max_steps)
         self.scheduler_interval = scheduler_interval(self.lr_scheduler, config.lr_scheduler_interval, builder)
-        self.grad_scaler = grad_scaler(str(config.precision), self.device)
+        self.grad_scaler = grad_scaler(self.precision, self.device)
         self.gradient_sync = data_parallel.GradientSync(self.distributed, self.component, self.optimizer)

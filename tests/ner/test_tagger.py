@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 import torch
 
-from medkit_exp.errors import DataError
+from medkit_exp.errors import ConfigError, DataError
 from medkit_exp.ner.documents import Entity, TextDocument
 from medkit_exp.ner.encoding import IGNORE_INDEX, subtoken_tags
 from medkit_exp.ner.tagger import HFEntityMatcherTrainable
@@ -207,9 +207,11 @@ def test_unknown_labels_are_an_error_naming_them(make_tagger):
 
 
 # ------------------------------------------------------------------ batches and optimizer
-def test_padding_to_a_multiple_of_8(make_tagger):
+def test_padding_to_a_multiple(make_tagger):
+    """A multiple pads batches up to it; "auto" (the default) pads a CPU batch to its longest only."""
     documents = [TextDocument("fever"), TextDocument("the patient reports severe chest pain daily")]
-    for multiple, width in ((8, 16), (None, 9)):
+    assert make_tagger().pad_to_multiple_of == "auto"
+    for multiple, width in ((8, 16), (None, 9), ("auto", 9), (1, 9), (4, 12)):
         tagger = make_tagger(pad_to_multiple_of=multiple)
         items = [tagger.preprocess(d) for d in documents]
         assert [item["length"] for item in items] == [3, 9]
@@ -220,6 +222,12 @@ def test_padding_to_a_multiple_of_8(make_tagger):
         assert bool((batch["input_ids"][padding] == tagger.tokenizer.pad_token_id).all())
         assert bool((batch["labels"][padding] == IGNORE_INDEX).all())
         assert not bool(batch["eval_mask"][padding].any())
+
+
+@pytest.mark.parametrize("bad", [0, -8, 2.5, "eight", True])
+def test_a_bad_padding_multiple_names_the_key(make_tagger, bad):
+    with pytest.raises(ConfigError, match="pad_to_multiple_of"):
+        make_tagger(pad_to_multiple_of=bad)
 
 
 def test_optimizer_groups_and_fused_adamw(make_tagger):
