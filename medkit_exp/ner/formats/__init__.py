@@ -6,16 +6,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 import os
 from pathlib import Path
 from typing import Any
 
 from medkit_exp.errors import DataError
-from medkit_exp.ner.documents import Corpus, ReadReport
-from medkit_exp.ner.formats.brat import read_brat, write_brat
+from medkit_exp.ner.documents import Corpus, ReadReport, TextDocument
+from medkit_exp.ner.formats.brat import iter_brat, read_brat, write_brat
 from medkit_exp.ner.formats.conll import read_conll
-from medkit_exp.ner.formats.jsonl import read_jsonl, write_jsonl
+from medkit_exp.ner.formats.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from medkit_exp.ner.textfiles import check_readable
 
 __all__ = [
@@ -23,6 +23,9 @@ __all__ = [
     "Corpus",
     "ReadReport",
     "from_medkit",
+    "iter_brat",
+    "iter_documents",
+    "iter_jsonl",
     "read_brat",
     "read_conll",
     "read_documents",
@@ -80,6 +83,33 @@ def read_documents(path: str | Path, format: str = "auto", **options: Any) -> Co
     from medkit_exp.errors import ConfigError
 
     raise ConfigError("format", f"must be one of {', '.join(FORMATS)}, got {format!r}")
+
+
+def iter_documents(
+    path: str | Path, format: str = "auto", report: ReadReport | None = None, **options: Any
+) -> Iterator[TextDocument]:
+    """The documents of :func:`read_documents`, read lazily where the format allows: JSON lines
+    line by line, BRAT file by file (same checks and messages, raised when the reader reaches the
+    bad line or file). CoNLL is read whole (its tagging scheme is detected from the whole file), then
+    handed out one document at a time. ``report`` (optional) receives the reader's counts and
+    skipped items.
+
+    >>> for doc in iter_documents("notes.jsonl"):  # doctest: +SKIP
+    ...     print(doc.doc_id)
+    """
+    path = Path(path)
+    if not path.exists():
+        check_readable(path)
+    if format == "auto":
+        format = _guess_format(path)
+    if format == "jsonl":
+        return iter_jsonl(path, report=report, **options)
+    if format == "brat":
+        return iter_brat(path, report=report, **options)
+    corpus = read_documents(path, format, **options)
+    if report is not None:
+        vars(report).update(vars(corpus.report))
+    return iter(corpus)
 
 
 def find_split(root: str | Path, split: str) -> Path:

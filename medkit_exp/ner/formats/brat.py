@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,7 +254,47 @@ def read_brat(
     check_choice("errors", errors, ERROR_MODES)
     path = Path(path)
     report = ReadReport(source=str(path))
-    corpus = Corpus(report=report)
+    corpus = Corpus(_brat_documents(path, report, errors, relations, attributes, check_text, encoding), report=report)
+    report.documents = len(corpus)
+    report.log()
+    return corpus
+
+
+def iter_brat(
+    path: str | Path,
+    *,
+    relations: str = "keep",
+    attributes: str = "keep",
+    errors: str = "raise",
+    check_text: bool = True,
+    encoding: str = "utf-8",
+    report: ReadReport | None = None,
+) -> Iterator[TextDocument]:
+    """The documents of :func:`read_brat`, read one ``.txt``/``.ann`` pair at a time (the file
+    names are listed first: memory holds the names and one document, not the corpus).
+
+    The same options, checks and messages; an error is raised when the reader reaches its file.
+    ``report`` (optional) receives what ``corpus.report`` would; it is logged when the folder is done.
+    """
+    check_choice("relations", relations, KEEP_OR_IGNORE)
+    check_choice("attributes", attributes, KEEP_OR_IGNORE)
+    check_choice("errors", errors, ERROR_MODES)
+    path = Path(path)
+    report = report if report is not None else ReadReport(source=str(path))
+    report.source = str(path)
+
+    def documents() -> Iterator[TextDocument]:
+        for document in _brat_documents(path, report, errors, relations, attributes, check_text, encoding):
+            report.documents += 1
+            yield document
+        report.log()
+
+    return documents()
+
+
+def _brat_documents(
+    path: Path, report: ReadReport, errors: str, relations: str, attributes: str, check_text: bool, encoding: str
+) -> Iterator[TextDocument]:
     for doc_id, txt, ann in find_brat_documents(path, report, errors):
         try:
             # A BOM counts as a character in BRAT's offsets: read as a space, offsets still match.
@@ -273,11 +313,8 @@ def read_brat(
             _parse_ann(content, state)
         entities = list(state.entities.values())
         metadata = {"path": str(ann or txt)}
-        corpus.append(TextDocument(text, entities, doc_id, metadata, list(state.links.values())))
         report.entities += len(entities)
-    report.documents = len(corpus)
-    report.log()
-    return corpus
+        yield TextDocument(text, entities, doc_id, metadata, list(state.links.values()))
 
 
 def _one_line(text: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from medkit_exp.ner.documents import (
     ERROR_MODES,
     Corpus,
     Entity,
+    ReadReport,
     Relation,
     TextDocument,
     check_choice,
@@ -25,7 +26,7 @@ from medkit_exp.ner.documents import (
     read_corpus_file,
 )
 from medkit_exp.ner.formats.jsonl_schema import check_document, parse_entity, parse_json_line, parse_relation
-from medkit_exp.ner.textfiles import clip, split_lines
+from medkit_exp.ner.textfiles import BOM, check_readable, clip, split_lines
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def read_jsonl(path: str | Path, *, errors: str = "raise", encoding: str = "utf-
     id given twice is an error too (without ``id``, a document is ``<file stem>-<line>``). Bad lines
     and bad entities or relations raise a DataError naming the file and line, or with
     ``errors="skip"`` are left out and listed in ``corpus.report.skipped``.
+    :func:`iter_jsonl` reads the same documents one line at a time.
 
     >>> docs = read_jsonl("dev.jsonl")  # doctest: +SKIP
     >>> docs[0].entities[0].spans  # doctest: +SKIP
@@ -103,9 +105,84 @@ def read_jsonl(path: str | Path, *, errors: str = "raise", encoding: str = "utf-
     check_choice("errors", errors, ERROR_MODES)
     path, content, report = read_corpus_file(path, "JSON-lines", encoding)
     corpus = Corpus(report=report)
-    first_line: dict[str, int] = {}  # id -> its line: an id names one document, as a BRAT file name does
     # \n, \r\n and \r end a line (inside a JSON string they are escaped, so they never occur raw).
-    for number, line in enumerate(split_lines(content), 1):
+    corpus.extend(_line_documents(enumerate(split_lines(content), 1), path, report, errors))
+    report.documents = len(corpus)
+    report.entities = sum(len(doc.entities) for doc in corpus)
+    report.log()
+    return corpus
+
+
+def iter_jsonl(
+    path: str | Path, *, errors: str = "raise", encoding: str = "utf-8", report: ReadReport | None = None
+) -> Iterator[TextDocument]:
+    """The documents of :func:`read_jsonl`, read and checked one line at a time: memory holds one
+    line (and the ids seen, to refuse a repeated one), not the file.
+
+    The same checks and messages as :func:`read_jsonl` (DataErrors name the file and line), raised
+    when the reader reaches the line: documents before a bad line have been yielded by then.
+    ``report`` (optional) receives the skipped lines and the counts, as ``corpus.report`` does;
+    it is logged when the file is done. A file without any document is a DataError ("empty
+    file"), raised at its end.
+
+    >>> for doc in iter_jsonl("notes.jsonl"):  # doctest: +SKIP
+    ...     print(doc.doc_id)
+    """
+    check_choice("errors", errors, ERROR_MODES)
+    path = Path(path)
+    check_readable(path, "JSON-lines file")
+    report = report if report is not None else ReadReport(source=str(path))
+    report.source, report.files = str(path), 1
+    return _iter_jsonl(path, encoding, report, errors)
+
+
+def _iter_jsonl(path: Path, encoding: str, report: ReadReport, errors: str) -> Iterator[TextDocument]:
+    for document in _line_documents(_stream_lines(path, encoding), path, report, errors):
+        report.documents += 1
+        report.entities += len(document.entities)
+        yield document
+    if not report.documents and not report.skipped:  # read_jsonl says so before reading a line
+        raise DataError("empty file", path=path)
+    report.log()
+
+
+def _stream_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
+    """``(number, line)`` of a text file, read lazily, cut as :func:`split_lines` cuts (``\n``,
+    ``\r\n``, ``\r``); a leading BOM dropped; blank lines skipped; an undecodable line is a
+    DataError naming the file, line and byte offset, as :func:`read_text_file` says it."""
+    number, offset = 0, 0
+    try:
+        stream = path.open("rb")
+    except OSError as error:
+        raise DataError(f"cannot read the file: {error.strerror or error}", path=path) from None
+    with stream:
+        for raw in stream:
+            try:
+                text = raw.decode(encoding)
+            except UnicodeDecodeError as error:
+                line = number + len(split_lines(raw[: error.start].decode(encoding, errors="replace") + "x"))
+                raise DataError(
+                    f"not valid {encoding} (byte {raw[error.start]:#04x} at offset {offset + error.start}); "
+                    "convert the file or pass the right encoding",
+                    path=path,
+                    line=line,
+                ) from None
+            if not offset and text.startswith(BOM):
+                text = text[1:]
+            offset += len(raw)
+            for line in split_lines(text):  # a \r inside the chunk ends a line too
+                number += 1
+                if line.strip():
+                    yield number, line
+
+
+def _line_documents(
+    lines: Iterable[tuple[int, str]], path: Path, report: ReadReport, errors: str
+) -> Iterator[TextDocument]:
+    """The documents of numbered JSON lines (blank ones ignored), checked; bad ones raise or are
+    recorded as skipped in ``report``."""
+    first_line: dict[str, int] = {}  # id -> its line: an id names one document, as a BRAT file name does
+    for number, line in lines:
         if not line.strip():
             continue
         try:
@@ -124,11 +201,7 @@ def read_jsonl(path: str | Path, *, errors: str = "raise", encoding: str = "utf-
             continue
         first_line[document.doc_id] = number
         document.metadata.setdefault("path", str(path))
-        corpus.append(document)
-    report.documents = len(corpus)
-    report.entities = sum(len(doc.entities) for doc in corpus)
-    report.log()
-    return corpus
+        yield document
 
 
 def _entity_json(entity: Entity) -> dict[str, Any]:
