@@ -7,13 +7,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from medkit_exp.errors import ConfigError
 from medkit_exp.ner.documents import Entity, TextDocument
 from medkit_exp.ner.metrics import WindowTags
 from medkit_exp.ner.tagger import HFEntityMatcherTrainable, as_document
@@ -22,11 +25,19 @@ from medkit_exp.ner.tagging import Word, spans_to_tags, tags_to_chunks, tokenize
 logger = logging.getLogger(__name__)
 
 
+#: ``precision`` of :func:`predict`: float32, bfloat16 autocast, int8 linear layers (CPU only).
+PRECISIONS = ("fp32", "bf16", "int8")
+#: Documents read, predicted and handed out at a time by :func:`predict_stream`.
+STREAM_CHUNK = 256
+
+
 def predict(
     model_dir: str | Path | HFEntityMatcherTrainable,
     documents: Iterable[Any],
     batch_size: int = 32,
     device: int = -1,
+    precision: str = "fp32",
+    max_batch_tokens: int | None = None,
 ) -> list[TextDocument]:
     """New documents holding the entities the tagger finds in ``documents``.
 
@@ -35,24 +46,139 @@ def predict(
     a medkit-trained tagger, a hub NER model saved locally), or a tagger. Each
     document is split into words once; documents longer than the model's limit go through
     overlapping windows whose predictions are merged (each word predicted by the window where it
-    is most central). Windows are batched by length; the model runs under ``torch.inference_mode``.
-    Each entity's ``score`` is the mean probability of its words' predicted tags.
+    is most central). Windows are sorted by length and batched: a batch holds at most
+    ``batch_size`` windows and, with ``max_batch_tokens``, at most that many tokens once padded
+    (windows x longest; a window longer than the budget is a batch of its own). The model runs
+    under ``torch.inference_mode``. Each entity's ``score`` is the mean probability of its words'
+    predicted tags (probabilities computed in float32 whatever the precision).
+
+    ``precision``: ``"fp32"``; ``"bf16"`` (the forward pass under ``torch.autocast`` to bfloat16:
+    fast on CPUs with AVX-512 BF16 or AMX and on recent GPUs); ``"int8"`` (CPU only: a copy of
+    the model with int8 dynamically quantized linear layers, made once per tagger and cached, see
+    :mod:`medkit_exp.ner.quantize`; the tagger's own model is not touched).
 
     A nested tagger (:class:`~medkit_exp.ner.nested_tagger.NestedEntityTagger`) predicts each
     layer; the entities are the union of the layers' (an entity found in two layers is given once,
     with its higher score), so they may overlap; each entity's score is the mean probability of its
     words' tags in its layer. Entities are sorted by start, longest first, then label.
+    :func:`predict_stream` does the same over an iterable of any size, chunk by chunk.
     """
-    tagger = model_dir if isinstance(model_dir, HFEntityMatcherTrainable) else HFEntityMatcherTrainable.from_pretrained(model_dir, device)
-    docs, words, jobs = _window_jobs(tagger, documents)
-    tag_ids, probabilities = _blank_layers(tagger, words)
-    tagger.model.eval()
-    order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][2]["input_ids"]))
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = [jobs[j] for j in order[start : start + batch_size]]
-            _predict_batch(tagger, chunk, tag_ids, probabilities)
-    return _documents(docs, words, tag_ids, probabilities, tagger)
+    tagger = _tagger(model_dir, device)
+    runner = _Runner(tagger, batch_size, precision, max_batch_tokens)
+    return runner.predict(list(documents))
+
+
+def predict_stream(
+    model_dir: str | Path | HFEntityMatcherTrainable,
+    documents: Iterable[Any],
+    batch_size: int = 32,
+    device: int = -1,
+    precision: str = "fp32",
+    max_batch_tokens: int | None = None,
+    chunk_size: int = STREAM_CHUNK,
+) -> Iterator[TextDocument]:
+    """The documents :func:`predict` returns, yielded in input order while ``documents`` is
+    consumed lazily, ``chunk_size`` documents at a time (windows are sorted by length within a
+    chunk): memory depends on the chunk, not on the corpus. Options are checked (and the tagger
+    loaded) at the call, before any document is read.
+
+    >>> for doc in predict_stream(tagger, iter_jsonl("notes.jsonl"), precision="int8"):  # doctest: +SKIP
+    ...     print(doc.doc_id, len(doc.entities))
+    """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigError("chunk_size", f"must be an integer >= 1, got {chunk_size!r}")
+    runner = _Runner(_tagger(model_dir, device), batch_size, precision, max_batch_tokens)
+    return _stream(runner, iter(documents), chunk_size)
+
+
+def _stream(runner: _Runner, documents: Iterator[Any], chunk_size: int) -> Iterator[TextDocument]:
+    while chunk := list(itertools.islice(documents, chunk_size)):
+        yield from runner.predict(chunk)
+
+
+def _tagger(model_dir: str | Path | HFEntityMatcherTrainable, device: int) -> HFEntityMatcherTrainable:
+    if isinstance(model_dir, HFEntityMatcherTrainable):
+        return model_dir
+    return HFEntityMatcherTrainable.from_pretrained(model_dir, device)
+
+
+def check_precision(precision: Any, device: torch.device, key: str = "precision") -> str:
+    """``precision`` if it is one of :data:`PRECISIONS` that ``device`` runs; else a ConfigError
+    naming ``key``."""
+    if precision not in PRECISIONS:
+        raise ConfigError(key, f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and device.type != "cpu":
+        raise ConfigError(key, f"int8 (dynamic quantization) runs on CPU only, the tagger is on {device}; use bf16")
+    return precision
+
+
+def check_max_batch_tokens(value: Any, key: str = "max_batch_tokens") -> int | None:
+    """None (no token bound) or an integer >= 1; else a ConfigError naming ``key``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(key, f"must be null or an integer >= 1, got {value!r}")
+    return value
+
+
+def token_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None, multiple: int = 1) -> list[range]:
+    """Consecutive ranges of ``lengths`` (sorted ascending) making batches of at most
+    ``batch_size`` items and, if ``max_batch_tokens`` is set, of at most that many padded tokens
+    (items x the longest, rounded up to ``multiple`` as the collator pads); an item over the
+    budget alone is a batch of its own.
+
+    >>> token_batches([2, 3, 3, 5, 9], batch_size=4, max_batch_tokens=10)
+    [range(0, 3), range(3, 4), range(4, 5)]
+    """
+    batches: list[range] = []
+    start = 0
+    for index, length in enumerate(lengths):
+        size = index - start + 1
+        padded = size * -(-length // multiple) * multiple
+        if index > start and (size > batch_size or (max_batch_tokens is not None and padded > max_batch_tokens)):
+            batches.append(range(start, index))
+            start = index
+    if start < len(lengths):
+        batches.append(range(start, len(lengths)))
+    return batches
+
+
+class _Runner:
+    """One tagger's forward passes at a precision, batched by count and tokens."""
+
+    def __init__(self, tagger: HFEntityMatcherTrainable, batch_size: int, precision: str, max_batch_tokens: int | None):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError("batch_size", f"must be an integer >= 1, got {batch_size!r}")
+        self.tagger = tagger
+        self.batch_size = batch_size
+        self.precision = check_precision(precision, tagger.device)
+        self.max_batch_tokens = check_max_batch_tokens(max_batch_tokens)
+        if self.precision == "int8":
+            from medkit_exp.ner.quantize import int8_model
+
+            self.model = int8_model(tagger)
+        else:
+            self.model = tagger.model
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.tagger.device.type, dtype=torch.bfloat16)
+
+    def predict(self, documents: list[Any]) -> list[TextDocument]:
+        tagger = self.tagger
+        docs, words, jobs = _window_jobs(tagger, documents)
+        tag_ids, probabilities = _blank_layers(tagger, words)
+        order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][2]["input_ids"]))
+        lengths = [len(jobs[j][2]["input_ids"]) for j in order]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode(), self.autocast():
+                for batch in token_batches(lengths, self.batch_size, self.max_batch_tokens, tagger.padding_multiple):
+                    chunk = [jobs[order[i]] for i in batch]
+                    _predict_batch(tagger, self.model, chunk, tag_ids, probabilities)
+        finally:
+            self.model.train(was_training)
+        return _documents(docs, words, tag_ids, probabilities, tagger)
 
 
 def documents_from_window_tags(
@@ -135,10 +261,11 @@ def _documents(
 
 
 def _predict_batch(
-    tagger: HFEntityMatcherTrainable, chunk: list[tuple], tag_ids: list[list[int]], probabilities: list[list[float]]
+    tagger: HFEntityMatcherTrainable, model: torch.nn.Module, chunk: list[tuple], tag_ids: list[list[int]],
+    probabilities: list[list[float]],
 ) -> None:
     batch = tagger.collate_windows([inputs for _, _, inputs in chunk], with_labels=False).to_device(tagger.device)
-    logits = tagger.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     # [B, T, depth, C]: one softmax per layer (a flat tagger has one layer)
     layered = logits.float().unflatten(-1, (_depth(tagger), len(tagger.tag_list)))
     best_prob, best_id = layered.softmax(-1).max(-1)
