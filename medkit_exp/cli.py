@@ -142,10 +142,13 @@ def train(cfg: DictConfig) -> float | None:
     from medkit_exp.tracking.params import redacted_yaml
     from medkit_exp.training import Trainer, seed_everything
     from medkit_exp.training.checkpoint import check_resume_choice
+    from medkit_exp.training.precision import describe_precision
 
     check_config(cfg, MedkitExpConfig)  # unknown keys and misused options: before any work
     launch.check_same_config(OmegaConf.to_container(cfg, resolve=True))  # under torchrun: rank 0's config
     trainer_config = build_trainer_config(cfg)  # its values checked before the corpus and model load
+    if launch.world_size() > 1 and trainer_config.max_batch_tokens is not None:  # the Trainer refuses it too, later
+        raise ConfigError("trainer.max_batch_tokens", "is not supported with data-parallel training (torchrun); unset it")
     scheduler_builder = build_scheduler(cfg.scheduler)
     # resume_from with nothing to resume, or a new run over a run's checkpoints: refused before
     # anything is written into the folder or loaded
@@ -171,6 +174,8 @@ def train(cfg: DictConfig) -> float | None:
     splits = load_corpus(OmegaConf.to_object(cfg.data) if isinstance(cfg.data, DictConfig) else NERDataConfig())
     component = build_component(cfg.component, cfg.optimizer)
     metrics_computer = build_metrics(cfg.metrics, component)
+    if writer:  # "auto" made concrete on the component's device, and why (the Trainer resolves it the same way)
+        print(describe_precision(str(trainer_config.precision), component.device), flush=True)
     # rank 0's only (one MLflow run): the Trainer runs callbacks there and agrees on their requests
     run = run_context(cfg, splits, component, metrics_computer) if writer else None
     callbacks = build_callbacks(cfg, run) if run is not None else []
@@ -183,6 +188,8 @@ def train(cfg: DictConfig) -> float | None:
         tagging_report.log()  # the training and dev data, as the Trainer preprocessed them
     if trainer.global_batch_size != parallel_params(cfg)["global_batch_size"]:  # the logged value is the one used
         raise RuntimeError(f"the Trainer's global batch {trainer.global_batch_size} is not the logged one")
+    if trainer.precision != precision_params(cfg, component)["precision_used"]:  # the logged value is the one used
+        raise RuntimeError(f"the Trainer's precision {trainer.precision} is not the logged one")
     history = trainer.train(resume_from_checkpoint=cfg.resume_from)
     objective = best_value(history, cfg.optimized_metric, trainer_config.minimize_checkpoint_metric)
     if writer:
@@ -283,7 +290,7 @@ def run_context(cfg: DictConfig, splits: dict[str, list], component: Any, metric
     config = OmegaConf.to_container(cfg, resolve=True)
     params = run_params(config)
     params["component"] = resolved_component_params(params.get("component") or {}, component)
-    params["trainer"] = {**params.get("trainer", {}), **parallel_params(cfg)}
+    params["trainer"] = {**params.get("trainer", {}), **parallel_params(cfg), **precision_params(cfg, component)}
     trial = current_trial()
     return RunContext(
         config=config, params=params, config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
@@ -299,6 +306,16 @@ def parallel_params(cfg: DictConfig) -> dict[str, int]:
     from medkit_exp.launch import parallel_params as params
 
     return params(cfg.trainer)
+
+
+def precision_params(cfg: DictConfig, component: Any) -> dict[str, str]:
+    """``trainer.precision_used``: the precision the Trainer computes in on the component's device
+    ("bf16", "32", "fp16"). ``trainer.precision`` stays as set ("auto" too): the config as written,
+    what reruns it; ``precision_used`` is what this run did, the column that tells runs apart when
+    comparing their speed or scores in MLflow."""
+    from medkit_exp.training.precision import resolve_precision
+
+    return {"precision_used": resolve_precision(str(cfg.trainer.precision), component.device)}
 
 
 def name_trial_run(cfg: DictConfig) -> None:

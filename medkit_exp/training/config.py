@@ -54,7 +54,10 @@ class TrainerConfig:
     max_grad_norm: clip the gradient norm to this value (None: no clipping).
     weight_decay: if > 0, the optimizer of ``configure_optimizer`` is rebuilt with two parameter
         groups so biases and LayerNorm weights get no decay (needs ``component.model``).
-    precision: "32", "bf16" (autocast, CPU or CUDA) or "fp16" (autocast and grad scaler, CUDA).
+    precision: "32", "bf16" (autocast, CPU or CUDA), "fp16" (autocast and grad scaler, CUDA) or
+        "auto": "bf16" where the component's device computes in bfloat16 natively (CUDA GPUs that
+        support it, CPUs with AVX-512 BF16 or AMX), "32" elsewhere; the Trainer's ``precision``
+        attribute holds the one used (see :func:`medkit_exp.training.precision.resolve_precision`).
     compile: ``torch.compile`` the component's model in place.
     keep_best_k: number of best checkpoints kept besides the last one.
     deterministic: ask torch for deterministic algorithms (slower on GPU).
@@ -73,6 +76,11 @@ class TrainerConfig:
     num_threads: torch's CPU threads for the run's process (``torch.set_num_threads``), set by the
         Trainer (and by the application earlier, before the model loads); None: what torch
         chooses (one per core). Fewer than the cores when other jobs share them.
+    max_batch_tokens: also bound each training batch's padded size (rows x longest length) by this
+        budget, besides ``batch_size`` items; needs ``group_by_length``. Batches are cut from the
+        epoch's items sorted by length, so their number is the same every epoch; an item over the
+        budget forms a batch alone (counted in a warning). Not with data-parallel training. None:
+        batches of ``batch_size`` items (see :class:`medkit_exp.training.batch.EpochBatchSampler`).
     """
 
     output_dir: str
@@ -107,6 +115,7 @@ class TrainerConfig:
     distributed_backend: str = "auto"
     distributed_timeout_s: float = 1800.0
     num_threads: int | None = None
+    max_batch_tokens: int | None = None  # last: the fields' positions before it stay as they were
 
     def __post_init__(self) -> None:
         self.validate()
@@ -131,6 +140,10 @@ class TrainerConfig:
             _at_least("max_steps", self.max_steps, 1)
         if self.eval_batch_size is not None:
             _at_least("eval_batch_size", self.eval_batch_size, 1)
+        if self.max_batch_tokens is not None:
+            _at_least("max_batch_tokens", self.max_batch_tokens, 1)
+            if not self.group_by_length:
+                raise ConfigError("max_batch_tokens", "needs group_by_length=true (batches are cut from items sorted by length)")
         if self.max_grad_norm is not None:
             _at_least("max_grad_norm", self.max_grad_norm, 0.0, strict=True)
         _one_of("eval_strategy", self.eval_strategy, EVAL_STRATEGIES)

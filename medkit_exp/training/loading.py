@@ -45,7 +45,7 @@ def build_training_data(
     # The batch order of each epoch comes from this seed alone (resumable, see EpochBatchSampler).
     sampler_seed = config.seed if config.seed is not None else int(torch.randint(0, 2**31, ()).item())
     lengths = item_lengths(train_items) if config.group_by_length else None
-    sampler = EpochBatchSampler(len(train_items), config.batch_size, True, sampler_seed, lengths)
+    sampler = training_sampler(train_items, config, sampler_seed, lengths, padding_multiple(component))
     workers = config.dataloader_nb_workers
     train_loader = make_loader(train_items, component, workers, batch_sampler=sampler)
     eval_loader = None
@@ -53,6 +53,31 @@ def build_training_data(
         eval_batch_size = config.eval_batch_size or config.batch_size
         eval_loader = make_loader(eval_items, component, workers, batch_size=eval_batch_size)
     return TrainingData(train_items, eval_items, sampler, train_loader, eval_loader)
+
+
+def training_sampler(
+    items: Any, config: TrainerConfig, seed: int, lengths: list[int] | None, pad_multiple: int = 1
+) -> EpochBatchSampler:
+    """The sampler of the training batches: ``batch_size`` items each, and with ``max_batch_tokens``
+    a padded size within that budget too (items over it alone: said once, with their number)."""
+    if config.max_batch_tokens is None:
+        return EpochBatchSampler(len(items), config.batch_size, True, seed, lengths)
+    assert lengths is not None  # TrainerConfig requires group_by_length with max_batch_tokens
+    sampler = EpochBatchSampler(len(items), config.batch_size, True, seed, lengths, max_tokens=config.max_batch_tokens,
+                                rows=item_rows(items), pad_multiple=pad_multiple)
+    logger.info("max_batch_tokens=%d: %d training batches per epoch (%d items, at most %d per batch)",
+                config.max_batch_tokens, len(sampler), len(items), config.batch_size)
+    if sampler.nb_oversized:
+        logger.warning("%d training items are longer than max_batch_tokens=%d once padded: each is a batch of its own",
+                       sampler.nb_oversized, config.max_batch_tokens)
+    return sampler
+
+
+def padding_multiple(component: Any) -> int:
+    """What the component's ``collate`` rounds a batch's longest length up to: its
+    ``padding_multiple`` attribute (a tagger's), else 1."""
+    multiple = getattr(component, "padding_multiple", 1)
+    return multiple if isinstance(multiple, int) and not isinstance(multiple, bool) and multiple >= 1 else 1
 
 
 def preprocess_items(component: Any, data: Any, name: str, cache: bool) -> Any:
@@ -78,6 +103,20 @@ def make_loader(items: Any, component: Any, nb_workers: int, **kwargs: Any) -> D
 def item_lengths(items: Any) -> list[int]:
     """The length of each preprocessed item (its ``length`` entry, else its number of ``input_ids``)."""
     return [_item_length(item) for item in items]
+
+
+def item_rows(items: Any) -> list[int]:
+    """The rows each preprocessed item adds to a padded batch: its ``nb_rows`` entry, else the
+    number of its ``windows`` (a tagger's document, split into windows), else 1."""
+    return [_item_rows(item) for item in items]
+
+
+def _item_rows(item: dict[str, Any]) -> int:
+    if "nb_rows" in item:
+        return int(item["nb_rows"])
+    if "windows" in item:
+        return max(1, len(item["windows"]))
+    return 1
 
 
 def _item_length(item: dict[str, Any]) -> int:

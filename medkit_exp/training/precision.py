@@ -16,22 +16,54 @@ from medkit_exp.errors import ConfigError
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device, flags: frozenset[str] | None = None) -> str:
     """The precision a run uses: ``precision`` itself, except "auto", which is "bf16" where
     ``device`` computes in bfloat16 natively (CUDA GPUs from Ampere on; CPUs with AVX-512 BF16 or
-    AMX) and "32" elsewhere (emulated bf16 is slower than fp32, not faster)."""
+    AMX) and "32" elsewhere (emulated bf16 is slower than fp32, not faster). ``flags``: the CPU's
+    feature flags (None: this machine's, :func:`cpu_flags`)."""
     if precision != "auto":
         return precision
-    return "bf16" if has_native_bf16(device) else "32"
+    return "bf16" if has_native_bf16(device, flags) else "32"
 
 
-def has_native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` has bfloat16 arithmetic in hardware (not emulated)."""
+def has_native_bf16(device: torch.device, flags: frozenset[str] | None = None) -> bool:
+    """Whether ``device`` has bfloat16 arithmetic in hardware (not emulated); a CPU's is read from
+    ``flags`` (None: this machine's, :func:`cpu_flags`)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
-        return bool(set(NATIVE_BF16_CPU_FLAGS) & cpu_flags())
+        return bool(native_bf16_cpu_flags(cpu_flags() if flags is None else flags))
     return False
+
+
+def native_bf16_cpu_flags(flags: frozenset[str]) -> list[str]:
+    """Those of ``flags`` that give native bfloat16 arithmetic, in :data:`NATIVE_BF16_CPU_FLAGS`' order."""
+    return [flag for flag in NATIVE_BF16_CPU_FLAGS if flag in flags]
+
+
+def describe_precision(precision: str, device: torch.device, flags: frozenset[str] | None = None) -> str:
+    """One line saying the precision used and, for "auto", why.
+
+    >>> describe_precision("auto", torch.device("cpu"), frozenset({"avx512f", "avx512_bf16"}))
+    'precision: auto -> bf16 (CPU has native bfloat16: avx512_bf16)'
+    >>> describe_precision("auto", torch.device("cpu"), frozenset({"avx2"}))
+    'precision: auto -> 32 (CPU has no native bfloat16: no avx512_bf16 or amx_bf16 flag)'
+    >>> describe_precision("bf16", torch.device("cpu"))
+    'precision: bf16'
+    """
+    if precision != "auto":
+        return f"precision: {precision}"
+    used = resolve_precision(precision, device, flags)
+    if device.type == "cpu":
+        found = native_bf16_cpu_flags(cpu_flags() if flags is None else flags)
+        reason = (f"CPU has native bfloat16: {', '.join(found)}" if found
+                  else f"CPU has no native bfloat16: no {' or '.join(NATIVE_BF16_CPU_FLAGS)} flag")
+    elif device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        reason = f"{name} {'has' if used == 'bf16' else 'has no'} native bfloat16"
+    else:
+        reason = f"no native bfloat16 known on {device.type}"
+    return f"precision: auto -> {used} ({reason})"
 
 
 @functools.cache

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from medkit_exp.errors import ConfigError
 from medkit_exp.training.batch import EpochBatchSampler
 from medkit_exp.training.distributed import DistributedContext, agree_batch, check_enough_data, check_same_setup
 from medkit_exp.training.loading import TrainingData, make_loader
@@ -115,6 +116,7 @@ def shard_training_data(data: TrainingData, component: Any, config: Any, context
     """
     if not context.is_distributed:
         return data
+    check_no_token_budget(config)
     check_enough_data(context, len(data.train_items))
     check_same_setup(context, config, {"train_data": len(data.train_items), "eval_data": len(data.eval_items)})
     seed = context.broadcast(data.sampler.seed)
@@ -128,6 +130,13 @@ def shard_training_data(data: TrainingData, component: Any, config: Any, context
         shards = EvalShardSampler(len(data.eval_items), config.eval_batch_size or config.batch_size, context)
         eval_loader = make_loader(data.eval_items, component, workers, batch_sampler=shards)
     return TrainingData(data.train_items, data.eval_items, sampler, train_loader, eval_loader)
+
+
+def check_no_token_budget(config: Any) -> None:
+    """``max_batch_tokens`` is refused with several processes: a budget of each rank's share of
+    the global batch is not implemented (the shares would be cut from one global budget)."""
+    if getattr(config, "max_batch_tokens", None) is not None:
+        raise ConfigError("max_batch_tokens", "is not supported with data-parallel training (torchrun); unset it")
 
 
 class LossShares:
