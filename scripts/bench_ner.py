@@ -2,23 +2,38 @@
 
 Training (all-MiniLM-L6-v2, lr 5e-5, batch 16, max length 128, linear decay, grad clip 1.0,
 3 epochs, seeds 42 43 44, 2 threads): strict word-level test entity F1 and training time per
-epoch (the training loop only: no evaluation, no saving) for each system. Targets: our epoch
-time <= 0.6x the HF Trainer's; our mean F1 not below the HF mean by more than 0.5 point.
+epoch (the training loop only: no evaluation, no saving) of each system, the systems of a seed
+run one after the other in an order that rotates from seed to seed. Systems:
 
-Inference: the same saved model on the NCBI test sentences, ``predict(batch_size=32)`` vs
-``transformers.pipeline("token-classification", aggregation_strategy="simple")``. Target: ours
->= 2x the pipeline's sentences/s.
+- ``ours``: fp32, length grouping, the tagger's default padding (none on CPU);
+- ``ours-default``: our application defaults (``conf/trainer/cpu.yaml``): ``precision=auto``
+  (bf16 autocast where the CPU has native bf16, else fp32), length grouping;
+- ``ours-tokens``: ``ours-default`` with batches bounded by a token budget (``--token-budget``;
+  up to 4x ``--batch-size`` items per batch): fewer, fuller steps;
+- ``hf``: the HF Trainer with ``group_by_length`` (fp32; its defaults plus that one flag);
+- ``hf-random``: the HF Trainer's defaults (random sampling), for reference;
+- ``hf-bf16``: ``hf`` with ``bf16=True`` (autocast);
+- ``medkit``: medkit 0.17's Trainer (needs ``medkit-lib``).
+
+Targets (each: epoch time ratio, and our mean F1 not below HF's by more than 0.5 point):
+``ours`` <= 0.9x ``hf`` (equal settings); ``ours-default`` <= 0.65x ``hf`` (defaults vs defaults
+plus length grouping); ``ours-default`` <= 0.9x ``hf-bf16`` where auto resolves to bf16.
+
+Inference: the same saved model on the NCBI test sentences, ``predict`` at each precision
+(fp32, bf16, int8) vs ``transformers.pipeline("token-classification", aggregation_strategy="simple")``,
+with the test F1 of each precision. Target: >= 3x the pipeline's sentences/s with test F1 within
+0.3 point of fp32.
 
 F1 is computed the same way for every system: seqeval strict IOB2 on the tags of the CoNLL
 words (ours: ``predict``, then entities -> word tags; HF and medkit models: the tag predicted
 for the first sub-token of each word).
 
-    python scripts/bench_ner.py                                   # full run (over an hour on 2 cores)
+    python scripts/bench_ner.py                                   # full run (hours on 2 cores)
     python scripts/bench_ner.py --max-train-sentences 300 --epochs 1 --seeds 42 --systems ours,hf
     python scripts/bench_ner.py --inference-only [--model-dir DIR]
 
 The data folder is --data-dir, else $MEDKIT_EXP_DATA_DIR, else ../shared/data beside the
-project; without the corpus the script says "skipped" and exits 0. The HF system needs
+project; without the corpus the script says "skipped" and exits 0. The HF systems need
 ``accelerate`` (the HF Trainer's requirement), the medkit one ``medkit-lib``.
 """
 
@@ -43,7 +58,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 NCBI = ("ncbi_disease", "MTL-Bioinformatics-2016", "data", "NCBI-disease-IOB")
-SYSTEMS = ("ours", "hf", "medkit")
+SYSTEMS = ("ours", "ours-default", "ours-tokens", "hf", "hf-random", "hf-bf16", "medkit")
+DEFAULT_SYSTEMS = "ours,ours-default,hf,hf-random,hf-bf16"
+#: (ours, hf, target ratio, what the line compares)
+TARGETS = [
+    ("ours", "hf", 0.9, "equal settings (fp32 both, length grouping both)"),
+    ("ours-default", "hf", 0.65, "our defaults vs HF defaults + group_by_length"),
+    ("ours-default", "hf-bf16", 0.9, "bf16 both (our auto resolved to bf16)"),
+    ("ours-tokens", "hf", 0.65, "token-budget batches vs HF defaults + group_by_length"),
+    ("ours", "hf-random", None, "reference: HF defaults (random sampling)"),
+]
 LABELS = ["Disease"]
 TAGS = ["O", "B-Disease", "I-Disease"]
 
@@ -55,7 +79,7 @@ class Settings:
     max_length: int = 128
     epochs: int = 3
     work_dir: Path = Path(".")
-    hf_sampling: str = "random"
+    token_budget: int = 1024
 
 
 @dataclass
@@ -65,6 +89,8 @@ class RunResult:
     f1: float
     epoch_seconds: list[float] = field(default_factory=list)
     model_dir: str | None = None
+    precision: str = "32"  # the precision the run used (ours: the Trainer's resolved one)
+    steps: int = 0
 
 
 # ------------------------------------------------------------------ data and evaluation
@@ -139,7 +165,7 @@ def first_subtoken_labels(tokenizer: Any, document: Any, max_length: int) -> dic
 
 
 # ------------------------------------------------------------------ systems
-def run_ours(corpora: dict[str, list[Any]], seed: int, settings: Settings) -> RunResult:
+def run_ours(corpora: dict[str, list[Any]], seed: int, settings: Settings, system: str = "ours") -> RunResult:
     from medkit_exp.ner.prediction import predict
     from medkit_exp.ner.tagger import HFEntityMatcherTrainable, default_encoder
     from medkit_exp.training import Trainer, TrainerCallback, TrainerConfig, WarmupDecaySchedulerBuilder, seed_everything
@@ -156,10 +182,15 @@ def run_ours(corpora: dict[str, list[Any]], seed: int, settings: Settings) -> Ru
 
     seed_everything(seed)  # before the tagger: its new classification head is seeded too
     tagger = HFEntityMatcherTrainable(default_encoder(), LABELS, "iob2", tokenizer_max_length=settings.max_length)
+    # "ours": fp32 as the HF Trainer's default; the others: our application's default precision
+    options: dict[str, Any] = {"precision": "32" if system == "ours" else "auto"}
+    if system == "ours-tokens":
+        options.update(batch_size=4 * settings.batch_size, max_batch_tokens=settings.token_budget)
     config = TrainerConfig(
-        output_dir=str(settings.work_dir / f"ours-{seed}"), learning_rate=settings.lr,
+        output_dir=str(settings.work_dir / f"{system}-{seed}"), learning_rate=settings.lr,
         nb_training_epochs=settings.epochs, batch_size=settings.batch_size, seed=seed, max_grad_norm=1.0,
         eval_strategy="no", checkpoint_period=0, keep_best_k=0, group_by_length=True, logging_steps=10**6,
+        **options,
     )
     timer = EpochTimer()
     trainer = Trainer(tagger, config, corpora["train"], None, lr_scheduler_builder=WarmupDecaySchedulerBuilder("linear"),
@@ -168,10 +199,10 @@ def run_ours(corpora: dict[str, list[Any]], seed: int, settings: Settings) -> Ru
     test = corpora["test"]
     predicted = predict(tagger, [d.with_entities([]) for d in test], batch_size=32)
     f1 = strict_f1([word_tags(d, d.entities) for d in test], [word_tags(d, p.entities) for d, p in zip(test, predicted)])
-    return RunResult("ours", seed, f1, timer.seconds, trainer.last_checkpoint)
+    return RunResult(system, seed, f1, timer.seconds, trainer.last_checkpoint, trainer.precision, trainer.state.global_step)
 
 
-def run_hf(corpora: dict[str, list[Any]], seed: int, settings: Settings) -> RunResult:
+def run_hf(corpora: dict[str, list[Any]], seed: int, settings: Settings, system: str = "hf") -> RunResult:
     import transformers
 
     from medkit_exp.ner.tagger import default_encoder
@@ -198,7 +229,8 @@ def run_hf(corpora: dict[str, list[Any]], seed: int, settings: Settings) -> RunR
         per_device_train_batch_size=settings.batch_size, num_train_epochs=settings.epochs, seed=seed,
         lr_scheduler_type="linear", max_grad_norm=1.0, weight_decay=0.0, save_strategy="no", eval_strategy="no",
         logging_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
-        train_sampling_strategy=settings.hf_sampling,
+        train_sampling_strategy="random" if system == "hf-random" else "group_by_length",
+        bf16=system == "hf-bf16",
     )
     timer = EpochTimer()
     trainer = transformers.Trainer(
@@ -208,10 +240,12 @@ def run_hf(corpora: dict[str, list[Any]], seed: int, settings: Settings) -> RunR
     trainer.train()
     test = corpora["test"]
     predicted = first_subtoken_tags(model, tokenizer, test, settings.max_length)
-    return RunResult("hf", seed, strict_f1([word_tags(d, d.entities) for d in test], predicted), timer.seconds)
+    f1 = strict_f1([word_tags(d, d.entities) for d in test], predicted)
+    precision = "bf16" if arguments.bf16 else "32"
+    return RunResult(system, seed, f1, timer.seconds, precision=precision, steps=trainer.state.global_step)
 
 
-def run_medkit(corpora: dict[str, list[Any]], seed: int, settings: Settings) -> RunResult:
+def run_medkit(corpora: dict[str, list[Any]], seed: int, settings: Settings, system: str = "medkit") -> RunResult:
     from medkit.text.ner.hf_entity_matcher_trainable import HFEntityMatcherTrainable as MedkitTagger
     from medkit.training import Trainer as MedkitTrainer
     from medkit.training import TrainerCallback as MedkitCallback
@@ -260,13 +294,15 @@ def _epoch_linear_decay(epochs: int) -> Any:
     return lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: max(0.0, 1.0 - epoch / epochs))
 
 
-RUNNERS = {"ours": run_ours, "hf": run_hf, "medkit": run_medkit}
+RUNNERS = {"ours": run_ours, "ours-default": run_ours, "ours-tokens": run_ours, "hf": run_hf, "hf-random": run_hf,
+           "hf-bf16": run_hf, "medkit": run_medkit}
 
 
 def missing_requirement(system: str) -> str | None:
     import importlib.util
 
     needs = {"hf": ("accelerate", "pip install 'accelerate>=1.1'"), "medkit": ("medkit", "pip install medkit-lib")}
+    system = system.split("-")[0]
     if system in needs and importlib.util.find_spec(needs[system][0]) is None:
         return f"needs {needs[system][0]} ({needs[system][1]})"
     return None
@@ -282,7 +318,10 @@ def untrained_model_dir(work_dir: Path, max_length: int) -> str:
     return str(folder)
 
 
-def bench_inference(model_dir: str, test: list[Any], rounds: int) -> dict[str, Any]:
+def bench_inference(model_dir: str, test: list[Any], rounds: int, precisions: list[str], batch_size: int,
+                    max_batch_tokens: int | None) -> dict[str, Any]:
+    """Sentences/s of the pipeline and of ``predict`` at each precision (median of ``rounds``,
+    the arms alternating within each round), and the test F1 of each precision's predictions."""
     import transformers
 
     from medkit_exp.ner.documents import TextDocument
@@ -293,106 +332,159 @@ def bench_inference(model_dir: str, test: list[Any], rounds: int) -> dict[str, A
     documents = [TextDocument(t) for t in texts]
     pipe = transformers.pipeline("token-classification", model=model_dir, aggregation_strategy="simple", device=-1)
     tagger = HFEntityMatcherTrainable.from_pretrained(model_dir)
-    pipe(texts[:16]), predict(tagger, documents[:32], batch_size=32)  # warm-up
-    times: dict[str, list[float]] = {"pipeline": [], "predict": []}
-    counts: dict[str, int] = {}
-    for _ in range(rounds):  # alternate, so machine noise hits both alike
-        start = time.perf_counter()
-        found = pipe(texts)
-        times["pipeline"].append(time.perf_counter() - start)
-        counts["pipeline"] = sum(len(f) for f in found)
-        start = time.perf_counter()
-        predicted = predict(tagger, documents, batch_size=32)
-        times["predict"].append(time.perf_counter() - start)
-        counts["predict"] = sum(len(d.entities) for d in predicted)
+
+    def ours(precision: str) -> Any:
+        return lambda docs: predict(tagger, docs, batch_size=batch_size, precision=precision,
+                                    max_batch_tokens=max_batch_tokens)
+
+    arms: dict[str, Any] = {"pipeline": pipe, **{f"predict {p}": ours(p) for p in precisions}}
+    for name, arm in arms.items():  # warm-up (and int8's one-off quantisation) outside the timings
+        arm(texts[:16] if name == "pipeline" else documents[:32])
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    outputs: dict[str, Any] = {}
+    for round_index in range(rounds):  # alternate, rotating the order, so machine noise hits all alike
+        names = list(arms)[round_index % len(arms):] + list(arms)[: round_index % len(arms)]
+        for name in names:
+            start = time.perf_counter()
+            outputs[name] = arms[name](texts if name == "pipeline" else documents)
+            times[name].append(time.perf_counter() - start)
+    gold = [word_tags(d, d.entities) for d in test]
+    f1 = {name: strict_f1(gold, [word_tags(d, p.entities) for d, p in zip(test, outputs[name])])
+          for name in arms if name != "pipeline"}
     speed = {name: len(texts) / statistics.median(values) for name, values in times.items()}
-    return {"model_dir": model_dir, "sentences": len(texts), "rounds": rounds, "speed": speed,
-            "ratio": speed["predict"] / speed["pipeline"], "entities": counts}
+    entities = {name: sum(len(f) for f in found) if name == "pipeline" else sum(len(d.entities) for d in found)
+                for name, found in outputs.items()}
+    return {"model_dir": model_dir, "sentences": len(texts), "rounds": rounds, "speed": speed, "f1": f1,
+            "entities": entities, "batch_size": batch_size, "max_batch_tokens": max_batch_tokens}
 
 
 # ------------------------------------------------------------------ report
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
 def training_report(results: list[RunResult], quick: bool) -> list[str]:
-    lines = ["## Training", "", "| system | seed | epoch times (s) | test F1 (strict, word) |", "| --- | --- | --- | --- |"]
+    lines = ["## Training", "",
+             "| system | seed | precision used | optimizer steps | epoch times (s) | test F1 (strict, word) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for r in results:
-        lines.append(f"| {r.system} | {r.seed} | {', '.join(f'{s:.1f}' for s in r.epoch_seconds)} | {100 * r.f1:.2f} |")
-    lines += ["", "| system | mean epoch time (s) | vs hf | mean F1 | F1 - hf (points) |", "| --- | --- | --- | --- | --- |"]
-    summary = {}
+        epochs = ", ".join(f"{s:.1f}" for s in r.epoch_seconds)
+        lines.append(f"| {r.system} | {r.seed} | {r.precision} | {r.steps} | {epochs} | {100 * r.f1:.2f} |")
+    summary: dict[str, tuple[float, float]] = {}
     for system in dict.fromkeys(r.system for r in results):
         runs = [r for r in results if r.system == system]
-        epoch = statistics.mean(s for r in runs for s in r.epoch_seconds)
-        summary[system] = (epoch, statistics.mean(r.f1 for r in runs))
-    hf = summary.get("hf")
-    for system, (epoch, f1) in summary.items():
-        ratio = f"{epoch / hf[0]:.2f}x" if hf else "n/a"
-        delta = f"{100 * (f1 - hf[1]):+.2f}" if hf else "n/a"
-        lines.append(f"| {system} | {epoch:.1f} | {ratio} | {100 * f1:.2f} | {delta} |")
-    if hf and "ours" in summary:
-        ours = summary["ours"]
-        time_ok, f1_ok = ours[0] <= 0.6 * hf[0], 100 * (ours[1] - hf[1]) >= -0.5
-        verdict = f"time {'met' if time_ok else 'MISSED'}, F1 {'met' if f1_ok else 'MISSED'}"
+        summary[system] = (statistics.mean(s for r in runs for s in r.epoch_seconds),
+                           statistics.mean(r.f1 for r in runs))
+    lines += ["", "| system | mean epoch time (s) | mean test F1 |", "| --- | --- | --- |"]
+    lines += [f"| {system} | {epoch:.1f} | {100 * f1:.2f} |" for system, (epoch, f1) in summary.items()]
+    lines += ["", "| comparison | epoch time ratio | target | F1 difference (points) | target | verdict |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for ours, hf, target, what in TARGETS:
+        if ours not in summary or hf not in summary:
+            continue
+        ratio = summary[ours][0] / summary[hf][0]
+        delta = 100 * (summary[ours][1] - summary[hf][1])
+        if target is None:
+            lines.append(f"| {ours} / {hf}: {what} | {ratio:.3f}x | - | {delta:+.2f} | - | reference |")
+            continue
+        judged = f"time {verdict(ratio <= target)}, F1 {verdict(delta >= -0.5)}"
         if quick:
-            verdict = "QUICK MODE: not comparable with the targets"
-        lines += ["", f"Targets (ours epoch <= 0.6x hf; mean F1 >= hf - 0.5 point): {verdict}."]
+            judged += " (QUICK MODE: not the benchmark's settings)"
+        lines.append(f"| {ours} / {hf}: {what} | {ratio:.3f}x | <= {target}x | {delta:+.2f} | >= -0.50 | {judged} |")
     return lines + [""]
 
 
 def inference_report(result: dict[str, Any]) -> list[str]:
-    speed = result["speed"]
-    return [
+    speed, f1 = result["speed"], result["f1"]
+    tokens = result["max_batch_tokens"] or "default"
+    lines = [
         "## Inference", "",
-        f"Model: {result['model_dir']}; {result['sentences']} NCBI test sentences; median of {result['rounds']} rounds.", "",
-        "| system | sentences/s | entities found |", "| --- | --- | --- |",
-        f"| pipeline(aggregation_strategy=\"simple\") | {speed['pipeline']:.1f} | {result['entities']['pipeline']} |",
-        f"| predict(batch_size=32) | {speed['predict']:.1f} | {result['entities']['predict']} |", "",
-        f"Ratio predict / pipeline: {result['ratio']:.2f}x (target >= 2x).", "",
+        f"Model: {result['model_dir']}; {result['sentences']} NCBI test sentences; median of {result['rounds']} "
+        f"rounds (arms alternating); predict batch size {result['batch_size']}, max_batch_tokens {tokens}.", "",
+        "| system | sentences/s | vs pipeline | entities found | test F1 (strict, word) | F1 - fp32 (points) |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| pipeline(aggregation_strategy=\"simple\") | {speed['pipeline']:.1f} | 1.00x | {result['entities']['pipeline']} | - | - |",
     ]
+    reference = f1.get("predict fp32")
+    for name, value in f1.items():
+        delta = f"{100 * (value - reference):+.2f}" if reference is not None else "n/a"
+        lines.append(f"| {name} | {speed[name]:.1f} | {speed[name] / speed['pipeline']:.2f}x | "
+                     f"{result['entities'][name]} | {100 * value:.2f} | {delta} |")
+    lines.append("")
+    for name, value in f1.items():
+        ratio = speed[name] / speed["pipeline"]
+        f1_ok = reference is None or 100 * abs(value - reference) <= 0.3
+        lines.append(f"- {name}: {ratio:.2f}x the pipeline (target >= 3x: {verdict(ratio >= 3)}); "
+                     f"F1 within 0.3 point of fp32: {verdict(f1_ok)}.")
+    return lines + [""]
 
 
 def header(args: argparse.Namespace, quick: bool, threads: int) -> list[str]:
     import torch
     import transformers
 
+    from medkit_exp.training.precision import resolve_precision
+
     mode = "QUICK MODE (smaller run; numbers are not the benchmark's)" if quick else "full"
     if args.inference_only:
         mode = "inference only"
+    auto = resolve_precision("auto", torch.device("cpu"))
     return [
         "# NER benchmark: NCBI disease, all-MiniLM-L6-v2, CPU", "",
         f"- mode: {mode}; command: `python scripts/bench_ner.py {' '.join(sys.argv[1:])}`",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
-        f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the start), torch threads {threads}; "
-        f"torch {torch.__version__}, transformers {transformers.__version__}",
+        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()} "
+        f"({cpu_name()}), {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the start), "
+        f"torch threads {threads}; torch {torch.__version__}, transformers {transformers.__version__}; "
+        f"precision=auto resolves to {auto} here",
         f"- settings: lr {args.lr}, batch {args.batch_size}, max length {args.max_length}, {args.epochs} epochs, "
         f"seeds {args.seeds}, train sentences {args.max_train_sentences or 'all'}; linear decay, no warmup, "
-        "grad clip 1.0 (medkit: per-epoch decay, no clipping, as its Trainer allows)",
+        f"grad clip 1.0 (medkit: per-epoch decay, no clipping, as its Trainer allows); ours-tokens: "
+        f"max_batch_tokens {args.token_budget}, up to {4 * args.batch_size} sentences per batch",
         "- epoch time: the training loop only (ours/hf: no evaluation or saving inside epochs; medkit: up to "
-        "its in-epoch evaluation). Ours: group_by_length, cached tokenisation, fused AdamW, padding to x8. "
-        f"HF: Trainer defaults ({args.hf_sampling} sampling) with DataCollatorForTokenClassification.", "",
+        "its in-epoch evaluation). Ours: group_by_length, cached tokenisation, fused AdamW, no padding beyond "
+        "each batch's longest window. HF: DataCollatorForTokenClassification (pads to the batch's longest).", "",
     ]
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.processor() or "unknown CPU"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", help="shared data folder (default: $MEDKIT_EXP_DATA_DIR or ../shared/data)")
-    parser.add_argument("--systems", default="ours,hf,medkit", help="comma-separated, among ours,hf,medkit")
+    parser.add_argument("--systems", default=DEFAULT_SYSTEMS, help=f"comma-separated, among {','.join(SYSTEMS)}")
     parser.add_argument("--seeds", default="42,43,44")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-train-sentences", type=int, default=None, help="train on the first N sentences only")
     parser.add_argument("--inference-only", action="store_true", help="only the inference benchmark")
     parser.add_argument("--skip-inference", action="store_true", help="only the training benchmark")
-    parser.add_argument("--model-dir", help="saved tagger folder for --inference-only (default: MiniLM, untrained head)")
+    parser.add_argument("--model-dir", help="saved tagger folder for inference (default: the first trained 'ours' "
+                        "model, else MiniLM with an untrained head)")
     parser.add_argument("--inference-rounds", type=int, default=3)
+    parser.add_argument("--precisions", default="fp32,bf16,int8", help="predict precisions to time")
+    parser.add_argument("--predict-batch-size", type=int, default=64)
+    parser.add_argument("--predict-max-tokens", type=int, default=None, help="predict's max_batch_tokens")
     parser.add_argument("--output", default=str(ROOT / "docs" / "bench_ner.md"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--hf-sampling", default="random", choices=["random", "group_by_length"],
-                        help="the HF Trainer's train_sampling_strategy (default: its default, random)")
+    parser.add_argument("--token-budget", type=int, default=1024, help="ours-tokens: max_batch_tokens")
     args = parser.parse_args(argv)
     unknown = set(args.systems.split(",")) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}; choose among {', '.join(SYSTEMS)}")
     return args
+
+
+def rotated(systems: list[str], index: int) -> list[str]:
+    """The systems in an order that rotates with ``index``: no system always runs first."""
+    shift = index % len(systems)
+    return systems[shift:] + systems[:shift]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -410,30 +502,33 @@ def main(argv: list[str] | None = None) -> int:
     print(f"NCBI: {', '.join(f'{k} {len(v)}' for k, v in corpora.items())} sentences", flush=True)
     lines = header(args, quick, args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_ner_") as work:
-        settings = Settings(args.lr, args.batch_size, args.max_length, args.epochs, Path(work), args.hf_sampling)
+        settings = Settings(args.lr, args.batch_size, args.max_length, args.epochs, Path(work), args.token_budget)
         results: list[RunResult] = []
         if not args.inference_only:
-            for seed in (int(s) for s in args.seeds.split(",")):
-                for system in args.systems.split(","):
+            for index, seed in enumerate(int(s) for s in args.seeds.split(",")):
+                for system in rotated(args.systems.split(","), index):
                     problem = missing_requirement(system)
                     if problem:
                         print(f"{system}: skipped, {problem}", flush=True)
                         continue
-                    result = RUNNERS[system](corpora, seed, settings)
+                    result = RUNNERS[system](corpora, seed, settings, system)
                     results.append(result)
                     epochs = ", ".join(f"{s:.1f}" for s in result.epoch_seconds)
-                    print(f"{system} seed {seed}: F1 {100 * result.f1:.2f}, epoch times (s) {epochs}", flush=True)
+                    print(f"{system} seed {seed} ({result.precision}, {result.steps} steps): F1 {100 * result.f1:.2f}, "
+                          f"epoch times (s) {epochs}", flush=True)
+            results.sort(key=lambda r: (r.seed, SYSTEMS.index(r.system)))
             lines += training_report(results, quick)
         if not args.skip_inference:
-            trained = next((r for r in results if r.model_dir), None)
+            trained = next((r for r in results if r.system == "ours" and r.model_dir), None)
             if args.model_dir:
                 model_dir, described = args.model_dir, f"`{args.model_dir}`"
             elif trained:
-                model_dir, described = trained.model_dir, f"ours, seed {trained.seed}, after training (final checkpoint)"
+                model_dir, described = trained.model_dir, f"ours (fp32), seed {trained.seed}, after training (final checkpoint)"
             else:
                 model_dir = untrained_model_dir(Path(work), args.max_length)
-                described = "our tagger over MiniLM, new (untrained) head: throughput only"
-            inference = bench_inference(model_dir, corpora["test"], args.inference_rounds)
+                described = "our tagger over MiniLM, new (untrained) head: throughput only, F1 meaningless"
+            inference = bench_inference(model_dir, corpora["test"], args.inference_rounds, args.precisions.split(","),
+                                        args.predict_batch_size, args.predict_max_tokens)
             inference["model_dir"] = described
             lines += inference_report(inference)
     report = "\n".join(lines)
