@@ -68,7 +68,7 @@ def training_sampler(
     logger.info("max_batch_tokens=%d: %d training batches per epoch (%d items, at most %d per batch)",
                 config.max_batch_tokens, len(sampler), len(items), config.batch_size)
     if sampler.nb_oversized:
-        logger.warning("%d training items are longer than max_batch_tokens=%d once padded: each is a batch of its own",
+        logger.warning("%d training item(s) longer than max_batch_tokens=%d once padded: each is a batch of its own",
                        sampler.nb_oversized, config.max_batch_tokens)
     return sampler
 
