@@ -8,12 +8,13 @@ predict with visible progress.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from medkit_exp.training.digests import verify_checkpoint
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_CHOICES = ("best", "last")
-PREDICT_CHUNK = 256  # documents per call of predict(): progress is reported between chunks
+PREDICT_CHUNK = 256  # documents read and predicted at a time: windows are sorted by length within it
+PROGRESS_EVERY_S = 10.0  # seconds between two progress lines in the log
 
 
 def find_model_folder(path: str | None, key: str, which: str = "best") -> Path:
@@ -138,26 +140,66 @@ def check_batch_size(value: Any, key: str = "batch_size") -> int:
     return value
 
 
-def predict_documents(tagger: Any, documents: Sequence[TextDocument], batch_size: int) -> list[TextDocument]:
+def predict_documents(
+    tagger: Any, documents: Sequence[TextDocument], batch_size: int, precision: str = "fp32",
+    max_batch_tokens: int | None = None,
+) -> list[TextDocument]:
     """``medkit_exp.ner.prediction.predict`` over ``documents`` in chunks, with a progress bar on a
-    terminal and a progress line in the log after each chunk."""
-    from tqdm.auto import tqdm
-
-    from medkit_exp.ner.prediction import predict
-
+    terminal and a progress line in the log (see :func:`stream_predictions`)."""
     started = time.perf_counter()
-    results: list[TextDocument] = []
-    with tqdm(total=len(documents), unit="doc", desc="predict", leave=False, disable=not sys.stderr.isatty()) as bar:
-        for begin in range(0, len(documents), PREDICT_CHUNK):
-            chunk = documents[begin : begin + PREDICT_CHUNK]
-            results += predict(tagger, chunk, batch_size=batch_size)
-            bar.update(len(chunk))
-            if len(documents) > PREDICT_CHUNK:
-                elapsed = time.perf_counter() - started
-                speed = len(results) / elapsed
-                logger.info("Predicted %d/%d documents (%.1f documents/s)", len(results), len(documents), speed)
+    results = list(stream_predictions(tagger, documents, len(documents), batch_size, precision, max_batch_tokens))
     logger.info(
         "Predicted %d entities in %d documents in %.1fs",
         sum(len(doc.entities) for doc in results), len(results), time.perf_counter() - started,
     )
     return results
+
+
+def stream_predictions(
+    tagger: Any, documents: Iterable[TextDocument], total: int | None, batch_size: int, precision: str = "fp32",
+    max_batch_tokens: int | None = None, progress: bool = True,
+) -> Iterator[TextDocument]:
+    """``medkit_exp.ner.prediction.predict_stream`` over ``documents`` (read lazily,
+    :data:`PREDICT_CHUNK` at a time), yielding each predicted document in input order.
+
+    With ``progress``: a tqdm bar on stderr (documents/s and ETA against ``total``) when stderr is
+    a terminal (in a log file its redraws are noise), and a log line with the same figures at most
+    every :data:`PROGRESS_EVERY_S` seconds, so a batch job's log shows progress too.
+    """
+    from medkit_exp.ner.prediction import predict_stream
+
+    predictions = predict_stream(
+        tagger, documents, batch_size, precision=precision, max_batch_tokens=max_batch_tokens, chunk_size=PREDICT_CHUNK
+    )  # options checked here, before the first document is read
+    return _with_progress(predictions, total, progress)
+
+
+def _with_progress(predictions: Iterator[TextDocument], total: int | None, progress: bool) -> Iterator[TextDocument]:
+    from tqdm.auto import tqdm
+
+    started = last_log = time.perf_counter()
+    done = 0
+    bar = tqdm(total=total, unit="doc", desc="predict", leave=False, file=sys.stderr,
+               disable=not progress or not sys.stderr.isatty())
+    with bar:
+        for document in predictions:
+            done += 1
+            bar.update(1)
+            yield document
+            now = time.perf_counter()
+            if progress and now - last_log >= PROGRESS_EVERY_S:
+                last_log = now
+                logger.info("Predicted %s", progress_line(done, total, now - started))
+
+
+def progress_line(done: int, total: int | None, elapsed: float) -> str:
+    """``"1200/5000 documents (85.3 documents/s, ETA 0:00:45)"``; no ETA without a total.
+
+    >>> progress_line(1200, 5000, 10.0)
+    '1200/5000 documents (120.0 documents/s, ETA 0:00:32)'
+    """
+    speed = done / elapsed if elapsed > 0 else 0.0
+    if total is None:
+        return f"{done} documents ({speed:.1f} documents/s)"
+    eta = f", ETA {datetime.timedelta(seconds=round((total - done) / speed))}" if speed > 0 else ""
+    return f"{done}/{total} documents ({speed:.1f} documents/s{eta})"

@@ -13,6 +13,7 @@ import os
 
 import dataclasses
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,29 +49,54 @@ def predict(cfg: DictConfig) -> str:
     from medkit_exp.config_check import check_config
 
     check_config(cfg, PredictConfig)  # unknown keys (with +) and misused options, before any work
-    from medkit_exp.inference import check_batch_size, find_model_folder, load_tagger, predict_documents
+    from medkit_exp.inference import check_batch_size, find_model_folder, load_tagger, stream_predictions
 
     choices = {"input_format": INPUT_FORMATS, "output_format": OUTPUT_FORMATS, "input_errors": INPUT_ERRORS}
     for key, allowed in choices.items():
         if cfg[key] not in allowed:
             raise ConfigError(key, f"must be one of {', '.join(allowed)}, got {cfg[key]!r}")
     batch_size = check_batch_size(cfg.batch_size)
+    precision, max_batch_tokens = check_speed_options(cfg)
     folder = find_model_folder(cfg.model, "model", cfg.which)
-    documents = read_input(cfg.input, cfg.input_format, cfg.input_errors)
+    source, input_format = input_source(cfg.input, cfg.input_format)
+    total = count_documents(source, input_format, cfg.input_errors)  # every input error, before any work
     output = output_path(cfg)
     tagger = load_tagger(folder, "model", cfg.device, verify=False)  # find_model_folder verified it
-    predicted = predict_documents(tagger, documents, batch_size)
-    write_output(predicted, output, cfg.output_format)
-    nb_entities = sum(len(doc.entities) for doc in predicted)
-    print(f"Predicted {nb_entities} entities in {len(predicted)} documents with {folder}", flush=True)
+    counts = {"documents": 0, "entities": 0}
+    predicted = stream_predictions(
+        tagger, read_input_stream(source, input_format, cfg.input_errors), total, batch_size, precision,
+        max_batch_tokens, progress=cfg.progress,
+    )
+    write_output(_counted(predicted, counts), output, cfg.output_format)
+    print(
+        f"Predicted {counts['entities']} entities in {counts['documents']} documents with {folder} "
+        f"(precision {precision})",
+        flush=True,
+    )
     print(f"Predictions written to {output} ({cfg.output_format})", flush=True)
     return str(output)
 
 
-def read_input(path: str | None, input_format: str, errors: str) -> list[Any]:
-    """The input documents, without their own entities and relations."""
-    from medkit_exp.ner.documents import TextDocument
-    from medkit_exp.ner.formats import _guess_format, read_documents
+def check_speed_options(cfg: DictConfig) -> tuple[str, int | None]:
+    """``precision`` and ``max_batch_tokens``, checked before any work (int8 needs the CPU)."""
+    import torch
+
+    from medkit_exp.ner.prediction import check_max_batch_tokens, check_precision
+
+    device = torch.device("cpu") if cfg.device is None or cfg.device < 0 else torch.device("cuda", cfg.device)
+    return check_precision(cfg.precision, device), check_max_batch_tokens(cfg.max_batch_tokens)
+
+
+def _counted(documents: Iterable[Any], counts: dict[str, int]) -> Iterator[Any]:
+    for document in documents:
+        counts["documents"] += 1
+        counts["entities"] += len(document.entities)
+        yield document
+
+
+def input_source(path: str | None, input_format: str) -> tuple[Path, str]:
+    """The input path and its format (``auto`` resolved from the name), or a ConfigError."""
+    from medkit_exp.ner.formats import _guess_format
 
     if not path:
         raise ConfigError(
@@ -90,11 +116,37 @@ def read_input(path: str | None, input_format: str, errors: str) -> list[Any]:
             raise ConfigError(
                 "input_format", f"cannot tell the format of {source} from its name; set input_format=brat|conll|jsonl"
             ) from None
-    corpus = read_documents(source, input_format, errors=errors)  # DataErrors name the file and line
-    if not corpus:
+    return source, input_format
+
+
+def count_documents(source: Path, input_format: str, errors: str) -> int:
+    """The documents ``source`` holds, read once through without keeping them: with
+    ``input_errors=raise`` any bad line or file fails here, before the model loads and before a
+    byte is written (the prediction pass reads the input a second time, lazily); the count is
+    the progress bar's total. JSON lines and BRAT are read one line / one file at a time."""
+    from medkit_exp.ner.formats import iter_documents
+
+    total = sum(1 for _ in iter_documents(source, input_format, errors=errors))  # DataErrors name file and line
+    if not total:
         raise DataError("no document to predict on", path=source)
-    logger.info("Read %d documents (%s) from %s", len(corpus), input_format, source)
-    return [TextDocument(doc.text, doc_id=doc.doc_id, metadata=dict(doc.metadata)) for doc in corpus]
+    logger.info("Read %d documents (%s) from %s", total, input_format, source)
+    return total
+
+
+def read_input_stream(source: Path, input_format: str, errors: str) -> Iterator[Any]:
+    """The input documents, read lazily, without their own entities and relations."""
+    from medkit_exp.ner.documents import TextDocument
+    from medkit_exp.ner.formats import iter_documents
+
+    for doc in iter_documents(source, input_format, errors=errors):
+        yield TextDocument(doc.text, doc_id=doc.doc_id, metadata=dict(doc.metadata))
+
+
+def read_input(path: str | None, input_format: str, errors: str) -> list[Any]:
+    """The input documents, without their own entities and relations (all in a list)."""
+    source, input_format = input_source(path, input_format)
+    count_documents(source, input_format, errors)
+    return list(read_input_stream(source, input_format, errors))
 
 
 def output_path(cfg: DictConfig) -> Path:
@@ -113,15 +165,24 @@ def output_path(cfg: DictConfig) -> Path:
     return output
 
 
-def write_output(documents: list[Any], output: Path, output_format: str) -> None:
+def write_output(documents: Iterable[Any], output: Path, output_format: str) -> None:
+    """Write each document as it comes. JSON lines go to ``<output>.partial``, renamed to
+    ``output`` once complete: a run that fails or is stopped half-way leaves no truncated file
+    that looks whole. BRAT writes one ``.txt``/``.ann`` pair per document into the folder."""
     from medkit_exp.ner.formats import write_brat, write_jsonl
 
     if output_format == "jsonl":
-        write_jsonl(documents, output)
+        partial = output.with_name(output.name + ".partial")
+        try:
+            write_jsonl(documents, partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, output)
         return
     # BRAT has no place for a score: leave them out rather than warn about each run.
     logger.info("BRAT output holds no entity scores (output_format=jsonl keeps them)")
-    unscored = [doc.with_entities([dataclasses.replace(e, score=None) for e in doc.entities]) for doc in documents]
+    unscored = (doc.with_entities([dataclasses.replace(e, score=None) for e in doc.entities]) for doc in documents)
     output.mkdir(parents=True, exist_ok=True)
     write_brat(unscored, output)
 

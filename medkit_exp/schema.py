@@ -211,8 +211,13 @@ class PredictConfig(MedkitExpConfig):
     output: where predictions go; None: ``predictions.jsonl`` (or ``predictions/`` for BRAT) in
         the run folder.
     output_format: "jsonl" (entities with their scores) or "brat" (one .txt/.ann pair per document).
-    batch_size: windows per forward pass.
+    batch_size: windows per forward pass (at most).
     device: -1 for CPU, N for cuda:N.
+    precision: "fp32", "bf16" (bfloat16 autocast: fast where the CPU has AVX-512 BF16 or AMX, or
+        on a recent GPU) or "int8" (CPU only: linear layers dynamically quantized to int8).
+    max_batch_tokens: None, or the most tokens a batch holds once padded (windows x longest).
+    progress: a progress bar (documents/s, ETA) on a terminal's stderr and a progress line in
+        the log every 10 s; False: neither.
     """
 
     task_name: str = "predict"
@@ -225,3 +230,6 @@ class PredictConfig(MedkitExpConfig):
     output_format: str = "jsonl"
     batch_size: int = 32
     device: int = -1
+    precision: str = "fp32"
+    max_batch_tokens: int | None = None
+    progress: bool = True
