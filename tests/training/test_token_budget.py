@@ -128,3 +128,29 @@ def test_data_parallel_training_refuses_a_token_budget(tmp_path):
     context = DistributedContext(world_size=2, rank=0, local_rank=0, device=torch.device("cpu"))
     with pytest.raises(ConfigError, match="max_batch_tokens': is not supported with data-parallel training"):
         shard_training_data(None, None, config, context)  # refused before the data is looked at
+
+
+def test_the_app_takes_max_batch_tokens_from_the_command_line():
+    from hydra import compose, initialize_config_dir
+
+    from medkit_exp.cli import build_trainer_config, config_dir
+    from medkit_exp.config_check import check_config
+    from medkit_exp.schema import MedkitExpConfig
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        default = compose("config", overrides=["+experiment=ner", "paths.output_dir=/tmp/unused"])
+        cfg = compose("config", overrides=["+experiment=ner", "paths.output_dir=/tmp/unused", "trainer.max_batch_tokens=2048"])
+    assert default.trainer.max_batch_tokens is None and default.trainer.precision == "auto"
+    check_config(cfg, MedkitExpConfig)
+    assert build_trainer_config(cfg).max_batch_tokens == 2048
+
+
+def test_the_command_line_refuses_a_budget_without_length_grouping_in_one_line_exit_2(tmp_path):
+    from tests.test_cli import run_cli
+
+    result = run_cli(tmp_path, "+experiment=ner", "debug=fast", "trainer.max_batch_tokens=64",
+                     "trainer.group_by_length=false", "hydra.run.dir=run")
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: config key 'trainer.max_batch_tokens': needs group_by_length=true "
+                      "(batches are cut from items sorted by length)"], result.stderr
