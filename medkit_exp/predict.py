@@ -5,6 +5,16 @@ Hugging Face token-classification folder, its labels read from its ``id2label``)
 BRAT, CoNLL or JSON-lines documents and writes the predicted entities as JSON lines (with their
 scores) or BRAT. Configured by ``conf/predict.yaml`` (the same ``conf/`` tree as training). The
 input's own entities and relations, if any, are not carried over: the output holds predictions.
+
+Memory stays flat whatever the corpus size: the input is read twice, lazily (JSON lines line by
+line, BRAT file by file; a CoNLL file is read whole, its tagging scheme being detected from the
+whole file). The first pass checks every document and counts them, so that with
+``input_errors=raise`` a bad line fails before the model loads and before anything is written,
+and the progress bar knows its total; the second predicts ``PREDICT_CHUNK`` documents at a time
+and writes each as it comes (JSON lines into ``<output>.partial``, renamed when complete).
+``precision=bf16|int8`` and ``max_batch_tokens`` speed up CPU inference (see
+:func:`medkit_exp.ner.prediction.predict`). With ``input_errors=skip`` each skipped item is
+logged by both passes.
 """
 
 from __future__ import annotations

@@ -67,6 +67,14 @@ def test_int8_leaves_the_taggers_model_untouched_and_is_quantized_once(tiny_bert
     assert int8_model(tagger) is not quantized
 
 
+def test_int8_is_refused_on_a_gpu():
+    from medkit_exp.ner.prediction import check_precision
+
+    with pytest.raises(ConfigError, match="config key 'precision': int8 .* runs on CPU only"):
+        check_precision("int8", torch.device("cuda", 0))
+    assert check_precision("bf16", torch.device("cuda", 0)) == "bf16"
+
+
 def test_bad_precision_and_budget_are_config_errors(tagger):
     with pytest.raises(ConfigError, match="config key 'precision': must be one of fp32, bf16, int8, got 'fp16'"):
         predict(tagger, notes(1), precision="fp16")
