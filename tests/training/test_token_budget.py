@@ -154,3 +154,26 @@ def test_the_command_line_refuses_a_budget_without_length_grouping_in_one_line_e
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert errors == ["Error: config key 'trainer.max_batch_tokens': needs group_by_length=true "
                       "(batches are cut from items sorted by length)"], result.stderr
+
+
+@pytest.mark.parametrize("multiple", [None, 8])
+def test_a_taggers_collated_batches_stay_within_the_budget(tiny_bert_dir, multiple):
+    """Documents of several windows: the budget counts the rows the collated batch really has."""
+    from medkit_exp.ner.tagger import HFEntityMatcherTrainable
+    from medkit_exp.training.loading import padding_multiple, training_sampler
+    from tests.ner.test_tagger import LABELS, example_document, long_document
+
+    tagger = HFEntityMatcherTrainable(tiny_bert_dir, labels=LABELS, tokenizer_max_length=16, pad_to_multiple_of=multiple)
+    documents = [long_document(n) for n in (1, 2, 3, 5, 8)] * 2 + [example_document()] * 4
+    items = [tagger.preprocess(document) for document in documents]
+    assert max(item_rows(items)) > 1  # long documents are split into windows
+    config = TrainerConfig(output_dir="unused", batch_size=8, group_by_length=True, max_batch_tokens=64)
+    sampler = training_sampler(items, config, 0, item_lengths(items), padding_multiple(tagger))
+    sampler.set_epoch(1)
+    sizes = []
+    for batch in sampler.batches():
+        shape = tagger.collate([items[i] for i in batch])["input_ids"].shape
+        assert shape[0] * shape[1] == sampler.padded_tokens(batch)  # what the sampler counts is what is padded
+        assert shape[0] * shape[1] <= 64 or len(batch) == 1
+        sizes.append(shape[0] * shape[1])
+    assert len(sizes) == len(sampler) and max(sizes) > 64 and sampler.nb_oversized >= 1
