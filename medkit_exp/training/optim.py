@@ -105,15 +105,15 @@ def optimizer_step(
     measure_grad_norm: bool,
 ) -> OptimizerStep:
     """One step on the accumulated gradients: unscale (fp16), clip to ``max_grad_norm``, step,
-    zero the gradients."""
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    zero the gradients. Without clipping, the gradient norm is computed only at the steps that
+    log it (``measure_grad_norm``): a step that nobody logs pays for no reduction."""
     if scaler is not None:
         scaler.unscale_(optimizer)
     grad_norm = None
     if max_grad_norm is not None:
-        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(_parameters(optimizer), max_grad_norm)
     elif measure_grad_norm:
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in _parameters(optimizer) if p.grad is not None])
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
@@ -121,6 +121,10 @@ def optimizer_step(
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return OptimizerStep(grad_norm, optimizer.param_groups[0]["lr"])
+
+
+def _parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
 
 
 def make_optimizer(name: str, params: Any, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:

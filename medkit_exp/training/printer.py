@@ -78,6 +78,8 @@ class DefaultPrinterCallback(TrainerCallback):
         self._samples_per_second: float | None = None
         self._config_epochs: int | None = None
         self._accumulation = 1
+        self._bar_epoch = 0  # the epoch the bar's description names
+        self._stale_postfix = False  # a log changed the loss or throughput the bar shows
 
     # ------------------------------------------------------------------ events
     def on_train_begin(self, config: Any) -> None:
@@ -135,6 +137,7 @@ class DefaultPrinterCallback(TrainerCallback):
     def on_log(self, logs: dict[str, float], step: int) -> None:
         self._loss = logs.get("loss", self._loss)
         self._samples_per_second = logs.get("samples_per_second", self._samples_per_second)
+        self._stale_postfix = True
 
     def on_step_begin(self, step_idx: int, nb_batches: int, phase: str) -> None:
         if phase == "eval" and step_idx == 0 and self._bar is not None and self._eval_bar is None:
@@ -216,18 +219,24 @@ class DefaultPrinterCallback(TrainerCallback):
             logger.handlers[-1].setLevel(level)
 
     def _advance_bar(self) -> None:
+        """Move the bar to the run's optimizer step. Its text is rebuilt only when what it shows
+        changed (a log, a new epoch), not at every step: this runs once per batch."""
         state = getattr(self, "state", None)
         if state is None:
             self._bar.update()
             return
-        if state.global_step > self._bar.n:
-            self._bar.update(state.global_step - self._bar.n)
-            self._describe_bar()
+        done = state.global_step - self._bar.n
+        if done > 0:
+            if self._stale_postfix or state.epoch != self._bar_epoch:
+                self._describe_bar()  # before the update, whose refresh then shows it
+            self._bar.update(done)
 
     def _describe_bar(self, refresh: bool = False) -> None:
         state = getattr(self, "state", None)
         if state is not None and state.epoch:
             self._bar.set_description_str(f"epoch {state.epoch}/{self._planned_epochs()}", refresh=False)
+            self._bar_epoch = state.epoch
+        self._stale_postfix = False
         postfix = []
         if self._loss is not None:
             postfix.append(f"loss {self._loss:.4f}")
