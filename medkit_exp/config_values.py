@@ -147,6 +147,8 @@ RULES: dict[str, Rule] = {
     "batch_size": batch_size, "device": number(-1, integer=True),
     "save_predictions": flag(), "input_format": choice("auto", "brat", "conll", "jsonl"),
     "input_errors": choice("raise", "skip"), "output_format": choice("jsonl", "brat"),
+    "precision": choice("fp32", "bf16", "int8"), "max_batch_tokens": number(1, integer=True, optional=True),
+    "progress": flag(),
 }
 #: The values of the packaged callbacks entries (another entry's class checks its own when built).
 ENTRY_RULES: dict[str, Rule] = {

@@ -44,6 +44,8 @@ from medkit_exp.schema import EvaluateConfig
 logger = logging.getLogger("medkit_exp.evaluate")
 
 SPLITS = ("dev", "test", "train")
+#: predict's precision for the training's: predict has no fp16 (a CUDA-only training setting): fp32
+PREDICT_PRECISION = {"32": "fp32", "bf16": "bf16", "fp16": "fp32"}
 METRICS_FILE = "metrics.json"
 
 ConfigStore.instance().store(name="medkit_exp_evaluate_schema", node=EvaluateConfig)
@@ -66,6 +68,7 @@ def evaluate(cfg: DictConfig) -> float | None:
     check_config(cfg, EvaluateConfig)  # unknown keys (with +) and misused options, before any work
     from medkit_exp.inference import check_batch_size, find_model_folder, load_tagger, predict_documents
     from medkit_exp.ner.data import load_corpus
+    from medkit_exp.training.precision import resolve_precision
 
     if cfg.split not in SPLITS:
         raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
@@ -76,15 +79,20 @@ def evaluate(cfg: DictConfig) -> float | None:
     output_dir.mkdir(parents=True, exist_ok=True)
     # digests verified by find_model_folder; non-finite weights refused here, before the corpus loads
     tagger = load_tagger(folder, "checkpoint", cfg.device, verify=False)
+    # The training evaluation's precision (trainer.precision, "auto" resolved on this device), so
+    # that the word-level scores and loss recompute what the run logged.
+    precision = resolve_precision(str(cfg.trainer.precision), tagger.device)
     gold = load_corpus(OmegaConf.to_object(cfg.data), only=[cfg.split])[cfg.split]
-    logger.info("Evaluating %s on %s/%s (%d documents)", folder, cfg.data.name, cfg.split, len(gold))
-    words = word_level_metrics(tagger, gold, batch_size, cfg.metrics.name)
-    predicted = predict_documents(tagger, gold, batch_size)
+    logger.info("Evaluating %s on %s/%s (%d documents, precision %s)", folder, cfg.data.name, cfg.split, len(gold),
+                precision)
+    words = word_level_metrics(tagger, gold, batch_size, cfg.metrics.name, precision)
+    predicted = predict_documents(tagger, gold, batch_size, PREDICT_PRECISION[precision])
     from medkit_exp.ner.annotated_scores import annotated_scores, ceiling
     from medkit_exp.ner.metrics import evaluate_documents
 
     report = {
         "checkpoint": str(folder.resolve()), "data": cfg.data.name, "split": cfg.split, "documents": len(gold),
+        "precision": precision, "prediction_precision": PREDICT_PRECISION[precision],
         "entities": sum(len(doc.entities) for doc in gold),
         "annotated_entities": sum(len(doc.annotated_entities) for doc in gold),
         "words": words, "spans": evaluate_documents(gold, predicted),
@@ -105,16 +113,18 @@ def evaluate(cfg: DictConfig) -> float | None:
 
 
 def word_level_metrics(
-    tagger: Any, documents: list[Any], batch_size: int, metrics_name: str = "entity"
+    tagger: Any, documents: list[Any], batch_size: int, metrics_name: str = "entity", precision: str = "32"
 ) -> dict[str, float]:
     """Loss and strict entity metrics on word tags, computed as the Trainer's evaluation does
-    (same windows, batches in order, loss averaged over batches in float32), by the computer
-    ``metrics.name`` names (ours, or seqeval's)."""
+    (same windows, batches in order, forward passes under the Trainer's autocast for
+    ``precision``, loss averaged over batches in float32), by the computer ``metrics.name`` names
+    (ours, or seqeval's)."""
     import torch
     from tqdm.auto import tqdm
 
     from medkit_exp.ner.metrics import label_metric
     from medkit_exp.ner.seqeval_metrics import make_metrics_computer
+    from medkit_exp.training.precision import autocast
 
     started = time.perf_counter()
     computer = make_metrics_computer(metrics_name, tagger)
@@ -125,7 +135,8 @@ def word_level_metrics(
     with torch.inference_mode():
         for start in tqdm(starts, desc="evaluate", unit="batch", leave=False, disable=not sys.stderr.isatty()):
             batch = tagger.collate(items[start : start + batch_size]).to_device(tagger.device)
-            output, loss = tagger.forward(batch, return_loss=True, eval_mode=True)
+            with autocast(precision, tagger.device):
+                output, loss = tagger.forward(batch, return_loss=True, eval_mode=True)
             total_loss += loss.detach().float().cpu()
             nb_batches += 1
             for key, values in computer.prepare_batch(output, batch).items():
@@ -268,7 +279,8 @@ def log_to_mlflow(tracking: dict[str, Any], report: dict[str, Any], files: list[
         run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
     timestamp = now_ms()
     # Own names: `mlflow run` logs its entry point's parameters (checkpoint, split) as given.
-    params = [Param(f"evaluate.{key}", redact_value(str(report[key]))) for key in ("checkpoint", "data", "split")]
+    params = [Param(f"evaluate.{key}", redact_value(str(report[key])))
+              for key in ("checkpoint", "data", "split", "precision", "prediction_precision")]
     metrics = [Metric(key, float(value), timestamp, 0) for key, value in flat_metrics(report).items()]
     client.log_batch(run_id, metrics=metrics, params=params, tags=[])
     client.set_tag(run_id, "task", "evaluate")

@@ -60,6 +60,12 @@ def test_evaluate_a_run_folder_recomputes_the_training_evaluation(trained_run, t
     assert (report["checkpoint"], report["data"], report["split"], report["documents"]) == (
         str(best.resolve()), "demo", "dev", 12
     )
+    # the run trained and evaluated under precision=auto: the evaluation recomputes it in the same one
+    import torch
+
+    from medkit_exp.training.precision import resolve_precision
+
+    assert report["precision"] == resolve_precision("auto", torch.device("cpu"))
     # Word level: what the training evaluation logged at the best checkpoint's step, recomputed.
     history = [json.loads(line) for line in (trained_run / HISTORY_FILE).read_text().splitlines()]
     step = int(best.name.split("-")[1])
