@@ -245,6 +245,8 @@ class DefaultPrinterCallback(TrainerCallback):
         self._bar.set_postfix_str(", ".join(postfix), refresh=refresh)
 
     def _close_bars(self) -> None:
+        if self._bar is not None and self._stale_postfix:
+            self._describe_bar()  # the run's last log (at its last step) shows in the bar it leaves
         for name in ("_eval_bar", "_bar"):
             bar = getattr(self, name)
             if bar is not None:

@@ -285,7 +285,12 @@ class Trainer:
             self.skipped_batches += 1
             logger.warning("Skipping batch %d of epoch %d: non-finite loss", state.batch_in_epoch, state.epoch)
             return output, None
-        scaled = loss / window_size if weight == 1.0 else loss * (weight / window_size)
+        if weight == 1.0:
+            # No division by a window of one: x / 1 is x, and its gradient too, without an op and its
+            # autograd node at every step.
+            scaled = loss if window_size == 1 else loss / window_size
+        else:
+            scaled = loss * (weight / window_size)
         (scaled if self.grad_scaler is None else self.grad_scaler.scale(scaled)).backward()
         return output, batch_loss
 
