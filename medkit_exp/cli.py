@@ -186,7 +186,8 @@ def train(cfg: DictConfig) -> float | None:
     tagging_report = getattr(component, "report", None)  # a tagger's: entities its tags could not hold, counted
     if writer and callable(getattr(tagging_report, "log", None)):
         tagging_report.log()  # the training and dev data, as the Trainer preprocessed them
-    if trainer.global_batch_size != parallel_params(cfg)["global_batch_size"]:  # the logged value is the one used
+    logged = parallel_params(cfg)
+    if trainer.global_batch_size != logged.get("global_batch_size", logged.get("max_global_batch_size")):  # the one used
         raise RuntimeError(f"the Trainer's global batch {trainer.global_batch_size} is not the logged one")
     if trainer.precision != precision_params(cfg, component)["precision_used"]:  # the logged value is the one used
         raise RuntimeError(f"the Trainer's precision {trainer.precision} is not the logged one")
@@ -302,7 +303,8 @@ def run_context(cfg: DictConfig, splits: dict[str, list], component: Any, metric
 
 
 def parallel_params(cfg: DictConfig) -> dict[str, int]:
-    """``trainer.world_size`` and ``trainer.global_batch_size`` (printed by the Trainer at start)."""
+    """``trainer.world_size`` and ``trainer.global_batch_size`` (``max_global_batch_size`` with a
+    token budget; printed by the Trainer at start)."""
     from medkit_exp.launch import parallel_params as params
 
     return params(cfg.trainer)

@@ -160,11 +160,13 @@ def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
 
 def parallel_params(trainer_config: Any) -> dict[str, int]:
     """What the run's params add under ``trainer``: the number of processes and the global batch
-    (``batch_size x world_size x gradient_accumulation_steps``, the Trainer's own rule)."""
+    (``batch_size x world_size x gradient_accumulation_steps``, the Trainer's own rule), named
+    ``max_global_batch_size`` when a token budget (``max_batch_tokens``) makes it a bound only."""
     from medkit_exp.training.distributed import global_batch_size
 
     size = world_size()
-    return {"world_size": size, "global_batch_size": global_batch_size(
+    name = "max_global_batch_size" if getattr(trainer_config, "max_batch_tokens", None) else "global_batch_size"
+    return {"world_size": size, name: global_batch_size(
         trainer_config.batch_size, size, trainer_config.gradient_accumulation_steps)}
 
 

@@ -179,6 +179,8 @@ def test_without_torchrun_the_app_joins_nothing(monkeypatch):
     launch.check_same_config({"optimizer": {"lr": 1.0}})  # one process: nothing to compare
     trainer = SimpleNamespace(batch_size=4, gradient_accumulation_steps=3)
     assert launch.parallel_params(trainer) == {"world_size": 1, "global_batch_size": 12}
+    budgeted = SimpleNamespace(batch_size=4, gradient_accumulation_steps=3, max_batch_tokens=512)
+    assert launch.parallel_params(budgeted) == {"world_size": 1, "max_global_batch_size": 12}  # a bound, named so
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     assert launch.rank_name() == "rank 1 of 2: "  # before the group is joined: torchrun's variables

@@ -349,11 +349,15 @@ def global_batch_size(batch_size: int, world_size: int, accumulation_steps: int)
 
 
 def global_batch(context: DistributedContext, config: Any) -> int:
-    """Items per optimizer step over every process (logged once, at start)."""
+    """Items per optimizer step over every process (logged once, at start); with a token budget
+    (``max_batch_tokens``) the most items a step takes: batches of long items hold fewer."""
     size = global_batch_size(config.batch_size, context.world_size, config.gradient_accumulation_steps)
-    logger.info("Global batch: %d items per optimizer step = batch_size %d per process x %d process(es) x %d "
-                "gradient accumulation step(s)", size, config.batch_size, context.world_size,
-                config.gradient_accumulation_steps)
+    budget = getattr(config, "max_batch_tokens", None)
+    bound = "at most " if budget else ""
+    logger.info("Global batch: %s%d items per optimizer step = batch_size %d per process x %d process(es) x %d "
+                "gradient accumulation step(s)%s", bound, size, config.batch_size, context.world_size,
+                config.gradient_accumulation_steps,
+                f"; each batch also holds at most max_batch_tokens={budget} padded tokens" if budget else "")
     return size
 
 
