@@ -79,7 +79,7 @@ class Settings:
     max_length: int = 128
     epochs: int = 3
     work_dir: Path = Path(".")
-    token_budget: int = 1024
+    token_budget: int | None = None
 
 
 @dataclass
@@ -473,12 +473,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--token-budget", type=int, default=1024, help="ours-tokens: max_batch_tokens")
+    parser.add_argument("--token-budget", type=int, default=None,
+                        help="ours-tokens: max_batch_tokens (default: batch size x the mean sub-tokens per train "
+                        "sentence: the tokens of an average batch in every batch)")
     args = parser.parse_args(argv)
     unknown = set(args.systems.split(",")) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}; choose among {', '.join(SYSTEMS)}")
     return args
+
+
+def mean_batch_tokens(train: list[Any], batch_size: int, max_length: int) -> int:
+    """``batch_size`` x the mean number of sub-tokens (special tokens included) of a train sentence."""
+    import transformers
+
+    from medkit_exp.ner.tagger import default_encoder
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(default_encoder())
+    lengths = [len(tokenizer(conll_words(d), is_split_into_words=True, truncation=True, max_length=max_length)["input_ids"])
+               for d in train]
+    return round(batch_size * statistics.mean(lengths))
 
 
 def rotated(systems: list[str], index: int) -> list[str]:
@@ -500,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     quick = bool(args.max_train_sentences) or args.epochs != 3 or args.seeds != "42,43,44"
     corpora = load_corpora(folder, None if args.inference_only else args.max_train_sentences)
     print(f"NCBI: {', '.join(f'{k} {len(v)}' for k, v in corpora.items())} sentences", flush=True)
+    if args.token_budget is None and "ours-tokens" in args.systems.split(","):
+        args.token_budget = mean_batch_tokens(corpora["train"], args.batch_size, args.max_length)
     lines = header(args, quick, args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_ner_") as work:
         settings = Settings(args.lr, args.batch_size, args.max_length, args.epochs, Path(work), args.token_budget)
