@@ -142,7 +142,6 @@ def train(cfg: DictConfig) -> float | None:
     from medkit_exp.tracking.params import redacted_yaml
     from medkit_exp.training import Trainer, seed_everything
     from medkit_exp.training.checkpoint import check_resume_choice
-    from medkit_exp.training.precision import describe_precision
 
     check_config(cfg, MedkitExpConfig)  # unknown keys and misused options: before any work
     launch.check_same_config(OmegaConf.to_container(cfg, resolve=True))  # under torchrun: rank 0's config
@@ -174,8 +173,6 @@ def train(cfg: DictConfig) -> float | None:
     splits = load_corpus(OmegaConf.to_object(cfg.data) if isinstance(cfg.data, DictConfig) else NERDataConfig())
     component = build_component(cfg.component, cfg.optimizer)
     metrics_computer = build_metrics(cfg.metrics, component)
-    if writer:  # "auto" made concrete on the component's device, and why (the Trainer resolves it the same way)
-        print(describe_precision(str(trainer_config.precision), component.device), flush=True)
     # rank 0's only (one MLflow run): the Trainer runs callbacks there and agrees on their requests
     run = run_context(cfg, splits, component, metrics_computer) if writer else None
     callbacks = build_callbacks(cfg, run) if run is not None else []

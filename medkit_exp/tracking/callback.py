@@ -303,7 +303,9 @@ class MLflowCallback(TrainerCallback):
             tags.update({str(k): str(v) for k, v in hooks.run_tags().items()})
         if self._restored:
             tags["resumed_at_step"] = str(self.state.global_step)
-        params = self.params if self.params is not None else {"trainer": trainer_config_dict(config)}
+        # A library run's params: its TrainerConfig, and the precision it computes in ("auto" resolved)
+        params = self.params if self.params is not None else {
+            "trainer": {**trainer_config_dict(config), "precision_used": getattr(self.state, "precision", "32")}}
         folder = output_dir / ARTIFACTS_DIR / "config"
         folder.mkdir(parents=True, exist_ok=True)
         text = config_yaml(self.config_yaml, params)

@@ -70,6 +70,7 @@ class TrainerState:
     last_checkpoint: str | None = None
     stop_reason: str | None = None  # why the run stopped early: "early_stopping", "SIGTERM", ...
     interrupted: bool = False  # stopped by a signal (SIGTERM/SIGINT)
+    precision: str = "32"  # what this run computes in: TrainerConfig.precision with "auto" resolved
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -78,7 +79,7 @@ class TrainerState:
         """Where a checkpoint's run stood; ``output_dir`` and ``max_steps`` stay this run's, and
         the saved run's stop (a signal's, say) is not this one's."""
         for key, value in saved.items():
-            if key not in ("output_dir", "max_steps"):
+            if key not in ("output_dir", "max_steps", "precision"):
                 setattr(self, key, value)
         self.stop_reason, self.interrupted = None, False
 

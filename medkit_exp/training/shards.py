@@ -161,7 +161,7 @@ class LossShares:
         """The global batch's loss (None when it is not finite on some rank: every rank skips or fails
         alike) and the factor of this rank's loss in its backward (one collective per micro-batch)."""
         if not self.context.is_distributed:
-            return (loss if bool(torch.isfinite(loss)) else None), 1.0
+            return (loss if math.isfinite(loss.item()) else None), 1.0  # no new tensor per step
         local_items, global_items = self.sizes[index]
         terms = loss_terms(self.component, input_batch, local_items)
         local_terms = local_items if terms is None else terms

@@ -34,7 +34,7 @@ from medkit_exp.training.loading import build_training_data, make_loader, prepro
 from medkit_exp.training.memory import retain_freed_memory
 from medkit_exp.training.metrics import MetricsComputer, declared_metric_names
 from medkit_exp.training.optim import OptimizerStep, build_optimizer, optimizer_step
-from medkit_exp.training.precision import autocast, grad_scaler, resolve_precision
+from medkit_exp.training.precision import autocast, describe_precision, grad_scaler, resolve_precision
 from medkit_exp.training.printer import DefaultPrinterCallback
 from medkit_exp.training.resume import resume_trainer, trainer_payload
 from medkit_exp.training.running_mean import Windows
@@ -78,6 +78,8 @@ class Trainer:
         self.train_metrics_computer = metrics_computer if config.do_metrics_in_training else None
         self.device, self.output_dir = component.device, Path(config.output_dir)
         self.precision = resolve_precision(str(config.precision), self.device)  # "auto" made concrete
+        if str(config.precision) == "auto":
+            logger.info(describe_precision("auto", self.device))
         rank_zero.make_run_folder(self.distributed, self.output_dir)  # rank 0 is the one writer
         self._set_medkit_attributes(callback)
         data = build_training_data(component, config, train_data, eval_data)
@@ -89,7 +91,7 @@ class Trainer:
         self.lr_scheduler_builder = lr_scheduler_builder
         nb_batches = len(self.sampler)
         self.state = TrainerState(str(self.output_dir), nb_batches_per_epoch=nb_batches,
-                                  max_steps=config.optimizer_steps(nb_batches))
+                                  max_steps=config.optimizer_steps(nb_batches), precision=self.precision)
         self.build_optimization()
         self.global_batch_size = distributed.global_batch(self.distributed, config)
         self.loss_shares = shards.LossShares(self.distributed, component)

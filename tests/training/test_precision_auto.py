@@ -56,6 +56,26 @@ def test_the_trainer_holds_the_resolved_precision(tmp_path, monkeypatch, flags):
     trainer = toy_trainer_builder(tmp_path / "run")(precision="auto", nb_training_epochs=1)
     assert trainer.precision == ("bf16" if flags else "32")
     assert trainer.config.precision == "auto"  # the config stays as set
+    assert trainer.state.precision == trainer.precision  # what callbacks see
+
+
+def test_a_library_run_records_the_precision_it_used(tmp_path, monkeypatch, caplog):
+    """Without the application, MLflowCallback logs the TrainerConfig as given (trainer.precision
+    auto) and trainer.precision_used; the Trainer logs the line saying why."""
+    from mlflow import MlflowClient
+
+    from medkit_exp.tracking import MLflowCallback
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f"}))  # a CPU without native bf16
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    callback = MLflowCallback(uri, "library-precision", plots=False, log_checkpoints=False,
+                              artifact_location=str(tmp_path / "artifacts"))
+    with caplog.at_level("INFO", logger="medkit_exp.training.trainer"):
+        trainer = toy_trainer_builder(tmp_path / "run")(precision="auto", nb_training_epochs=1, callback=[callback])
+    trainer.train()
+    assert describe_precision("auto", trainer.device) in caplog.messages
+    params = MlflowClient(uri).get_run(callback.run_id).data.params
+    assert (params["trainer.precision"], params["trainer.precision_used"]) == ("auto", "32")
 
 
 def test_bf16_training_of_a_tiny_bert_computes_in_bf16_and_its_loss_is_finite(tmp_path):
@@ -72,7 +92,7 @@ def test_bf16_training_of_a_tiny_bert_computes_in_bf16_and_its_loss_is_finite(tm
     assert all(p.dtype == torch.float32 for p in component.model.parameters())  # fp32 master weights
 
 
-def test_an_app_run_prints_and_records_the_precision_it_used(tmp_path, monkeypatch, capsys):
+def test_an_app_run_prints_and_records_the_precision_it_used(tmp_path, monkeypatch, caplog):
     from hydra import compose, initialize_config_dir
     from mlflow import MlflowClient
 
@@ -97,11 +117,12 @@ def test_an_app_run_prints_and_records_the_precision_it_used(tmp_path, monkeypat
             "tracking.plots=false", "tracking.log_checkpoints=false", "tracking.model_hooks.0.dev_report=false",
         ])
     assert cfg.trainer.precision == "auto"  # the application's default
-    train(cfg)
+    with caplog.at_level("INFO", logger="medkit_exp.training.trainer"):
+        train(cfg)
     (trainer,) = made
     used = resolve_precision("auto", trainer.device)
     assert trainer.precision == used
-    assert describe_precision("auto", trainer.device) in capsys.readouterr().out.splitlines()
+    assert caplog.messages.count(describe_precision("auto", trainer.device)) == 1  # said once, by the Trainer
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("precision-auto").experiment_id])
     assert run.data.params["trainer.precision"] == "auto"
