@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NCBI_TEST = Path("/work/shared/data/ncbi_disease/MTL-Bioinformatics-2016/data/NCBI-disease-IOB/test.tsv")
+# $MEDKIT_EXP_DATA_DIR, else ../shared/data beside the project (as the other benchmarks)
+DATA_DIR = Path(os.environ.get("MEDKIT_EXP_DATA_DIR", ROOT.parent / "shared" / "data"))
+NCBI_TEST = DATA_DIR / "ncbi_disease" / "MTL-Bioinformatics-2016" / "data" / "NCBI-disease-IOB" / "test.tsv"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
