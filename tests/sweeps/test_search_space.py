@@ -192,16 +192,16 @@ def test_a_sampler_or_pruner_given_by_target_reaches_the_sweeper_as_written():
     assert isinstance(make_pruner(OmegaConf.to_container(sweeper.raw_settings["pruner"])), optuna.pruners.ThresholdPruner)
 
 
-def test_ner_optuna_default_pruner_is_the_top_quarter_percentile_pruner():
+def test_ner_optuna_default_pruner_is_the_top_quarter_percentile_pruner(composed):
     """hparams_search=ner_optuna composes top_quarter, which builds the pruner the docs describe;
     another pruner picked on the command line replaces it whole."""
     import optuna
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        default = compose("config", overrides=["+experiment=ner", "hparams_search=ner_optuna"], return_hydra_config=True)
-        median = compose("config", overrides=["+experiment=ner", "hparams_search=ner_optuna", "hydra/sweeper/pruner=median"],
-                         return_hydra_config=True)
+    # (the `composed` fixture holds Hydra initialised on conf/ for this module)
+    default = compose("config", overrides=["+experiment=ner", "hparams_search=ner_optuna"], return_hydra_config=True)
+    median = compose("config", overrides=["+experiment=ner", "hparams_search=ner_optuna", "hydra/sweeper/pruner=median"],
+                     return_hydra_config=True)
     pruner = make_pruner(OmegaConf.to_container(default.hydra.sweeper.pruner))
     assert isinstance(pruner, optuna.pruners.PercentilePruner)
     assert (pruner._percentile, pruner._n_startup_trials, pruner._n_warmup_steps) == (25.0, 2, 1)
