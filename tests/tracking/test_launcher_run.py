@@ -66,7 +66,7 @@ def test_evaluation_logs_into_the_launcher_run_or_a_run_of_its_own(
 
     report = {
         "checkpoint": str(tmp_path / "checkpoint-0000004"), "data": "demo", "split": "test", "documents": 3,
-        "entities": 5, "words": {"loss": 1.25, "f1": 0.5, "problem_support": 5.0}, "spans": {"f1": 0.4},
+        "precision": "bf16", "prediction_precision": "bf16", "entities": 5, "words": {"loss": 1.25, "f1": 0.5, "problem_support": 5.0}, "spans": {"f1": 0.4},
     }
     (tmp_path / "metrics.json").write_text(json.dumps(report))
     tracking = {"tracking_uri": tracking_uri, "experiment_name": experiment_name}
@@ -79,6 +79,7 @@ def test_evaluation_logs_into_the_launcher_run_or_a_run_of_its_own(
         "test/loss": 1.25, "test/f1": 0.5, "test/problem_support": 5.0, "test/spans_f1": 0.4
     }
     assert run.data.params["evaluate.split"] == "test" and run.data.tags["task"] == "evaluate"
+    assert run.data.params["evaluate.precision"] == run.data.params["evaluate.prediction_precision"] == "bf16"
     assert [a.path for a in client.list_artifacts(own, "evaluation")] == ["evaluation/metrics.json"]
 
     launcher = client.create_run(run.info.experiment_id).info.run_id
