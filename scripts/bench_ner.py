@@ -183,12 +183,12 @@ def run_ours(corpora: dict[str, list[Any]], seed: int, settings: Settings, syste
     seed_everything(seed)  # before the tagger: its new classification head is seeded too
     tagger = HFEntityMatcherTrainable(default_encoder(), LABELS, "iob2", tokenizer_max_length=settings.max_length)
     # "ours": fp32 as the HF Trainer's default; the others: our application's default precision
-    options: dict[str, Any] = {"precision": "32" if system == "ours" else "auto"}
+    options: dict[str, Any] = {"precision": "32" if system == "ours" else "auto", "batch_size": settings.batch_size}
     if system == "ours-tokens":
         options.update(batch_size=4 * settings.batch_size, max_batch_tokens=settings.token_budget)
     config = TrainerConfig(
         output_dir=str(settings.work_dir / f"{system}-{seed}"), learning_rate=settings.lr,
-        nb_training_epochs=settings.epochs, batch_size=settings.batch_size, seed=seed, max_grad_norm=1.0,
+        nb_training_epochs=settings.epochs, seed=seed, max_grad_norm=1.0,
         eval_strategy="no", checkpoint_period=0, keep_best_k=0, group_by_length=True, logging_steps=10**6,
         **options,
     )
