@@ -10,11 +10,12 @@ MiniLM encoder, the demo corpus, the search space of ``conf/hparams_search/ner_o
 learning rate, weight decay, batch size, scheduler, warm-up), one after the other, each in its
 own process, with the same settings and the same sampler seed (TPE, ``--startup-trials`` random
 trials first); only the pruner differs: none, then ``--pruner``: by default ``ner_optuna``'s own
-(``top_quarter``: Optuna's percentile pruner keeping the top 25%, after 2 finished trials, never
-on a trial's first evaluation; see ``conf/hydra/sweeper/pruner/top_quarter.yaml``), else the named
+(``top_quarter``: Optuna's percentile pruner keeping the top 25%, after 2 finished trials, from a
+trial's first evaluation on; see ``conf/hydra/sweeper/pruner/top_quarter.yaml``), else the named
 one (median/percentile: after ``--pruner-startup`` finished trials, a trial whose F1 at an
 evaluation is below the median / the ``--percentile`` of the others at that evaluation stops;
-evaluations are per epoch; none before evaluation ``--warmup-evaluations`` + 1). MLflow tracking goes to a sqlite store in the output folder
+evaluations are per epoch, numbered from 1, and Optuna prunes from step ``--warmup-evaluations``
+on, so the default 1 protects no evaluation and 2 protects the first). MLflow tracking goes to a sqlite store in the output folder
 (``--no-tracking`` turns it off).
 
 Prints, for each sweep, its wall time (the whole process, imports included), the time inside
@@ -51,7 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pruner", default="default", help="pruner of the pruned sweep: default (ner_optuna's own, "
                         "top_quarter), median, hyperband, successive_halving, percentile (default: default)")
     parser.add_argument("--pruner-startup", type=int, default=3, help="median/percentile: finished trials before any pruning (default: 3)")
-    parser.add_argument("--warmup-evaluations", type=int, default=1, help="median/percentile: evaluations of a trial before it may be pruned (default: 1)")
+    parser.add_argument("--warmup-evaluations", type=int, default=1, help="median/percentile: Optuna's n_warmup_steps: a trial may be pruned from evaluation N on "
+                        "(evaluations are numbered from 1; default: 1)")
     parser.add_argument("--order", choices=("unpruned-first", "pruned-first"), default="unpruned-first", help="which sweep runs first")
     parser.add_argument("--no-tracking", action="store_true", help="no MLflow tracking (default: a sqlite store in the output folder)")
     parser.add_argument("--debug", action="store_true", help="debug=fast: tiny random encoder, 4 steps per trial (a smoke check of this script)")

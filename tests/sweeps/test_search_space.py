@@ -204,5 +204,5 @@ def test_ner_optuna_default_pruner_is_the_top_quarter_percentile_pruner(composed
                      return_hydra_config=True)
     pruner = make_pruner(OmegaConf.to_container(default.hydra.sweeper.pruner))
     assert isinstance(pruner, optuna.pruners.PercentilePruner)
-    assert (pruner._percentile, pruner._n_startup_trials, pruner._n_warmup_steps) == (25.0, 2, 1)
+    assert (pruner._percentile, pruner._n_startup_trials, pruner._n_warmup_steps) == (25.0, 2, 0)
     assert OmegaConf.to_container(median.hydra.sweeper.pruner) == {"name": "median"}
