@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from medkit_exp.training.history import HISTORY_FILE
+from tests.training.ddp_launch import NATIVE_ABORT
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
@@ -37,7 +39,15 @@ def run(cwd: Path, command: list[str], timeout: float = 240) -> subprocess.Compl
     """One thread per process (2 processes on a shared 2-core machine); no HYDRA_FULL_ERROR."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     environment.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
+    if result.returncode != 0 and NATIVE_ABORT in result.stderr:
+        # The native abort tests/training/ddp_launch.py relaunches on (not root-caused; seen in this
+        # test's early-stopping run in two full slow runs on 2026-12-06, never when run alone): the
+        # run is launched once more in a clean folder, said on stderr; a second failure stays one.
+        print(f"{' '.join(command[3:6])}: a rank aborted ({NATIVE_ABORT!r}); launched once more", file=sys.stderr)
+        shutil.rmtree(cwd / "outputs", ignore_errors=True)
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
+    return result
 
 
 def only_run_folder(cwd: Path) -> Path:
