@@ -249,15 +249,11 @@ def read_brat(
     >>> corpus[0].entities[0].spans, corpus.report.ignored  # doctest: +SKIP
     ([(0, 10)], Counter({'relation': 3}))
     """
-    check_choice("relations", relations, KEEP_OR_IGNORE)
-    check_choice("attributes", attributes, KEEP_OR_IGNORE)
-    check_choice("errors", errors, ERROR_MODES)
-    path = Path(path)
     report = ReadReport(source=str(path))
-    corpus = Corpus(_brat_documents(path, report, errors, relations, attributes, check_text, encoding), report=report)
-    report.documents = len(corpus)
-    report.log()
-    return corpus
+    # iter_brat checks the options, counts the documents and logs the report once it is read through
+    documents = iter_brat(path, relations=relations, attributes=attributes, errors=errors, check_text=check_text,
+                          encoding=encoding, report=report)
+    return Corpus(documents, report=report)
 
 
 def iter_brat(
